@@ -1,0 +1,49 @@
+# netopt — the stable interface: plan, test, up, e2e, bench. Every target creates the venv on first use.
+STACK ?= dev
+FORMAT ?= text
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: venv plan test lint unit up e2e bench clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+## make plan STACK=<s> [FORMAT=json]: offline plan — resources, scores, capacity, rendered config under build/<s>/
+plan: venv
+	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT)
+
+## make test: lint, types, and every test except the Docker end-to-end stage
+test: lint unit
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
+unit: venv
+	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+## make e2e: apply the dev stack's Docker resources to a real dockerd started for the run
+e2e: venv
+	$(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
+
+## make bench: data-plane benchmark (wrk; nginx vs naive vs HAProxy) and offline-plan scaling
+bench: venv
+	$(PY) bench/plan_scale.py
+	$(PY) bench/run.py
+
+## make up STACK=<s>: pulumi up with a local file backend unless PULUMI_BACKEND_URL is set
+up: venv
+	@command -v pulumi >/dev/null 2>&1 || { echo "netopt: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)."; \
+	  echo "        'make plan STACK=$(STACK)' shows what would be deployed without it."; exit 1; }
+	@mkdir -p .pulumi-state
+	PULUMI_BACKEND_URL=$${PULUMI_BACKEND_URL:-file://$(CURDIR)/.pulumi-state} PULUMI_CONFIG_PASSPHRASE=$${PULUMI_CONFIG_PASSPHRASE-} \
+	  sh -c 'pulumi stack select --create $(STACK) && pulumi up --stack $(STACK)'
+
+clean:
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache

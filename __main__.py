@@ -1,0 +1,19 @@
+"""netopt: declare the container network, its workloads and gateway from the stack's `netopt:*` config."""
+
+import pulumi
+
+from components.app_network import AppNetwork
+from components.config import spec_from_pulumi_config
+from components.validation import SpecError
+
+try:
+    spec = spec_from_pulumi_config()
+except SpecError as error:
+    # RunError ends the program cleanly with the report and no traceback; nothing has been registered yet.
+    raise pulumi.RunError(error.report()) from None
+
+app = AppNetwork(spec.network.name, spec)
+pulumi.export("endpoint", app.endpoint)
+pulumi.export("scores", app.report["scores"])
+pulumi.export("capacity", app.report["capacity"])
+pulumi.export("report", app.report)

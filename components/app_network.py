@@ -1,0 +1,38 @@
+"""AppNetwork: the whole stack — network, workloads, gateway — plus the strategy report policies read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pulumi
+
+from components.capacity import compute_capacity
+from components.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.network import ContainerNetwork
+from components.plan import Plan, build_plan
+from components.report import strategy_report
+from components.scores import compute_scores
+from components.spec import Spec
+from components.targets import target_for
+from components.targets.base import Target
+from components.workload import Workload
+
+
+def analyse(spec: Spec) -> tuple[Target, Plan, dict[str, Any]]:
+    """Target, plan and strategy report for a spec — pure, no resources (tests and benchmarks use it too)."""
+    target = target_for(spec)
+    plan = build_plan(spec)
+    return target, plan, strategy_report(plan, compute_scores(plan), compute_capacity(plan, target.shares), target.balancing)
+
+
+class AppNetwork(pulumi.ComponentResource):
+    def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None) -> None:
+        target, plan, self.report = analyse(spec)
+        # The report is an input of this component so policies see it, as a known value, during preview.
+        super().__init__("netopt:index:AppNetwork", name, {"report": self.report}, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.network = ContainerNetwork(f"{name}-network", target, child)
+        self.workloads = [Workload(w, self.network, target, child) for w in spec.workloads]
+        self.gateway = LoadBalancer(f"{name}-gateway", LoadBalancerArgs(plan, self.network, self.workloads), target, child)
+        self.endpoint = self.gateway.endpoint
+        self.register_outputs({"report": self.report, "endpoint": self.endpoint, "config_sha256": self.gateway.config_sha256})

@@ -1,0 +1,36 @@
+"""LoadBalancer: the nginx gateway, rendered from the plan's routes, rate limits and upstreams."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pulumi
+
+from components.network import ContainerNetwork
+from components.nginx import render_nginx
+from components.plan import Plan
+from components.targets.base import Target
+from components.workload import Workload
+
+
+@dataclass(frozen=True)
+class LoadBalancerArgs:
+    plan: Plan  # carries the typed routes, rate limits and concurrency limits the gateway enforces
+    network: ContainerNetwork
+    workloads: Sequence[Workload]
+
+
+class LoadBalancer(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LoadBalancerArgs, target: Target, opts: pulumi.ResourceOptions | None = None) -> None:
+        spec = args.plan.spec
+        super().__init__("netopt:index:LoadBalancer", name, {"algorithm": spec.gateway.algorithm, "routes": [r.name for r in spec.routes]}, opts)
+        self.routes = spec.routes
+        self.rate_limits = spec.rate_limits
+        self.concurrency_limits = spec.concurrency_limits
+        self.config = render_nginx(args.plan, target.address_map(), target.nginx_runtime())
+        backends = [resource for workload in args.workloads for resource in workload.resources]
+        outputs = target.gateway(self, self.config, args.network.handles, backends)
+        self.endpoint = outputs["endpoint"]
+        self.config_sha256 = outputs["config_sha256"]
+        self.register_outputs({"endpoint": self.endpoint, "config_sha256": self.config_sha256})

@@ -1,0 +1,73 @@
+"""The strategy report: scores with their per-item inputs and the capacity table, as plain JSON-ready data.
+
+It is exported as stack outputs and attached to the AppNetwork component's inputs, so it is a known value during
+preview and the policy pack reads the numbers computed here instead of recomputing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from components.capacity import Capacity
+from components.plan import Plan
+from components.scores import Item, Scores
+
+
+def _items(items: tuple[Item, ...]) -> list[dict[str, Any]]:
+    return [{"item": i.item, "value": i.value} for i in items]
+
+
+def scores_document(scores: Scores) -> dict[str, Any]:
+    return {
+        "load_balancing": scores.load_balancing,
+        "routing": scores.routing,
+        "flow_control": scores.flow_control,
+        "overall": scores.overall,
+        "inputs": {
+            "t_seconds": _items(scores.t_seconds),
+            "r": _items(scores.r),
+            "f_rps": _items(scores.f_rps),
+            "s": _items(scores.s),
+        },
+    }
+
+
+def capacity_document(capacity: Capacity) -> dict[str, Any]:
+    return {
+        "replicas": [asdict(row) for row in capacity.replicas],
+        "routes": [asdict(row) for row in capacity.routes],
+        "peak_utilization": capacity.peak_utilization(),
+    }
+
+
+def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: str) -> dict[str, Any]:
+    """Everything a reviewer or a policy needs to judge the strategy, keyed for stability (keys only grow)."""
+    spec = plan.spec
+    return {
+        "environment": spec.environment,
+        "target": spec.target,
+        "balancing": balancing,
+        "algorithm": spec.gateway.algorithm,
+        "scores": scores_document(scores),
+        "capacity": capacity_document(capacity),
+        "routes": [
+            {
+                "name": route.name,
+                "upstream": plan.route_upstreams[route.name],
+                "methods": list(route.match.methods) if route.match.methods else None,
+                "retry_non_idempotent": route.retry_non_idempotent,
+                "rate_limit": route.rate_limit,
+                "concurrency_limit": route.concurrency_limit,
+                "backends": [{"workload": b.workload, "weight": b.weight} for b in route.backends],
+            }
+            for route in spec.routes
+        ],
+        "gateway": {
+            "keepalive_connections": spec.gateway.keepalive.connections,
+            "retry_tries": spec.gateway.retries.tries,
+            "retry_conditions": list(spec.gateway.retries.conditions),
+            "replicas": spec.gateway.replicas,
+        },
+        "workloads": {w.name: {"replicas": w.replicas, "image": w.image} for w in spec.workloads},
+    }

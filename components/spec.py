@@ -1,0 +1,286 @@
+"""The typed network spec: what a stack's `netopt:*` config means.
+
+Every model forbids unknown keys so a typo is an error, not a silently ignored setting. Cross-references
+(routes -> workloads, routes -> limits) are checked in `components.validation`, which collects every problem
+into one report; this module only states the shape of each object.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
+IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
+HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
+HOST_NAME = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+URI_PATH = r"^/[^\s;{}\"'\\]*$"
+SIZE = r"^[0-9]{1,6}[kmKM]?$"
+
+Name = Annotated[str, Field(pattern=DNS_LABEL)]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+Seconds = PositiveFloat
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted"]
+RetryCondition = Literal[
+    "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_429"
+]
+HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+PathType = Literal["exact", "prefix", "regex"]
+Target = Literal["docker", "kubernetes"]
+
+
+class Strict(BaseModel):
+    """Base for every spec object: unknown keys are errors, values are immutable once validated."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Resources(Strict):
+    """Per-container limits; Docker gets them as --cpus/--memory, Kubernetes as requests=limits."""
+
+    cpu: PositiveFloat = 0.5
+    memory_mb: Annotated[int, Field(ge=16)] = 128
+
+
+class HealthCheck(Strict):
+    """HTTP readiness of a replica. `command` overrides the in-container probe for images without wget."""
+
+    path: Annotated[str, Field(pattern=URI_PATH)] = "/healthz"
+    interval_s: Seconds = 5
+    timeout_s: Seconds = 2
+    retries: PositiveInt = 3
+    command: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class Workload(Strict):
+    """One backend service. `response_time_ms` and `max_concurrency` feed the scores and capacity model.
+
+    `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
+    slower hardware); latency_weighted balancing uses the per-replica values.
+    """
+
+    name: Name
+    image: Annotated[str, Field(min_length=1)]
+    port: Port
+    replicas: Annotated[int, Field(ge=1, le=256)] = 1
+    response_time_ms: PositiveFloat | list[PositiveFloat]
+    max_concurrency: PositiveInt
+    replica_weights: list[PositiveInt] | None = None
+    idle_timeout_s: Seconds = 75
+    resources: Resources = Resources()
+    health: HealthCheck = HealthCheck()
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+    read_only_root_fs: bool = True
+
+    @model_validator(mode="after")
+    def _per_replica_lists_match_replicas(self) -> Workload:
+        for field in ("response_time_ms", "replica_weights"):
+            value = getattr(self, field)
+            if isinstance(value, list) and len(value) != self.replicas:
+                raise ValueError(f"{field} lists {len(value)} values but replicas is {self.replicas}; give one per replica")
+        return self
+
+    def replica_response_times_s(self) -> list[float]:
+        """Declared response time of each replica, in seconds (the t_i of the load-balancing score)."""
+        times = self.response_time_ms if isinstance(self.response_time_ms, list) else [self.response_time_ms] * self.replicas
+        return [t / 1000.0 for t in times]
+
+
+class Keepalive(Strict):
+    """Upstream connection reuse. `timeout_s` must stay below every backend's idle timeout."""
+
+    connections: Annotated[int, Field(ge=1, le=4096)] = 64
+    timeout_s: Seconds = 60
+    requests: PositiveInt = 10000
+
+
+class PassiveHealth(Strict):
+    max_fails: Annotated[int, Field(ge=0)] = 3
+    fail_timeout_s: Seconds = 10
+
+
+class Retries(Strict):
+    """Total tries per request (1 = no retry). Non-idempotent methods are only retried where a route opts in."""
+
+    tries: Annotated[int, Field(ge=1, le=10)] = 2
+    conditions: list[RetryCondition] = ["error", "timeout", "http_502", "http_503", "http_504"]
+
+
+class Timeouts(Strict):
+    connect_s: Seconds = 2
+    read_s: Seconds = 30
+    send_s: Seconds = 30
+
+
+class Publish(Strict):
+    """Where the gateway's port is published on the Docker host (127.0.0.1 keeps a dev stack private)."""
+
+    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
+    port: Port = 8080
+
+
+class Gateway(Strict):
+    """The load-balancing gateway (nginx) in front of every workload."""
+
+    image: Annotated[str, Field(min_length=1)]
+    algorithm: Algorithm = "round_robin"
+    hash_key: str | None = None
+    listen_port: Port = 8080
+    status_port: Port = 8081
+    publish: Publish = Publish()
+    service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = "ClusterIP"
+    keepalive: Keepalive = Keepalive()
+    passive_health: PassiveHealth = PassiveHealth()
+    retries: Retries = Retries()
+    timeouts: Timeouts = Timeouts()
+    allowed_sources: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+        ipaddress.IPv4Network("0.0.0.0/0"),
+        ipaddress.IPv6Network("::/0"),
+    ]
+    client_max_body_size: Annotated[str, Field(pattern=SIZE)] = "1m"
+    resources: Resources = Resources()
+    replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    run_as_user: Annotated[str, Field(pattern=r"^[0-9]{1,10}(:[0-9]{1,10})?$")] = "101:101"
+    health_command: Annotated[list[str], Field(min_length=1)] | None = None
+
+    @field_validator("hash_key")
+    @classmethod
+    def _hash_key_form(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"client_ip|uri|header:[A-Za-z0-9-]+|cookie:[A-Za-z0-9_]+", value):
+            raise ValueError("hash_key must be one of client_ip, uri, header:<Name>, cookie:<name>")
+        return value
+
+    @model_validator(mode="after")
+    def _hash_key_with_consistent_hash(self) -> Gateway:
+        if self.algorithm == "consistent_hash" and self.hash_key is None:
+            raise ValueError("algorithm consistent_hash needs hash_key (client_ip, uri, header:<Name> or cookie:<name>)")
+        if self.algorithm != "consistent_hash" and self.hash_key is not None:
+            raise ValueError(f"hash_key is only used by algorithm consistent_hash, not {self.algorithm}; remove it")
+        if self.listen_port == self.status_port:
+            raise ValueError(f"listen_port and status_port are both {self.listen_port}; give the status port another number")
+        return self
+
+
+class RouteMatch(Strict):
+    host: Annotated[str, Field(pattern=HOST_NAME)] | None = None
+    path: Annotated[str, Field(min_length=1)] = "/"
+    path_type: PathType = "prefix"
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,256}$")]] = {}
+    methods: list[HttpMethod] | None = None
+
+    @model_validator(mode="after")
+    def _path_is_valid_for_its_type(self) -> RouteMatch:
+        if self.path_type == "regex":
+            if '"' in self.path or "\\\\" in self.path:
+                raise ValueError("a regex path may not contain a double quote or a double backslash")
+            try:
+                re.compile(self.path)
+            except re.error as err:
+                raise ValueError(f"path is not a valid regex: {err}") from None
+        elif not re.fullmatch(URI_PATH, self.path):
+            raise ValueError("path must start with / and contain no spaces, quotes, ';', '{' or '}'")
+        return self
+
+
+class RouteBackend(Strict):
+    workload: Name
+    weight: PositiveInt = 1
+
+
+class Route(Strict):
+    """A routing rule: where matching requests go, with which split, limits and timeouts."""
+
+    name: Identifier
+    match: RouteMatch = RouteMatch()
+    backends: Annotated[list[RouteBackend], Field(min_length=1)]
+    rate_limit: Identifier | None = None
+    concurrency_limit: Identifier | None = None
+    timeouts: Timeouts | None = None
+    retry_non_idempotent: bool = False
+
+
+LimitKey = Annotated[str, Field(pattern=r"^(client_ip|global|header:[A-Za-z0-9-]{1,64})$")]
+
+
+class RateLimit(Strict):
+    """A token bucket: `rps` sustained, `burst` extra; over it the client gets 429 with Retry-After."""
+
+    name: Identifier
+    rps: PositiveFloat
+    burst: Annotated[int, Field(ge=0)] = 0
+    nodelay: bool = True
+    key: LimitKey = "client_ip"
+    retry_after_s: PositiveInt = 1
+
+    @field_validator("rps")
+    @classmethod
+    def _rps_expressible_in_nginx(cls, value: float) -> float:
+        if not float(value).is_integer() and not float(value * 60).is_integer():
+            raise ValueError("rps must be a whole number per second or per minute (e.g. 5 or 0.5)")
+        return value
+
+
+class ConcurrencyLimit(Strict):
+    """At most `connections` requests in flight per key; more get 429 with Retry-After."""
+
+    name: Identifier
+    connections: PositiveInt
+    key: LimitKey = "client_ip"
+    retry_after_s: PositiveInt = 1
+
+
+class Network(Strict):
+    """Backends live on `subnet` (internal, no route out); the gateway also joins `edge_subnet`."""
+
+    name: Name
+    subnet: ipaddress.IPv4Network | None = None
+    edge_subnet: ipaddress.IPv4Network | None = None
+
+
+class Traffic(Strict):
+    """Declared peak load of one route; `clients` is how many distinct limit keys (clients) share it."""
+
+    peak_rps: Annotated[float, Field(ge=0)]
+    clients: PositiveInt = 1
+
+
+class Scoring(Strict):
+    """References that turn each strategy's score into the dimensionless s_o of the overall score."""
+
+    latency_budget_ms: PositiveFloat = 100
+    flow_reference_rps: PositiveFloat = 1000
+
+
+class Spec(Strict):
+    """The whole `netopt` namespace of a stack's config."""
+
+    environment: Identifier
+    target: Target = "docker"
+    network: Network
+    gateway: Gateway
+    workloads: Annotated[list[Workload], Field(min_length=1)]
+    routes: Annotated[list[Route], Field(min_length=1)]
+    rate_limits: list[RateLimit] = []
+    concurrency_limits: list[ConcurrencyLimit] = []
+    traffic: dict[str, Traffic] = {}
+    scoring: Scoring = Scoring()
+    namespace: Name | None = None
+
+    @field_validator("traffic", mode="before")
+    @classmethod
+    def _bare_number_is_peak_rps(cls, value: object) -> object:
+        if isinstance(value, dict):
+            return {k: {"peak_rps": v} if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()}
+        return value
+
+    def workload(self, name: str) -> Workload:
+        return next(w for w in self.workloads if w.name == name)
+
+    def peak(self, route: str) -> Traffic:
+        return self.traffic.get(route, Traffic(peak_rps=0))

@@ -1,0 +1,240 @@
+"""Turn a raw `netopt` config mapping into a `Spec`, or into one report listing every problem.
+
+Shape errors come from pydantic (all of them at once); reference and consistency checks run on the raw data
+too, so a typo in a workload name is reported alongside a wrong type elsewhere. Each problem names its config
+key path (`netopt:routes[2].backends[0].workload`) and how to fix it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, get_args, get_origin
+
+from pydantic import BaseModel, ValidationError
+
+from components.spec import Spec
+
+NAMESPACE = "netopt"
+_TYPE_TAGS = {"float", "int", "str", "bool", "list", "dict", "none", "IPv4Network", "IPv6Network", "IPv4Address", "IPv6Address"}
+
+
+@dataclass(frozen=True)
+class Issue:
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class SpecError(Exception):
+    """Invalid stack config; `str()` is the full report, ready to show to a user."""
+
+    def __init__(self, issues: list[Issue]) -> None:
+        self.issues = issues
+        super().__init__(self.report())
+
+    def report(self) -> str:
+        count = len(self.issues)
+        lines = [f"{NAMESPACE}: {count} problem{'s' if count != 1 else ''} in the stack config (nothing was deployed or rendered):"]
+        lines += [f"  - {issue}" for issue in self.issues]
+        return "\n".join(lines)
+
+
+def parse_spec(raw: Mapping[str, Any]) -> Spec:
+    """Validate the `netopt` namespace of a stack config; raise `SpecError` with every problem found."""
+    issues = list(_unknown_top_level_keys(raw))
+    spec: Spec | None = None
+    try:
+        spec = Spec.model_validate({k: v for k, v in raw.items() if k in Spec.model_fields})
+    except ValidationError as err:
+        issues += _pydantic_issues(err)
+    issues += _reference_issues(raw)
+    if spec is not None:
+        issues += _consistency_issues(spec)
+    if issues:
+        raise SpecError(_dedupe(issues))
+    assert spec is not None
+    return spec
+
+
+def key_path(loc: Iterable[str | int]) -> str:
+    text = NAMESPACE
+    for i, part in enumerate(loc):
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += (":" if i == 0 else ".") + part
+    return text
+
+
+def _unknown_top_level_keys(raw: Mapping[str, Any]) -> Iterable[Issue]:
+    for key in raw:
+        if key not in Spec.model_fields:
+            yield Issue(key_path([key]), f"unknown key.{_did_you_mean(key, Spec.model_fields)} Known keys: {', '.join(Spec.model_fields)}")
+
+
+def _pydantic_issues(err: ValidationError) -> list[Issue]:
+    issues = []
+    for error in err.errors(include_url=False):
+        loc = [p for p in error["loc"] if not _is_type_tag(p)]
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            known = _fields_at(loc[:-1])
+            message = f"unknown key.{_did_you_mean(str(loc[-1]), known)} Known keys here: {', '.join(known)}"
+        elif error["type"] == "missing":
+            message = "required key is missing; add it"
+        elif error["type"] == "string_pattern_mismatch":
+            message = f"{error['input']!r} does not match the expected form {error['ctx']['pattern']}"
+        issues.append(Issue(key_path(loc), message))
+    return issues
+
+
+def _is_type_tag(part: str | int) -> bool:
+    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part)
+
+
+def _fields_at(loc: list[str | int]) -> list[str]:
+    """Field names of the spec model found at `loc`, so an unknown key can be answered with the known ones."""
+    model: Any = Spec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
+            return []
+        model = _model_in(model.model_fields[part].annotation)
+    return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _model_in(annotation: Any) -> Any:
+    """The BaseModel inside an annotation like `list[Route]`, `Timeouts | None` or `Annotated[...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation) if get_origin(annotation) is not None or get_args(annotation) else ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
+def _items(raw: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any]]]:
+    value = raw.get(key)
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, Mapping)]
+
+
+def _names(raw: Mapping[str, Any], key: str) -> list[str]:
+    return [item["name"] for _, item in _items(raw, key) if isinstance(item.get("name"), str)]
+
+
+def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
+    """Duplicate names and references to things that do not exist, checked on the raw config."""
+    issues: list[Issue] = []
+    for section in ("workloads", "routes", "rate_limits", "concurrency_limits"):
+        seen: dict[str, int] = {}
+        for i, item in _items(raw, section):
+            name = item.get("name")
+            if isinstance(name, str) and name in seen:
+                issues.append(Issue(key_path([section, i, "name"]), f"duplicate name '{name}' (also {key_path([section, seen[name]])}); names must be unique"))
+            elif isinstance(name, str):
+                seen[name] = i
+    workloads = _names(raw, "workloads")
+    limits = {"rate_limit": _names(raw, "rate_limits"), "concurrency_limit": _names(raw, "concurrency_limits")}
+    for i, route in _items(raw, "routes"):
+        used: set[str] = set()
+        for j, backend in enumerate(route.get("backends") or []):
+            target = backend.get("workload") if isinstance(backend, Mapping) else None
+            if not isinstance(target, str):
+                continue
+            path = key_path(["routes", i, "backends", j, "workload"])
+            if target not in workloads:
+                issues.append(Issue(path, f"unknown workload '{target}'.{_did_you_mean(target, workloads)} Declared workloads: {', '.join(workloads) or 'none'}"))
+            if target in used:
+                issues.append(Issue(path, f"workload '{target}' is listed twice in this route; merge the entries and add their weights"))
+            used.add(target)
+        for field, known in limits.items():
+            ref = route.get(field)
+            if isinstance(ref, str) and ref not in known:
+                section = field + "s"
+                issues.append(Issue(key_path(["routes", i, field]), f"unknown {field.replace('_', ' ')} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"))
+    routes = _names(raw, "routes")
+    traffic = raw.get("traffic")
+    if isinstance(traffic, Mapping):
+        for route_name in traffic:
+            if route_name not in routes:
+                issues.append(Issue(key_path(["traffic", str(route_name)]), f"no route named '{route_name}'.{_did_you_mean(str(route_name), routes)} Traffic is declared per route name"))
+    return issues
+
+
+def _consistency_issues(spec: Spec) -> list[Issue]:
+    """Checks that need the typed values: conflicting routes, keepalive vs idle timeouts, address room."""
+    issues = list(_route_conflicts(spec)) + list(_shared_location_issues(spec))
+    for i, workload in enumerate(spec.workloads):
+        if spec.gateway.keepalive.timeout_s >= workload.idle_timeout_s:
+            issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), f"{spec.gateway.keepalive.timeout_s:g}s is not below {key_path(['workloads', i, 'idle_timeout_s'])} ({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout"))
+    if spec.target == "docker":
+        issues += _docker_address_issues(spec)
+        if spec.gateway.replicas > 1:
+            issues.append(Issue(key_path(["gateway", "replicas"]), f"{spec.gateway.replicas} gateways cannot publish the same host port on one Docker host; use 1, or target kubernetes"))
+    return issues
+
+
+def _route_conflicts(spec: Spec) -> Iterable[Issue]:
+    seen: dict[tuple[object, ...], tuple[int, set[str] | None]] = {}
+    for i, route in enumerate(spec.routes):
+        m = route.match
+        key = (m.host, m.path_type, m.path, tuple(sorted(m.headers.items())))
+        methods = set(m.methods) if m.methods else None
+        if key in seen:
+            j, other = seen[key]
+            overlap = methods is None or other is None or bool(methods & other)
+            if overlap:
+                yield Issue(key_path(["routes", i, "match"]), f"conflicts with {key_path(['routes', j])} ('{spec.routes[j].name}'): same host, path and headers with overlapping methods; make the methods, headers or path differ")
+                continue
+        seen[key] = (i, methods)
+
+
+def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
+    """Routes that end up in one nginx location share its timeouts and retry policy, so they must agree."""
+    first: dict[tuple[str, str], list[int]] = {}
+    for i, route in enumerate(spec.routes):
+        first.setdefault((route.match.path_type, route.match.path), []).append(i)
+    for indexes in first.values():
+        for a_pos, a in enumerate(indexes):
+            for b in indexes[a_pos + 1:]:
+                ra, rb = spec.routes[a], spec.routes[b]
+                hosts_meet = ra.match.host is None or rb.match.host is None or ra.match.host == rb.match.host
+                if hosts_meet and (ra.timeouts, ra.retry_non_idempotent) != (rb.timeouts, rb.retry_non_idempotent):
+                    yield Issue(key_path(["routes", b]), f"shares its nginx location with {key_path(['routes', a])} ('{ra.name}') but sets different timeouts or retry_non_idempotent; make them equal or change the path")
+
+
+def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
+    subnet = spec.network.subnet
+    if subnet is None:
+        yield Issue(key_path(["network", "subnet"]), "the docker target gives every backend a fixed address (nginx resolves names once), so it needs an IPv4 subnet; add e.g. 10.42.0.0/24")
+        return
+    from components.addressing import FIRST_REPLICA_OFFSET
+
+    needed = FIRST_REPLICA_OFFSET + sum(w.replicas for w in spec.workloads)
+    if subnet.num_addresses - 1 <= needed:
+        yield Issue(key_path(["network", "subnet"]), f"{subnet} has {subnet.num_addresses - 2} host addresses but {needed} are needed; use a larger subnet")
+    edge = spec.network.edge_subnet
+    if edge is not None and edge.overlaps(subnet):
+        yield Issue(key_path(["network", "edge_subnet"]), f"{edge} overlaps the internal subnet {subnet}; use a separate range")
+
+
+def _dedupe(issues: list[Issue]) -> list[Issue]:
+    merged: dict[str, list[str]] = {}
+    for issue in issues:
+        messages = merged.setdefault(issue.path, [])
+        if issue.message not in messages:
+            messages.append(issue.message)
+    return [Issue(path, "; or ".join(messages) if len(messages) > 1 and all("valid" in m for m in messages) else "; ".join(messages)) for path, messages in merged.items()]
