@@ -3,7 +3,9 @@
 nginx resolves upstream names once, at load; a name that does not resolve stops it from starting, and a
 replaced container's new address would leave it stale. The Docker target therefore gives every backend replica
 a fixed IPv4 address from the declared internal subnet: a replaced container comes back on the same address,
-and the gateway starts even while a backend is down. Other targets and tests supply their own map.
+and the gateway starts even while a backend is down. The Kubernetes target cannot fix pod addresses, so its map
+has one entry per workload, the workload's ClusterIP Service (its address is fixed for the Service's lifetime,
+and the Service exists before the gateway starts). Tests supply their own map.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from collections.abc import Mapping
 from components.spec import Spec
 
 AddressMap = Mapping[str, list[str]]
-"""Workload name -> "host:port" of each replica, indexed by replica number."""
+"""Workload name -> "host:port" of each upstream member: each replica, indexed by replica number (gateway
+balancing), or the workload's Service alone (service balancing, see `balancing.balancing_mode`)."""
 
 GATEWAY_OFFSET = 2
 FIRST_REPLICA_OFFSET = 10
@@ -40,3 +43,17 @@ def docker_address_map(spec: Spec) -> dict[str, list[str]]:
     return {
         name: [f"{ip}:{spec.workload(name).port}" for ip in ips] for name, ips in docker_replica_ips(spec).items()
     }
+
+
+def kubernetes_namespace(spec: Spec) -> str:
+    return spec.namespace or spec.network.name
+
+
+def kubernetes_service_host(spec: Spec, workload: str) -> str:
+    """The cluster DNS name of a Service in the stack's namespace."""
+    return f"{workload}.{kubernetes_namespace(spec)}.svc.{spec.kubernetes.cluster_domain}"
+
+
+def kubernetes_address_map(spec: Spec) -> dict[str, list[str]]:
+    """One member per workload: its ClusterIP Service, which spreads connections over the ready pods."""
+    return {w.name: [f"{kubernetes_service_host(spec, w.name)}:{w.port}"] for w in spec.workloads}

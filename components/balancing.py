@@ -45,6 +45,51 @@ def expected_shares(route: Route, spec: Spec, algorithm: Algorithm | None = None
     return _shares(route, spec, by_service_rate=adaptive, use_declared_weights=algorithm == "weighted")
 
 
+def balancing_mode(spec: Spec) -> str:
+    """Who spreads a workload's share over its replicas.
+
+    "gateway": nginx picks each replica (Docker: every replica has a fixed address, one upstream server each).
+    "service": nginx picks the workload's Service, the platform spreads its connections over the ready pods
+    (Kubernetes: pod addresses change on every restart, a ClusterIP stays fixed for the Service's lifetime).
+    """
+    return "service" if spec.target == "kubernetes" else "gateway"
+
+
+def upstream_members(route: Route, spec: Spec) -> list[tuple[str, int, Fraction]]:
+    """The servers nginx balances for a route, with their share: (workload, member index, share).
+
+    With gateway balancing a member is a replica (the index is the replica number), as `nginx_shares`. With
+    service balancing a member is a workload's Service (index 0) and carries the workload's whole split.
+    """
+    if balancing_mode(spec) == "service":
+        total_weight = sum(b.weight for b in route.backends)
+        return [(b.workload, 0, Fraction(b.weight, total_weight)) for b in route.backends]
+    return nginx_shares(route, spec)
+
+
+def member_max_conns(workload: Workload, spec: Spec) -> int:
+    """nginx's max_conns for one upstream member: one replica's concurrency, or all replicas' behind a Service."""
+    if balancing_mode(spec) == "service":
+        return workload.max_concurrency * spec.max_replicas(workload.name)
+    return workload.max_concurrency
+
+
+def member_max_fails(spec: Spec) -> int | None:
+    """nginx's max_fails for one upstream member; None: the gateway's passive_health.max_fails.
+
+    A Service member is a whole workload: ejecting it after a few failed attempts would take every healthy pod of
+    the workload out with the failing one, so passive ejection is off (0) and per-pod health is the readiness probe.
+    """
+    return 0 if balancing_mode(spec) == "service" else None
+
+
+def service_shares(route: Route, spec: Spec) -> list[tuple[str, int, Fraction]]:
+    """Expected shares when a Service spreads a workload's replicas: the route split holds, each replica of a
+    workload gets an equal part whatever the algorithm (kube-proxy picks a ready endpoint per connection, at
+    random or in turn, blind to load, weights and per-replica response times)."""
+    return _shares(route, spec, by_service_rate=False, use_declared_weights=False)
+
+
 def _shares(route: Route, spec: Spec, by_service_rate: bool, use_declared_weights: bool) -> list[tuple[str, int, Fraction]]:
     total_weight = sum(b.weight for b in route.backends)
     shares = []

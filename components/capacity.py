@@ -79,9 +79,9 @@ def mean_latency_s(servers: int, service_time_s: float, arrival_rps: float) -> f
 
 
 def admitted_max_rps(route: Route, spec: Spec) -> float | None:
-    if route.rate_limit is None:
+    limit = spec.rate_limit(route.rate_limit)
+    if limit is None:
         return None
-    limit = next(l for l in spec.rate_limits if l.name == route.rate_limit)
     return limit.rps if limit.key == "global" else limit.rps * spec.peak(route.name).clients
 
 
@@ -98,7 +98,7 @@ def compute_capacity(plan: Plan, shares: ShareFunction = expected_shares) -> Cap
             offered[key] = offered.get(key, 0.0) + peak.peak_rps * float(share)
             before = admitted.get(key, 0.0)
             admitted[key] = None if before is None or cap is None else before + cap * float(share)
-        limit = next((l for l in spec.rate_limits if l.name == route.rate_limit), None)
+        limit = spec.rate_limit(route.rate_limit)
         route_rows.append(RouteLoad(
             route=route.name,
             peak_rps=peak.peak_rps,
@@ -126,5 +126,6 @@ def compute_capacity(plan: Plan, shares: ShareFunction = expected_shares) -> Cap
             overloaded=latency is None,
             admitted_utilization=None if bound is None else bound / mu,
         ))
-    replica_rows.sort(key=lambda row: ([w.name for w in spec.workloads].index(row.workload), row.replica))
+    order = {w.name: i for i, w in enumerate(spec.workloads)}
+    replica_rows.sort(key=lambda row: (order[row.workload], row.replica))
     return Capacity(tuple(replica_rows), tuple(route_rows))

@@ -1,4 +1,4 @@
-"""Render the plan as one self-contained, deterministic nginx.conf (no includes, no DNS names).
+"""Render the plan as one self-contained, deterministic nginx.conf (no includes; no DNS names but Kubernetes Services').
 
 Upstream servers are addresses from an `AddressMap`, so the same plan renders for a Docker network (fixed
 IPs), a Kubernetes namespace or loopback test backends. The runtime (paths, listen address, user) is separate
@@ -58,7 +58,8 @@ def render_nginx(plan: Plan, addresses: AddressMap, runtime: NginxRuntime = Ngin
                 _balancing_method(out, plan)
                 for server in upstream.servers:
                     address = addresses[server.workload][server.replica]
-                    out.line(f"server {address} weight={server.weight} max_fails={gw.passive_health.max_fails} "
+                    max_fails = gw.passive_health.max_fails if server.max_fails is None else server.max_fails
+                    out.line(f"server {address} weight={server.weight} max_fails={max_fails} "
                              f"fail_timeout={_s(gw.passive_health.fail_timeout_s)} max_conns={server.max_conns};")
                 out.line(f"keepalive {gw.keepalive.connections};")
                 out.line(f"keepalive_timeout {_s(gw.keepalive.timeout_s)};")

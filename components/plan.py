@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.balancing import integer_weights, nginx_shares
+from components.balancing import integer_weights, member_max_conns, member_max_fails, upstream_members
 from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts
 
 DEFAULT_SERVER = "_"
@@ -19,9 +19,10 @@ DEFAULT_SERVER = "_"
 @dataclass(frozen=True)
 class UpstreamServer:
     workload: str
-    replica: int
+    replica: int  # index into the address map: the replica (gateway balancing) or 0, the workload's Service (service balancing)
     weight: int
     max_conns: int
+    max_fails: int | None = None  # None: the gateway's passive_health.max_fails
 
 
 @dataclass(frozen=True)
@@ -105,16 +106,19 @@ def _upstreams(spec: Spec) -> tuple[tuple[Upstream, ...], dict[str, str]]:
     """One upstream per distinct weighted backend set, shared by routes with the same set (one keepalive pool)."""
     by_signature: dict[tuple[tuple[str, int, int], ...], Upstream] = {}
     upstream_of: dict[str, str] = {}
+    names: set[str] = set()
     for route in spec.routes:
-        shares = nginx_shares(route, spec)
+        shares = upstream_members(route, spec)
         weights = integer_weights([share for _, _, share in shares])
         signature = tuple((w, r, weight) for (w, r, _), weight in zip(shares, weights, strict=True))
         if signature not in by_signature:
             label = "_".join(ident(b.workload) + (f"_{b.weight}" if len(route.backends) > 1 else "") for b in route.backends)
             name = f"up_{label}"
-            if any(u.name == name for u in by_signature.values()):
+            if name in names:
                 name = f"{name}__{ident(route.name)}"
-            servers = tuple(UpstreamServer(w, r, weight, spec.workload(w).max_concurrency) for w, r, weight in signature)
+            names.add(name)
+            servers = tuple(UpstreamServer(w, r, weight, member_max_conns(spec.workload(w), spec), member_max_fails(spec))
+                            for w, r, weight in signature)
             by_signature[signature] = Upstream(name, servers)
         upstream_of[route.name] = by_signature[signature].name
     return tuple(by_signature.values()), upstream_of
@@ -177,9 +181,10 @@ def _match_steps(servers: tuple[Server, ...]) -> dict[str, int]:
     steps: dict[str, int] = {}
     for server in servers:
         regex_locations = [loc for loc in server.locations if loc.kind == "regex"]
+        regex_position = {id(loc): i + 1 for i, loc in enumerate(regex_locations)}
         for location in server.locations:
             if location.kind == "regex":
-                regex_tries = regex_locations.index(location) + 1
+                regex_tries = regex_position[id(location)]
             elif location.kind == "prefix" and not location.stops_regex:
                 regex_tries = len(regex_locations)
             else:

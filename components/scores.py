@@ -60,8 +60,7 @@ def compute_scores(plan: Plan) -> Scores:
     spec = plan.spec
     t = tuple(Item(f"{name}/{replica}", seconds) for name, replica, seconds in backend_replicas(plan))
     r = tuple(Item(route.name, float(plan.match_steps[route.name])) for route in spec.routes)
-    limits = {limit.name: limit.rps for limit in spec.rate_limits}
-    f = tuple(Item(route.name, limits[route.rate_limit] if route.rate_limit else None) for route in spec.routes)
+    f = tuple(Item(route.name, limit.rps if (limit := spec.rate_limit(route.rate_limit)) else None) for route in spec.routes)
     lb = mean_reciprocal([i.value for i in t])
     routing = mean_reciprocal([i.value for i in r])
     flow = mean_reciprocal([i.value for i in f])

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
@@ -257,6 +258,29 @@ class Scoring(Strict):
     flow_reference_rps: PositiveFloat = 1000
 
 
+class Autoscaling(Strict):
+    """A HorizontalPodAutoscaler for one workload (kubernetes target): its `replicas` is the minimum."""
+
+    max_replicas: Annotated[int, Field(ge=2, le=256)]
+    cpu_utilization_percent: Annotated[int, Field(ge=10, le=100)] = 70
+
+
+class KubernetesSettings(Strict):
+    """`netopt:kubernetes`: what only the kubernetes target reads; the docker target ignores it.
+
+    `render_yaml_to_directory` is render-only mode: the provider writes the manifests there and never contacts a
+    cluster. `run_as_user` is the uid:gid every workload pod runs as (the gateway uses `gateway.run_as_user`);
+    `drain_s` is how long a terminating pod keeps serving while its endpoint is withdrawn.
+    """
+
+    context: Annotated[str, Field(min_length=1)] | None = None
+    render_yaml_to_directory: Annotated[str, Field(min_length=1)] | None = None
+    cluster_domain: Annotated[str, Field(pattern=HOST_NAME)] = "cluster.local"
+    run_as_user: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}:[0-9]{1,10}$")] = "65532:65532"
+    drain_s: Annotated[int, Field(ge=0, le=60)] = 5
+    autoscaling: dict[Name, Autoscaling] = {}
+
+
 class Spec(Strict):
     """The whole `netopt` namespace of a stack's config."""
 
@@ -271,6 +295,7 @@ class Spec(Strict):
     traffic: dict[str, Traffic] = {}
     scoring: Scoring = Scoring()
     namespace: Name | None = None
+    kubernetes: KubernetesSettings = KubernetesSettings()
 
     @field_validator("traffic", mode="before")
     @classmethod
@@ -279,8 +304,44 @@ class Spec(Strict):
             return {k: {"peak_rps": v} if isinstance(v, int | float) and not isinstance(v, bool) else v for k, v in value.items()}
         return value
 
+    @model_validator(mode="after")
+    def _kubernetes_settings_fit(self) -> Spec:
+        names = [w.name for w in self.workloads]
+        for name, scaling in self.kubernetes.autoscaling.items():
+            if name not in names:
+                raise ValueError(f"netopt:kubernetes.autoscaling.{name}: no workload named '{name}' (workloads: {', '.join(names)})")
+            replicas = next(w.replicas for w in self.workloads if w.name == name)
+            if scaling.max_replicas < replicas:
+                raise ValueError(f"netopt:kubernetes.autoscaling.{name}.max_replicas ({scaling.max_replicas}) is below the workload's "
+                                 f"replicas ({replicas}), its minimum; raise it")
+        if self.target == "kubernetes":
+            for i, w in enumerate(self.workloads):
+                if w.replica_weights is not None:
+                    raise ValueError(f"netopt:workloads[{i}].replica_weights cannot hold on the kubernetes target: the pods of a Deployment "
+                                     "are interchangeable and the workload's Service spreads connections evenly over them; remove it")
+            if "gateway" in names:
+                raise ValueError("a workload named 'gateway' would collide with the gateway's Deployment and Service "
+                                 "on the kubernetes target; rename it")
+        return self
+
     def workload(self, name: str) -> Workload:
-        return next(w for w in self.workloads if w.name == name)
+        return self._workloads_by_name[name]
+
+    def rate_limit(self, name: str | None) -> RateLimit | None:
+        return self._rate_limits_by_name.get(name) if name else None
+
+    @cached_property
+    def _workloads_by_name(self) -> dict[str, Workload]:
+        return {w.name: w for w in self.workloads}
+
+    @cached_property
+    def _rate_limits_by_name(self) -> dict[str, RateLimit]:
+        return {limit.name: limit for limit in self.rate_limits}
 
     def peak(self, route: str) -> Traffic:
         return self.traffic.get(route, Traffic(peak_rps=0))
+
+    def max_replicas(self, name: str) -> int:
+        """The most replicas a workload can run: its autoscaler's ceiling on kubernetes, else its declared replicas."""
+        scaling = self.kubernetes.autoscaling.get(name) if self.target == "kubernetes" else None
+        return scaling.max_replicas if scaling else self.workload(name).replicas

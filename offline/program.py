@@ -13,6 +13,7 @@ from typing import Any
 
 import pulumi
 from pulumi.runtime import mocks, rpc, settings
+from pulumi.runtime.proto import resource_pb2
 from pulumi.runtime.sync_await import _sync_await
 
 from offline.stack_config import PROJECT_DIR, cli_config, project_settings, stack_file
@@ -37,40 +38,49 @@ class RecordedResource:
         return self.parent.rsplit("::", 1)[-1] if self.parent else ""
 
 
-class _EchoMocks(mocks.Mocks):
-    """A resource's outputs are its inputs, with a stable fake id: enough for the program to wire resources."""
+class _NoMocks(mocks.Mocks):
+    """Unused: the recording monitor answers registrations itself (outputs = inputs)."""
 
     def new_resource(self, args: mocks.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        return f"{args.name}-id", dict(args.inputs)
+        raise NotImplementedError
 
     def call(self, args: mocks.MockCallArgs) -> tuple[dict[str, Any], list[tuple[str, str]] | None]:
         return {}, None
 
 
 class _RecordingMonitor(mocks.MockMonitor):
+    """A resource's outputs are its inputs, with a stable fake id: enough for the program to wire resources.
+
+    The wire-form inputs are echoed back as they came, instead of MockMonitor's deserialize/serialize round
+    trip, whose nested event-loop turn per registration makes large stacks quadratic.
+    """
+
     def __init__(self) -> None:
-        super().__init__(_EchoMocks())
+        super().__init__(_NoMocks())
         self.recorded: list[RecordedResource] = []
         self.by_urn: dict[str, RecordedResource] = {}
 
     def RegisterResource(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
-        response = super().RegisterResource(request)
-        if request.type != "pulumi:pulumi:Stack":
-            record = RecordedResource(
-                type=request.type,
-                name=request.name,
-                urn=response.urn,
-                parent=request.parent,
-                custom=request.custom,
-                inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
-                dependencies=list(request.dependencies),
-                delete_before_replace=request.deleteBeforeReplace,
-                protect=request.protect,
-                provider=request.provider,
-            )
-            self.recorded.append(record)
-            self.by_urn[record.urn] = record
-        return response
+        urn = self.make_urn(request.parent, request.type, request.name)
+        if request.type == "pulumi:pulumi:Stack":
+            return resource_pb2.RegisterResourceResponse(urn=urn)
+        record = RecordedResource(
+            type=request.type,
+            name=request.name,
+            urn=urn,
+            parent=request.parent,
+            custom=request.custom,
+            inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+            dependencies=list(request.dependencies),
+            delete_before_replace=request.deleteBeforeReplace,
+            protect=request.protect,
+            provider=request.provider,
+        )
+        self.recorded.append(record)
+        self.by_urn[urn] = record
+        resource_id = f"{request.name}-id" if request.custom else ""
+        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, resource_id, record.inputs)
+        return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=request.object)
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         record = self.by_urn.get(request.urn)

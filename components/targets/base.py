@@ -15,7 +15,12 @@ from components.spec import Spec, Workload
 class Target(Protocol):
     spec: Spec
     balancing: str  # "gateway": nginx picks each replica; "service": the platform spreads a workload's replicas
-    shares: ShareFunction  # how the capacity model spreads a route's load over replicas on this target
+
+    @property
+    def shares(self) -> ShareFunction:
+        """How the capacity model spreads a route's load over replicas on this target (read-only, so a plain
+        function or staticmethod with named parameters satisfies the protocol)."""
+        ...
 
     def address_map(self) -> AddressMap: ...
 
@@ -25,4 +30,5 @@ class Target(Protocol):
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]: ...
 
-    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]], depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]: ...
+    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
+                depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]: ...

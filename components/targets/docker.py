@@ -51,9 +51,11 @@ class DockerTarget:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
+        self._ips = docker_replica_ips(spec)
+        self._addresses = docker_address_map(spec)
 
     def address_map(self) -> AddressMap:
-        return docker_address_map(self.spec)
+        return self._addresses
 
     def nginx_runtime(self) -> NginxRuntime:
         assert self.spec.network.subnet is not None
@@ -82,7 +84,7 @@ class DockerTarget:
         return {"internal": internal.name, "edge": edge.name}
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
-        ips = docker_replica_ips(self.spec)[workload.name]
+        ips = self._ips[workload.name]
         probe = workload.health.command or ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{workload.port}{workload.health.path}"]
         containers = []
         for replica, ip in enumerate(ips):

@@ -1,0 +1,45 @@
+"""Shared fixtures: the shipped stacks as raw config and as validated specs, and a minimal valid config."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from components.config import namespace_values
+from components.spec import Spec
+from components.validation import parse_spec
+from offline.stack_config import cli_config, stack_file
+
+STACKS = ("dev", "staging", "prod")
+
+
+def stack_raw(stack: str) -> dict[str, Any]:
+    return namespace_values(cli_config(stack_file(stack)))
+
+
+def stack_spec(stack: str) -> Spec:
+    return parse_spec(stack_raw(stack))
+
+
+MINIMAL: dict[str, Any] = {
+    "environment": "test",
+    "target": "docker",
+    "network": {"name": "t", "subnet": "10.9.0.0/24"},
+    "gateway": {"image": "nginx:1.27.3"},
+    "workloads": [
+        {"name": "api", "image": "api:1", "port": 8000, "replicas": 2, "response_time_ms": 50, "max_concurrency": 10},
+        {"name": "web", "image": "web:1", "port": 3000, "response_time_ms": 20, "max_concurrency": 20},
+    ],
+    "routes": [
+        {"name": "api", "match": {"path": "/api/"}, "backends": [{"workload": "api"}], "rate_limit": "per_ip"},
+        {"name": "web", "match": {"path": "/"}, "backends": [{"workload": "web"}]},
+    ],
+    "rate_limits": [{"name": "per_ip", "rps": 10, "burst": 5}],
+}
+
+
+@pytest.fixture
+def minimal() -> dict[str, Any]:
+    return copy.deepcopy(MINIMAL)

@@ -1,0 +1,130 @@
+"""Service balancing: one upstream member per workload Service, and a capacity model that says what kube-proxy does."""
+
+from __future__ import annotations
+
+import copy
+from fractions import Fraction
+from typing import Any
+
+import pytest
+
+from components.app_network import analyse
+from components.balancing import balancing_mode, upstream_members
+from components.capacity import compute_capacity
+from components.plan import build_plan
+from components.scores import compute_scores
+from components.targets import target_for
+from components.validation import SpecError, parse_spec
+from tests.conftest import STACKS, stack_spec
+from tests.kubernetes.conftest import PROD
+
+ALGORITHMS = ["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted"]
+
+
+def _gateway(algorithm: str) -> dict[str, Any]:
+    return {"image": "nginx:1.27.3", "algorithm": algorithm, **({"hash_key": "client_ip"} if algorithm == "consistent_hash" else {})}
+
+
+def _uneven(raw: dict[str, Any], algorithm: str) -> dict[str, Any]:
+    """api: 3 replicas, one of them slow; one route split 3:1 between api and web."""
+    raw = copy.deepcopy(raw)
+    raw["gateway"] = _gateway(algorithm)
+    raw["workloads"][0].update(replicas=3, response_time_ms=[20, 20, 80])
+    raw["routes"][0]["backends"] = [{"workload": "api", "weight": 3}, {"workload": "web", "weight": 1}]
+    raw["traffic"] = {"api": 100}
+    return raw
+
+
+def test_each_target_reports_the_balancing_the_plan_uses() -> None:
+    for stack in STACKS:
+        spec = stack_spec(stack)
+        target, _, report = analyse(spec)
+        assert target.balancing == balancing_mode(spec) == report["balancing"]
+    assert analyse(stack_spec(PROD))[2]["balancing"] == "service"
+    assert analyse(stack_spec("dev"))[2]["balancing"] == "gateway"
+
+
+def test_prod_upstreams_have_one_member_per_workload_service() -> None:
+    spec = stack_spec(PROD)
+    plan = build_plan(spec)
+    addresses = target_for(spec).address_map()
+    assert all(len(members) == 1 for members in addresses.values())
+    for route in spec.routes:
+        upstream = next(u for u in plan.upstreams if u.name == plan.route_upstreams[route.name])
+        assert [s.workload for s in upstream.servers] == [b.workload for b in route.backends]
+        assert all(s.replica == 0 for s in upstream.servers)
+        weights = [s.weight for s in upstream.servers]
+        assert [Fraction(w, sum(weights)) for w in weights] == [Fraction(b.weight, sum(x.weight for x in route.backends)) for b in route.backends]
+        for server in upstream.servers:
+            assert server.max_fails == 0, "a Service member is never ejected: that would drop every healthy pod with it"
+            assert server.max_conns == spec.workload(server.workload).max_concurrency * spec.max_replicas(server.workload)
+    api = next(u for u in plan.upstreams if u.name == "up_api_90_api_canary_10")
+    assert [(s.workload, s.weight, s.max_conns) for s in api.servers] == [("api", 9, 32 * 6), ("api-canary", 1, 32 * 3)]
+
+
+@pytest.mark.parametrize("stack", [s for s in STACKS if stack_spec(s).target == "docker"])
+def test_docker_plans_keep_one_member_per_replica(stack: str) -> None:
+    spec = stack_spec(stack)
+    plan = build_plan(spec)
+    for upstream in plan.upstreams:
+        for server in upstream.servers:
+            assert server.max_fails is None
+            assert server.max_conns == spec.workload(server.workload).max_concurrency
+    members = {(s.workload, s.replica) for u in plan.upstreams for s in u.servers}
+    routed = {b.workload for r in spec.routes for b in r.backends}
+    assert members == {(w.name, r) for w in spec.workloads if w.name in routed for r in range(w.replicas)}
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_capacity_spreads_a_workload_evenly_whatever_the_algorithm(k8s_minimal: dict[str, Any], algorithm: str) -> None:
+    spec = parse_spec(_uneven(k8s_minimal, algorithm))
+    target, plan, report = analyse(spec)
+    rows = {(r.workload, r.replica): r for r in compute_capacity(plan, target.shares).replicas}
+    assert [rows[("api", r)].offered_rps for r in range(3)] == pytest.approx([25.0, 25.0, 25.0]), "kube-proxy: equal per pod, route split kept"
+    assert rows[("web", 0)].offered_rps == pytest.approx(25.0)
+    assert report["capacity"]["replicas"] == [vars(r) for r in compute_capacity(plan, target.shares).replicas]
+    # the slow pod gets the same share as the fast ones: its utilization, not the others', is the one to watch
+    assert rows[("api", 2)].utilization > rows[("api", 0)].utilization
+
+
+@pytest.mark.parametrize("algorithm", ["least_conn", "latency_weighted"])
+def test_docker_capacity_still_follows_the_adaptive_algorithms(minimal: dict[str, Any], algorithm: str) -> None:
+    raw = _uneven(minimal, algorithm)
+    target, plan, _ = analyse(parse_spec(raw))
+    rows = {(r.workload, r.replica): r for r in compute_capacity(plan, target.shares).replicas}
+    assert rows[("api", 2)].offered_rps < rows[("api", 0)].offered_rps
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_the_scores_do_not_depend_on_the_target(minimal: dict[str, Any], k8s_minimal: dict[str, Any], algorithm: str) -> None:
+    """Same replicas and response times, same locations, same limits: the nginx config differs only in members."""
+    docker = compute_scores(build_plan(parse_spec(_uneven(minimal, algorithm))))
+    kubernetes = compute_scores(build_plan(parse_spec(_uneven(k8s_minimal, algorithm))))
+    assert kubernetes == docker
+
+
+def test_route_split_is_the_only_weight_nginx_applies(k8s_minimal: dict[str, Any]) -> None:
+    spec = parse_spec(_uneven(k8s_minimal, "latency_weighted"))
+    assert upstream_members(spec.routes[0], spec) == [("api", 0, Fraction(3, 4)), ("web", 0, Fraction(1, 4))]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda raw: raw["workloads"][0].update(replica_weights=[1, 2]), "replica_weights cannot hold on the kubernetes target"),
+    (lambda raw: raw.update(kubernetes={"autoscaling": {"apx": {"max_replicas": 4}}}), "no workload named 'apx'"),
+    (lambda raw: raw.update(kubernetes={"autoscaling": {"api": {"max_replicas": 1}}}), "max_replicas"),
+    (lambda raw: raw.update(kubernetes={"autoscaling": {"web": {"max_replicas": 3, "cpu_utilization_percent": 5}}}), "cpu_utilization_percent"),
+    (lambda raw: raw.update(kubernetes={"render_yaml_to_dir": "x"}), "render_yaml_to_directory"),
+    (lambda raw: raw["workloads"][1].update(name="gateway") or raw["routes"][1]["backends"][0].update(workload="gateway"), "collide"),
+])
+def test_kubernetes_settings_are_checked(k8s_minimal: dict[str, Any], edit: Any, message: str) -> None:
+    edit(k8s_minimal)
+    with pytest.raises(SpecError, match=message):
+        parse_spec(k8s_minimal)
+
+
+def test_docker_target_ignores_kubernetes_settings_but_keeps_replica_weights(minimal: dict[str, Any]) -> None:
+    minimal["workloads"][0]["replica_weights"] = [1, 2]
+    minimal["kubernetes"] = {"autoscaling": {"api": {"max_replicas": 4}}}
+    spec = parse_spec(minimal)
+    assert spec.max_replicas("api") == 2
+    assert balancing_mode(spec) == "gateway"

@@ -1,0 +1,88 @@
+"""The gateway config the kubernetes target deploys passes `nginx -t`, and needs nothing newer than nginx 1.22."""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+from typing import Any
+
+import pytest
+
+from components.app_network import analyse
+from components.nginx import render_nginx
+from testbed.nginx_runner import NGINX, NginxConfigError, nginx_t
+from tests.conftest import stack_spec
+from tests.kubernetes.conftest import PROD, by_kind
+from tests.kubernetes.nginx_hosts import can_resolve_privately, nginx_t_resolving, service_hosts
+
+pytestmark = pytest.mark.skipif(not can_resolve_privately(), reason="util-linux unshare gives nginx its own /etc/hosts")
+
+
+def _version(text: str) -> tuple[int, ...]:
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", text)
+    assert match, text
+    return tuple(int(part) for part in match.groups())
+
+
+def _deployed_config(prod_manifests: list[dict[str, Any]]) -> str:
+    (config_map,) = by_kind(prod_manifests)["ConfigMap"].values()
+    text: str = config_map["data"]["nginx.conf"]
+    return text
+
+
+def _service_hosts() -> dict[str, str]:
+    target, _, _ = analyse(stack_spec(PROD))
+    hosts = service_hosts(target.address_map())
+    assert len(hosts) == len(stack_spec(PROD).workloads), "one Service name per workload"
+    return hosts
+
+
+def test_the_deployed_config_passes_nginx_t(prod_manifests: list[dict[str, Any]]) -> None:
+    """The exact ConfigMap text, with the Service names resolving as the cluster DNS would resolve them."""
+    nginx_t_resolving(_deployed_config(prod_manifests), _service_hosts())
+
+
+def test_the_harness_rejects_a_broken_config(prod_manifests: list[dict[str, Any]]) -> None:
+    broken = _deployed_config(prod_manifests).replace("keepalive 32;", "keepalive thirty-two;", 1)
+    with pytest.raises(NginxConfigError, match="keepalive"):
+        nginx_t_resolving(broken, _service_hosts())
+
+
+def test_nginx_refuses_to_start_while_a_service_does_not_exist(prod_manifests: list[dict[str, Any]]) -> None:
+    """Why the gateway Deployment depends on the Services: an unresolvable upstream name stops nginx."""
+    hosts = _service_hosts()
+    missing = sorted(hosts)[0]
+    with pytest.raises(NginxConfigError, match="host not found in upstream"):
+        nginx_t_resolving(_deployed_config(prod_manifests), {h: a for h, a in hosts.items() if h != missing})
+    with pytest.raises(NginxConfigError, match="host not found in upstream"):
+        nginx_t(_deployed_config(prod_manifests))
+
+
+def test_the_config_uses_nothing_newer_than_the_nginx_that_tested_it() -> None:
+    """Debian's nginx tests it; the gateway image's nginx must be at least as new (upstream `resolve` is 1.27.3+)."""
+    tested = _version(subprocess.run([NGINX, "-v"], capture_output=True, text=True, check=True).stderr)
+    image = stack_spec(PROD).gateway.image
+    assert tested <= _version(image.split("@", 1)[0].rsplit(":", 1)[1]), f"nginx {tested} is newer than the image's {image}"
+    assert tested >= (1, 22, 0)
+
+
+def test_the_config_has_services_only_and_no_runtime_resolution(prod_manifests: list[dict[str, Any]]) -> None:
+    text = _deployed_config(prod_manifests)
+    servers = re.findall(r"^\s*server (\S+) weight=", text, re.M)
+    assert servers and set(servers) <= {f"{h}:{p}" for h, p in _services_with_ports()}
+    assert not re.search(r"\bresolver\b|\bresolve\b", text), "pod addresses never reach nginx: nothing to re-resolve"
+    assert not re.search(r"server \d+\.\d+\.\d+\.\d+:", text), "no pod or Service IP is baked into the config"
+
+
+def _services_with_ports() -> list[tuple[str, int]]:
+    spec = stack_spec(PROD)
+    return [(f"{w.name}.shop-prod.svc.cluster.local", w.port) for w in spec.workloads]
+
+
+def test_worker_processes_follow_the_pods_cpu_limit_not_the_nodes() -> None:
+    spec = stack_spec(PROD)
+    target, plan, _ = analyse(spec)
+    text = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    assert f"worker_processes {max(1, math.ceil(spec.gateway.resources.cpu))};" in text
+    assert "allow 127.0.0.1;" in text and "10.44." not in text, "stub_status stays local; no Docker subnet on this target"

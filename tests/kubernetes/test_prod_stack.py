@@ -1,0 +1,321 @@
+"""The prod stack on the kubernetes target, under mocks: kinds and counts, hardening, isolation, rolling config."""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from components.app_network import analyse
+from components.nginx import render_nginx
+from components.targets.kubernetes import CONFIG_CHECKSUM, config_map_name
+from offline.manifests import manifests
+from offline.program import RecordedResource, run_program
+from offline.stack_config import cli_config, stack_file
+from tests.conftest import stack_spec
+from tests.kubernetes.conftest import PROD, by_kind
+
+PROVIDER = "pulumi:providers:kubernetes"
+
+
+def _config() -> dict[str, str]:
+    return cli_config(stack_file(PROD))
+
+
+def _with(config: dict[str, str], key: str, edit: Any) -> dict[str, str]:
+    value = json.loads(config[key])
+    edit(value)
+    return {**config, key: json.dumps(value)}
+
+
+def test_kinds_and_counts(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
+    spec = stack_spec(PROD)
+    assert spec.target == "kubernetes"
+    workloads = len(spec.workloads)
+    multi = sum(w.replicas > 1 for w in spec.workloads) + (spec.gateway.replicas > 1)
+    kinds = Counter(m["kind"] for m in prod_manifests)
+    assert kinds == {
+        "Namespace": 1,
+        "Deployment": workloads + 1,
+        "Service": workloads + 1,
+        "ConfigMap": 1,
+        "NetworkPolicy": 1 + workloads + 1,
+        "PodDisruptionBudget": multi,
+        "HorizontalPodAutoscaler": len(spec.kubernetes.autoscaling),
+    }
+    assert kinds == {"Namespace": 1, "Deployment": 6, "Service": 6, "ConfigMap": 1, "NetworkPolicy": 7, "PodDisruptionBudget": 6,
+                     "HorizontalPodAutoscaler": 1}
+    assert not [r for r in prod_resources if r.type.startswith("docker:")]
+
+
+def test_every_resource_goes_through_the_stacks_one_provider(prod_resources: list[RecordedResource]) -> None:
+    (provider,) = [r for r in prod_resources if r.type == PROVIDER]
+    assert "renderYamlToDirectory" not in provider.inputs, "prod deploys to a cluster; render-only is opt-in"
+    for resource in prod_resources:
+        if resource.type.startswith("kubernetes:"):
+            assert resource.provider == f"{provider.urn}::{provider.name}-id", resource.name
+
+
+def test_render_only_mode_sets_the_providers_directory() -> None:
+    config = {**_config(), "netopt:kubernetes": json.dumps({"render_yaml_to_directory": "rendered/prod"})}
+    resources = run_program(config, PROD)
+    (provider,) = [r for r in resources if r.type == PROVIDER]
+    assert provider.inputs["renderYamlToDirectory"] == "rendered/prod"
+    assert all(r.provider.startswith(provider.urn) for r in resources if r.type.startswith("kubernetes:"))
+    assert manifests(resources), "the same manifests are rendered"
+
+
+def test_the_namespace_enforces_the_restricted_pod_security_standard(prod_manifests: list[dict[str, Any]]) -> None:
+    (namespace,) = by_kind(prod_manifests)["Namespace"].values()
+    assert namespace["metadata"]["name"] == "shop-prod"
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def _hardened(template: dict[str, Any]) -> None:
+    pod = template["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] > 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert pod["automountServiceAccountToken"] is False
+    for container in pod["containers"]:
+        security = container["securityContext"]
+        assert security["allowPrivilegeEscalation"] is False
+        assert security["readOnlyRootFilesystem"] is True
+        assert security["capabilities"] == {"drop": ["ALL"]}
+        assert security["runAsNonRoot"] is True
+        assert container["resources"]["requests"] == container["resources"]["limits"]
+        assert {m["mountPath"] for m in container["volumeMounts"]} >= {"/tmp"}, "a read-only root needs a writable /tmp"
+
+
+def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]]) -> None:
+    spec = stack_spec(PROD)
+    found = by_kind(prod_manifests)
+    for workload in spec.workloads:
+        deployment = found["Deployment"][workload.name]
+        service = found["Service"][workload.name]
+        template = deployment["spec"]["template"]
+        labels = template["metadata"]["labels"]
+        assert {k for k in labels if k.startswith("app.kubernetes.io/")} >= {
+            "app.kubernetes.io/name", "app.kubernetes.io/instance", "app.kubernetes.io/component", "app.kubernetes.io/part-of",
+            "app.kubernetes.io/managed-by", "app.kubernetes.io/version"}
+        assert labels["app.kubernetes.io/version"] == workload.image.split("@", 1)[0].rsplit(":", 1)[1]
+        selector = deployment["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items()
+        assert service["spec"]["selector"] == selector
+        assert service["spec"]["type"] == "ClusterIP"
+        assert service["spec"]["ports"] == [{"name": "http", "port": workload.port, "protocol": "TCP", "targetPort": "http"}]
+        scaling = spec.kubernetes.autoscaling.get(workload.name)
+        if scaling:
+            assert "replicas" not in deployment["spec"], "an autoscaled Deployment leaves its replicas to the autoscaler"
+            hpa = found["HorizontalPodAutoscaler"][workload.name]["spec"]
+            assert (hpa["minReplicas"], hpa["maxReplicas"]) == (workload.replicas, scaling.max_replicas)
+            assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload.name}
+        else:
+            assert deployment["spec"]["replicas"] == workload.replicas
+        if workload.replicas > 1:
+            assert found["PodDisruptionBudget"][workload.name]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+        _hardened(template)
+        (container,) = template["spec"]["containers"]
+        assert container["image"] == workload.image
+        assert container["ports"] == [{"containerPort": workload.port, "name": "http", "protocol": "TCP"}]
+        assert container["resources"]["limits"] == {"cpu": f"{round(workload.resources.cpu * 1000)}m", "memory": f"{workload.resources.memory_mb}Mi"}
+        health = workload.health
+        for probe, threshold in (("readinessProbe", health.retries), ("livenessProbe", 2 * health.retries)):
+            assert container[probe]["httpGet"] == {"path": health.path, "port": "http"}
+            assert container[probe]["periodSeconds"] == health.interval_s
+            assert container[probe]["timeoutSeconds"] == health.timeout_s
+            assert container[probe]["failureThreshold"] == threshold
+        assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": spec.kubernetes.drain_s}}
+
+
+def test_single_replica_workloads_get_no_disruption_budget(k8s_minimal: dict[str, Any]) -> None:
+    from components.validation import parse_spec
+    from offline.program import run_program as run
+
+    spec = parse_spec(k8s_minimal)
+    config = {f"netopt:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in k8s_minimal.items()}
+    budgets = {m["metadata"]["name"] for m in manifests(run(config, "test")) if m["kind"] == "PodDisruptionBudget"}
+    assert budgets == {w.name for w in spec.workloads if w.replicas > 1} == {"api"}
+
+
+def test_gateway(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
+    spec = stack_spec(PROD)
+    target, plan, _ = analyse(spec)
+    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    found = by_kind(prod_manifests)
+    (config_map,) = found["ConfigMap"].values()
+    assert config_map["data"] == {"nginx.conf": config}
+    assert config_map["immutable"] is True
+    assert config_map["metadata"]["name"] == config_map_name(config)
+    deployment = found["Deployment"]["gateway"]
+    assert deployment["spec"]["replicas"] == spec.gateway.replicas == 2
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+    template = deployment["spec"]["template"]
+    assert template["metadata"]["annotations"][CONFIG_CHECKSUM] == hashlib.sha256(config.encode()).hexdigest()
+    _hardened(template)
+    assert template["spec"]["securityContext"]["runAsUser"] == 101
+    (container,) = template["spec"]["containers"]
+    assert container["image"] == spec.gateway.image
+    assert container["command"] == ["nginx", "-e", "stderr", "-c", "/etc/netopt/nginx.conf", "-g", "daemon off;"]
+    assert {"name": "config", "configMap": {"name": config_map["metadata"]["name"], "items": [{"key": "nginx.conf", "path": "nginx.conf"}]}} \
+        in template["spec"]["volumes"]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "status"}
+    service = found["Service"]["gateway"]["spec"]
+    assert service["type"] == spec.gateway.service_type == "LoadBalancer"
+    assert service["externalTrafficPolicy"] == "Local", "the client address must reach nginx and the NetworkPolicy"
+    assert service["ports"] == [{"name": "http", "port": spec.gateway.publish.port, "protocol": "TCP", "targetPort": "http"}]
+    assert "loadBalancerSourceRanges" not in service, "allowed_sources is everything in prod"
+    assert found["PodDisruptionBudget"]["gateway"]["spec"]["maxUnavailable"] == 1
+    # nginx resolves the Service names when it starts: the gateway waits for every workload's resources.
+    gateway = next(r for r in prod_resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == "shop-prod-gateway")
+    services = {r.urn for r in prod_resources if r.type == "kubernetes:core/v1:Service" and r.name != "shop-prod-gateway"}
+    assert len(services) == len(spec.workloads)
+    assert services <= set(gateway.dependencies)
+
+
+def test_the_service_type_comes_from_stack_config() -> None:
+    def gateway_service(service_type: str) -> dict[str, Any]:
+        config = _with(_config(), "netopt:gateway", lambda g: g.update(service_type=service_type))
+        spec: dict[str, Any] = by_kind(manifests(run_program(config, PROD)))["Service"]["gateway"]["spec"]
+        return spec
+
+    assert gateway_service("ClusterIP")["type"] == "ClusterIP"
+    assert "externalTrafficPolicy" not in gateway_service("ClusterIP")
+    assert gateway_service("NodePort")["type"] == "NodePort"
+
+
+# -- NetworkPolicies -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    labels: dict[str, str] | None = None  # a pod in the namespace
+    ip: str | None = None  # an address outside the cluster
+
+
+def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
+    assert set(selector) <= {"matchLabels"}, "the evaluator knows matchLabels only"
+    wanted: dict[str, str] = selector.get("matchLabels", {})
+    return wanted.items() <= labels.items()
+
+
+def _peer_matches(peer: dict[str, Any], source: Source) -> bool:
+    assert set(peer) <= {"podSelector", "ipBlock"}, "the evaluator knows podSelector and ipBlock only"
+    if "podSelector" in peer:
+        return source.labels is not None and _selects(peer["podSelector"], source.labels)
+    block = peer["ipBlock"]
+    if source.ip is None:
+        return False
+    address = ipaddress.ip_address(source.ip)
+    inside = address in ipaddress.ip_network(block["cidr"])
+    return inside and not any(address in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
+
+
+def allowed(policies: list[dict[str, Any]], destination: dict[str, str], source: Source, port: int) -> bool:
+    """Kubernetes NetworkPolicy semantics for ingress: isolated once any policy selects the pod, then the union."""
+    selecting = [p for p in policies if "Ingress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], destination)]
+    if not selecting:
+        return True
+    for policy in selecting:
+        for rule in policy["spec"].get("ingress", []):
+            ports = rule.get("ports")
+            port_ok = not ports or any(p["port"] == port and p.get("protocol", "TCP") == "TCP" for p in ports)
+            peers = rule.get("from")
+            source_ok = not peers or any(_peer_matches(peer, source) for peer in peers)
+            if port_ok and source_ok:
+                return True
+    return False
+
+
+def _pods(documents: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    return {name: d["spec"]["template"]["metadata"]["labels"] for name, d in by_kind(documents)["Deployment"].items()}
+
+
+def test_network_policies_isolate_the_workloads(prod_manifests: list[dict[str, Any]]) -> None:
+    spec = stack_spec(PROD)
+    policies = list(by_kind(prod_manifests)["NetworkPolicy"].values())
+    pods = _pods(prod_manifests)
+    default_deny = by_kind(prod_manifests)["NetworkPolicy"]["default-deny-ingress"]["spec"]
+    assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "default-deny: selects every pod, allows nothing"
+    ports = {w.name: w.port for w in spec.workloads} | {"gateway": spec.gateway.listen_port}
+    every_port = sorted(set(ports.values()) | {spec.gateway.status_port, 22, 443})
+    gateway = Source(labels=pods["gateway"])
+    outside = Source(ip="198.51.100.7")
+    for workload in spec.workloads:
+        target = pods[workload.name]
+        assert allowed(policies, target, gateway, workload.port), f"gateway -> {workload.name}:{workload.port}"
+        for port in every_port:
+            if port != workload.port:
+                assert not allowed(policies, target, gateway, port), f"gateway -> {workload.name}:{port} must be closed"
+            assert not allowed(policies, target, outside, port), f"outside -> {workload.name}:{port}"
+            for other in spec.workloads:
+                assert not allowed(policies, target, Source(labels=pods[other.name]), port), f"{other.name} -> {workload.name}:{port}"
+            assert not allowed(policies, target, Source(labels={"app.kubernetes.io/name": "intruder"}), port)
+    assert allowed(policies, pods["gateway"], outside, spec.gateway.listen_port)
+    assert allowed(policies, pods["gateway"], Source(ip="2001:db8::1"), spec.gateway.listen_port)
+    assert not allowed(policies, pods["gateway"], outside, spec.gateway.status_port), "the status port is never exposed"
+    for workload in spec.workloads:
+        assert not allowed(policies, pods["gateway"], Source(labels=pods[workload.name]), spec.gateway.listen_port)
+
+
+def test_only_the_configured_sources_reach_the_gateway() -> None:
+    config = _with(_config(), "netopt:gateway", lambda g: g.update(allowed_sources=["203.0.113.0/24", "2001:db8:1::/48"]))
+    documents = manifests(run_program(config, PROD))
+    policies = list(by_kind(documents)["NetworkPolicy"].values())
+    gateway = _pods(documents)["gateway"]
+    port = stack_spec(PROD).gateway.listen_port
+    assert allowed(policies, gateway, Source(ip="203.0.113.9"), port)
+    assert allowed(policies, gateway, Source(ip="2001:db8:1::5"), port)
+    assert not allowed(policies, gateway, Source(ip="198.51.100.7"), port)
+    assert not allowed(policies, gateway, Source(ip="2001:db8:2::5"), port)
+    service = by_kind(documents)["Service"]["gateway"]["spec"]
+    assert service["loadBalancerSourceRanges"] == ["203.0.113.0/24", "2001:db8:1::/48"]
+
+
+# -- rolling the gateway on a config change --------------------------------------------------------------------
+
+
+def _gateway(resources: list[RecordedResource]) -> tuple[str, str, dict[str, Any]]:
+    found = by_kind(manifests(resources))
+    template = found["Deployment"]["gateway"]["spec"]["template"]
+    (config_map,) = found["ConfigMap"]
+    return template["metadata"]["annotations"][CONFIG_CHECKSUM], config_map, template
+
+
+def test_the_gateway_rolls_when_its_config_changes_and_only_then() -> None:
+    config = _config()
+    before = run_program(config, PROD)
+    checksum, config_map, template = _gateway(before)
+    again = _gateway(run_program(config, PROD))
+    assert again == (checksum, config_map, template), "same config: same checksum, same pod template, no roll"
+
+    changed = run_program(_with(config, "netopt:rate_limits", lambda limits: limits[0].update(rps=limits[0]["rps"] + 1)), PROD)
+    new_checksum, new_config_map, new_template = _gateway(changed)
+    assert new_checksum != checksum
+    assert new_config_map != config_map, "a new config is a new ConfigMap: old pods keep theirs while they drain"
+    assert new_template != template
+    old, new = by_kind(manifests(before)), by_kind(manifests(changed))
+    for name in old["Deployment"]:
+        if name != "gateway":
+            assert old["Deployment"][name] == new["Deployment"][name], f"{name} must not roll for a gateway change"
+
+    unrelated = run_program(_with(config, "netopt:workloads", lambda ws: ws[0].update(image="ghcr.io/acme/shop-web:2.4.2")), PROD)
+    assert _gateway(unrelated)[0] == checksum, "a change that leaves nginx.conf alone does not roll the gateway"
+
+
+@pytest.mark.parametrize("field", ["cluster_domain", "namespace"])
+def test_service_addresses_follow_the_namespace_and_cluster_domain(field: str) -> None:
+    config = _config()
+    if field == "namespace":
+        config = {**config, "netopt:namespace": "shop-blue"}
+        expected = "api.shop-blue.svc.cluster.local:8000"
+    else:
+        config = _with(config, "netopt:kubernetes", lambda k: k.update(cluster_domain="k8s.example.internal"))
+        expected = "api.shop-prod.svc.k8s.example.internal:8000"
+    (config_map,) = by_kind(manifests(run_program(config, PROD)))["ConfigMap"].values()
+    assert f"server {expected} " in config_map["data"]["nginx.conf"]

@@ -1,0 +1,149 @@
+"""The nginx renderer: golden files for the shipped stacks, `nginx -t` of Debian's nginx, and properties."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from components.addressing import docker_address_map
+from components.app_network import analyse
+from components.nginx import NginxRuntime, render_nginx
+from components.plan import build_plan
+from components.validation import SpecError, parse_spec
+from testbed.nginx_runner import nginx_t
+from tests.conftest import STACKS, stack_spec
+from tests.kubernetes.nginx_hosts import nginx_t_resolving, service_hosts
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def rendered(stack: str) -> str:
+    target, plan, _ = analyse(stack_spec(stack))
+    return render_nginx(plan, target.address_map(), target.nginx_runtime())
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_matches_golden_file(stack: str) -> None:
+    """Rendering is deterministic; a diff here is a reviewed change (regenerate with NETOPT_UPDATE_GOLDEN=1)."""
+    text = rendered(stack)
+    golden = GOLDEN / f"{stack}.nginx.conf"
+    if os.environ.get("NETOPT_UPDATE_GOLDEN"):
+        golden.write_text(text)
+    assert text == golden.read_text()
+    assert text == rendered(stack)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_passes_nginx_t(stack: str) -> None:
+    spec = stack_spec(stack)
+    if spec.target == "kubernetes":  # Service names resolve as cluster DNS would, through a private hosts file
+        nginx_t_resolving(rendered(stack), service_hosts(analyse(spec)[0].address_map()))
+    else:
+        nginx_t(rendered(stack))
+
+
+def test_canary_weights_are_exact_integers(minimal: dict[str, Any]) -> None:
+    minimal["routes"][0]["backends"] = [{"workload": "api", "weight": 90}, {"workload": "web", "weight": 10}]
+    spec = parse_spec(minimal)
+    text = render_nginx(build_plan(spec), docker_address_map(spec))
+    # api has 2 replicas sharing 90%, web 1 replica with 10%: 45 : 45 : 10 = 9 : 9 : 2.
+    assert re.findall(r"server 10\.9\.0\.\d+:\d+ weight=(\d+)", text.split("upstream up_api_90_web_10")[1].split("}")[0]) == ["9", "9", "2"]
+
+
+def test_security_and_performance_directives_present(minimal: dict[str, Any]) -> None:
+    spec = parse_spec(minimal)
+    text = render_nginx(build_plan(spec), docker_address_map(spec))
+    for directive in ("server_tokens off;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "keepalive 64;",
+                      "limit_req_status 429;", "add_header Retry-After", "stub_status;", "deny all;", "client_max_body_size 1m;",
+                      "proxy_next_upstream error timeout http_502 http_503 http_504;", "max_fails=3", "buffer=64k"):
+        assert directive in text, directive
+    assert "non_idempotent" not in text
+
+
+def test_route_opt_in_allows_non_idempotent_retries(minimal: dict[str, Any]) -> None:
+    minimal["routes"][0]["retry_non_idempotent"] = True
+    spec = parse_spec(minimal)
+    text = render_nginx(build_plan(spec), docker_address_map(spec))
+    api_location = text.split("location ^~ /api/ {")[1].split("}")[0]
+    assert "non_idempotent" in api_location
+
+
+def test_runtime_changes_process_settings_only(minimal: dict[str, Any]) -> None:
+    spec = parse_spec(minimal)
+    plan = build_plan(spec)
+    container = render_nginx(plan, docker_address_map(spec))
+    host = render_nginx(plan, docker_address_map(spec), NginxRuntime(listen_address="127.0.0.1", listen_port=18080, pid_path="/tmp/x.pid"))
+    assert "listen 127.0.0.1:18080 default_server" in host and "listen 8080 default_server" in container
+    strip = lambda t: [l for l in t.splitlines() if not re.match(r"\s*(listen|pid) ", l)]  # noqa: E731
+    assert strip(container) == strip(host)
+
+
+# ---- property: any valid spec renders a config that Debian's nginx accepts -------------------------------
+
+_segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=8)
+_methods = st.none() | st.lists(st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]), min_size=1, max_size=3, unique=True)
+_headers = st.dictionaries(st.sampled_from(["X-Canary", "X-Tenant", "Accept"]), st.sampled_from(["1", "beta", "application/json"]), max_size=2)
+
+
+@st.composite
+def _match(draw: st.DrawFn) -> dict[str, Any]:
+    kind = draw(st.sampled_from(["exact", "prefix", "regex"]))
+    segments = draw(st.lists(_segment, min_size=0, max_size=3))
+    path = "/" + "/".join(segments)
+    if kind == "prefix" and draw(st.booleans()):
+        path = path.rstrip("/") + "/"
+    if kind == "regex":
+        path = draw(st.sampled_from(["^", ""])) + re.escape(path).replace("\\-", "-") + draw(st.sampled_from(["", "[0-9]+", "(/.*)?$", "\\.json$", "{1,3}"]))
+    return {
+        "host": draw(st.none() | st.sampled_from(["a.example.com", "b.example.com", "*.example.org"])),
+        "path": path,
+        "path_type": kind,
+        "headers": draw(_headers),
+        "methods": draw(_methods),
+    }
+
+
+@st.composite
+def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
+    workloads = [
+        {"name": f"w{i}", "image": f"img{i}:1", "port": draw(st.integers(1, 65535)), "replicas": draw(st.integers(1, 3)),
+         "response_time_ms": draw(st.floats(0.5, 500)), "max_concurrency": draw(st.integers(1, 500))}
+        for i in range(draw(st.integers(1, 4)))
+    ]
+    limits = [{"name": f"rl{i}", "rps": draw(st.sampled_from([0.5, 1, 7, 100, 5000])), "burst": draw(st.integers(0, 50)),
+               "nodelay": draw(st.booleans()), "key": draw(st.sampled_from(["client_ip", "global", "header:X-Api-Key"]))} for i in range(2)]
+    conns = [{"name": "cl0", "connections": draw(st.integers(1, 100)), "key": draw(st.sampled_from(["client_ip", "header:X-Api-Key"]))}]
+    routes = []
+    for i in range(draw(st.integers(1, 6))):
+        chosen = draw(st.lists(st.sampled_from([w["name"] for w in workloads]), min_size=1, max_size=2, unique=True))
+        routes.append({
+            "name": f"r{i}",
+            "match": draw(_match()),
+            "backends": [{"workload": w, "weight": draw(st.integers(1, 100))} for w in chosen],
+            "rate_limit": draw(st.none() | st.sampled_from(["rl0", "rl1"])),
+            "concurrency_limit": draw(st.none() | st.just("cl0")),
+            "retry_non_idempotent": False,
+        })
+    algorithm = draw(st.sampled_from(["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted"]))
+    gateway: dict[str, Any] = {"image": "nginx:1", "algorithm": algorithm, "retries": {"tries": draw(st.integers(1, 3))}}
+    if algorithm == "consistent_hash":
+        gateway["hash_key"] = draw(st.sampled_from(["client_ip", "uri", "header:X-User", "cookie:sid"]))
+    return {"environment": "prop", "network": {"name": "p", "subnet": "10.50.0.0/24"}, "gateway": gateway,
+            "workloads": workloads, "routes": routes, "rate_limits": limits, "concurrency_limits": conns}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_any_valid_spec_renders_a_config_nginx_accepts(raw: dict[str, Any]) -> None:
+    try:
+        spec = parse_spec(raw)
+    except SpecError:
+        assume(False)
+        return
+    nginx_t(render_nginx(build_plan(spec), docker_address_map(spec)))

@@ -1,0 +1,93 @@
+"""The real program under Pulumi's mocks: component tree, resource counts, and the Docker network boundary."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from offline.program import ProgramError, RecordedResource, run_program, run_stack
+from offline.stack_config import cli_config, stack_file
+from tests.conftest import STACKS, stack_spec
+
+CONTAINER = "docker:index/container:Container"
+NETWORK = "docker:index/network:Network"
+DOCKER_STACKS = [s for s in STACKS if stack_spec(s).target == "docker"]
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request: pytest.FixtureRequest) -> tuple[str, list[RecordedResource]]:
+    return request.param, run_stack(request.param)
+
+
+def test_component_tree(stack: tuple[str, list[RecordedResource]]) -> None:
+    name, resources = stack
+    spec = stack_spec(name)
+    by_urn = {r.urn: r for r in resources}
+    counts = Counter(r.type for r in resources)
+    assert counts["netopt:index:AppNetwork"] == 1
+    assert counts["netopt:index:ContainerNetwork"] == 1
+    assert counts["netopt:index:LoadBalancer"] == 1
+    assert counts["netopt:index:Workload"] == len(spec.workloads)
+    app = next(r for r in resources if r.type == "netopt:index:AppNetwork")
+    for resource in resources:
+        if resource is not app:
+            assert resource.parent in by_urn, f"{resource.name} is not parented inside the AppNetwork"
+    assert app.inputs["report"]["scores"]["overall"] > 0
+    assert app.outputs["report"] == app.inputs["report"]
+
+
+@pytest.mark.parametrize("name", DOCKER_STACKS)
+def test_docker_resources_and_boundary(name: str) -> None:
+    spec = stack_spec(name)
+    resources = run_stack(name)
+    containers = [r for r in resources if r.type == CONTAINER]
+    networks = {r.inputs["name"]: r for r in resources if r.type == NETWORK}
+    assert len(containers) == sum(w.replicas for w in spec.workloads) + 1
+    assert len(networks) == 2
+    internal = f"{spec.network.name}-internal"
+    assert networks[internal].inputs["internal"] is True
+    assert networks[f"{spec.network.name}-edge"].inputs["internal"] is False
+    gateway = [c for c in containers if {"label": "netopt.role", "value": "gateway"} in c.inputs.get("labels", [])]
+    assert len(gateway) == 1
+    publishing = [c for c in containers if c.inputs.get("ports")]
+    assert publishing == gateway, "only the gateway may publish a port"
+    assert gateway[0].inputs["ports"][0]["ip"] == str(spec.gateway.publish.address)
+    for container in containers:
+        assert container.delete_before_replace
+        assert container.inputs["capabilities"]["drops"] == ["ALL"]
+        assert "no-new-privileges:true" in container.inputs["securityOpts"]
+        assert container.inputs["healthcheck"]["tests"]
+        assert container.inputs["memory"] > 0 and float(container.inputs["cpus"]) > 0
+        if container not in gateway:
+            assert [n["name"] for n in container.inputs["networksAdvanced"]] == [internal], "backends only on the internal network"
+            assert container.inputs["readOnly"] is True
+
+
+def test_gateway_rolls_when_the_config_changes() -> None:
+    name = DOCKER_STACKS[0]
+    config = cli_config(stack_file(name))
+
+    def gateway_inputs(cfg: dict[str, str]) -> dict[str, Any]:
+        resources = run_program(cfg, name)
+        gateway = next(r for r in resources if r.type == CONTAINER and r.name.endswith("-gateway"))
+        return gateway.inputs
+
+    before = gateway_inputs(config)
+    assert before == gateway_inputs(config), "same config, same gateway inputs: no spurious roll"
+    limits = json.loads(config["netopt:rate_limits"])
+    limits[0]["rps"] = limits[0]["rps"] + 1
+    after = gateway_inputs({**config, "netopt:rate_limits": json.dumps(limits)})
+    assert after["uploads"] != before["uploads"]
+    assert after["labels"] != before["labels"]  # netopt.config-sha256 changes with the config
+
+
+def test_invalid_config_registers_nothing() -> None:
+    config = cli_config(stack_file(STACKS[0]))
+    workloads = json.loads(config["netopt:workloads"])
+    workloads[0]["port"] = "http"
+    with pytest.raises(ProgramError) as caught:
+        run_program({**config, "netopt:workloads": json.dumps(workloads)}, STACKS[0])
+    assert "netopt:workloads[0].port" in str(caught.value)
