@@ -112,9 +112,9 @@ def compute_capacity(plan: Plan, shares: ShareFunction = expected_shares) -> Cap
         ))
     replica_rows = []
     for (workload_name, replica), rate in offered.items():
-        workload = spec.workload(workload_name)
-        mu = float(service_rate(workload, replica))
-        latency = mean_latency_s(workload.max_concurrency, workload.replica_response_times_s()[replica], rate)
+        served_by = spec.workload(workload_name)
+        mu = float(service_rate(served_by, replica))
+        latency = mean_latency_s(served_by.max_concurrency, served_by.replica_response_times_s()[replica], rate)
         bound = admitted[(workload_name, replica)]
         replica_rows.append(ReplicaLoad(
             workload=workload_name,

@@ -56,11 +56,11 @@ def render_nginx(plan: Plan, addresses: AddressMap, runtime: NginxRuntime = Ngin
         for upstream in plan.upstreams:
             with out.block(f"upstream {upstream.name}"):
                 _balancing_method(out, plan)
-                for server in upstream.servers:
-                    address = addresses[server.workload][server.replica]
-                    max_fails = gw.passive_health.max_fails if server.max_fails is None else server.max_fails
-                    out.line(f"server {address} weight={server.weight} max_fails={max_fails} "
-                             f"fail_timeout={_s(gw.passive_health.fail_timeout_s)} max_conns={server.max_conns};")
+                for member in upstream.servers:
+                    address = addresses[member.workload][member.replica]
+                    max_fails = gw.passive_health.max_fails if member.max_fails is None else member.max_fails
+                    out.line(f"server {address} weight={member.weight} max_fails={max_fails} "
+                             f"fail_timeout={_s(gw.passive_health.fail_timeout_s)} max_conns={member.max_conns};")
                 out.line(f"keepalive {gw.keepalive.connections};")
                 out.line(f"keepalive_timeout {_s(gw.keepalive.timeout_s)};")
                 out.line(f"keepalive_requests {gw.keepalive.requests};")
@@ -99,7 +99,7 @@ class _Block:
 
 
 def _s(seconds: float) -> str:
-    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{int(round(seconds * 1000))}ms"
+    return f"{int(seconds)}s" if float(seconds).is_integer() else f"{round(seconds * 1000)}ms"
 
 
 def _rate(limit: RateLimit) -> str:
@@ -202,9 +202,9 @@ def _maps(out: _Writer, plan: Plan) -> None:
     retry_after = _retry_after_by_route(plan)
     with out.block("map $netopt_route $netopt_retry_after"):
         out.line("default 1;")
-        for route, seconds in retry_after.items():
-            out.line(f"{route} {seconds};")
-    dispatched = {}
+        for route_name, seconds in retry_after.items():
+            out.line(f"{route_name} {seconds};")
+    dispatched: dict[str, str] = {}
     for server in plan.servers:
         for index, location in enumerate(server.locations):
             if location.needs_dispatch:
@@ -212,12 +212,12 @@ def _maps(out: _Writer, plan: Plan) -> None:
                 dispatched.update({rule.route.name: rule.upstream for rule in location.rules})
     if dispatched:
         with out.block("map $netopt_route $netopt_upstream"):
-            for route, upstream in sorted(dispatched.items()):
-                out.line(f"{route} {upstream};")
+            for route_name, upstream in sorted(dispatched.items()):
+                out.line(f"{route_name} {upstream};")
 
 
 def _retry_after_by_route(plan: Plan) -> dict[str, int]:
-    seconds = {l.name: l.retry_after_s for l in [*plan.rate_limits, *plan.concurrency_limits]}
+    seconds = {l.name: l.retry_after_s for l in plan.rate_limits} | {c.name: c.retry_after_s for c in plan.concurrency_limits}
     result = {}
     for route in plan.spec.routes:
         values = [seconds[n] for n in (route.rate_limit, route.concurrency_limit) if n]

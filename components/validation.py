@@ -14,7 +14,7 @@ from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
 
-from components.spec import Spec
+from components.spec import HttpMethod, Spec
 
 NAMESPACE = "netopt"
 _TYPE_TAGS = {"float", "int", "str", "bool", "list", "dict", "none", "IPv4Network", "IPv6Network", "IPv4Address", "IPv6Address"}
@@ -143,7 +143,8 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
         for i, item in _items(raw, section):
             name = item.get("name")
             if isinstance(name, str) and name in seen:
-                issues.append(Issue(key_path([section, i, "name"]), f"duplicate name '{name}' (also {key_path([section, seen[name]])}); names must be unique"))
+                first = key_path([section, seen[name]])
+                issues.append(Issue(key_path([section, i, "name"]), f"duplicate name '{name}' (also {first}); names must be unique"))
             elif isinstance(name, str):
                 seen[name] = i
     workloads = _names(raw, "workloads")
@@ -156,7 +157,8 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
                 continue
             path = key_path(["routes", i, "backends", j, "workload"])
             if target not in workloads:
-                issues.append(Issue(path, f"unknown workload '{target}'.{_did_you_mean(target, workloads)} Declared workloads: {', '.join(workloads) or 'none'}"))
+                declared = ", ".join(workloads) or "none"
+                issues.append(Issue(path, f"unknown workload '{target}'.{_did_you_mean(target, workloads)} Declared workloads: {declared}"))
             if target in used:
                 issues.append(Issue(path, f"workload '{target}' is listed twice in this route; merge the entries and add their weights"))
             used.add(target)
@@ -164,13 +166,17 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
             ref = route.get(field)
             if isinstance(ref, str) and ref not in known:
                 section = field + "s"
-                issues.append(Issue(key_path(["routes", i, field]), f"unknown {field.replace('_', ' ')} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"))
+                kind = field.replace("_", " ")
+                message = f"unknown {kind} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"
+                issues.append(Issue(key_path(["routes", i, field]), message))
     routes = _names(raw, "routes")
     traffic = raw.get("traffic")
     if isinstance(traffic, Mapping):
         for route_name in traffic:
             if route_name not in routes:
-                issues.append(Issue(key_path(["traffic", str(route_name)]), f"no route named '{route_name}'.{_did_you_mean(str(route_name), routes)} Traffic is declared per route name"))
+                hint = _did_you_mean(str(route_name), routes)
+                message = f"no route named '{route_name}'.{hint} Traffic is declared per route name"
+                issues.append(Issue(key_path(["traffic", str(route_name)]), message))
     return issues
 
 
@@ -179,16 +185,19 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
     issues = list(_route_conflicts(spec)) + list(_shared_location_issues(spec))
     for i, workload in enumerate(spec.workloads):
         if spec.gateway.keepalive.timeout_s >= workload.idle_timeout_s:
-            issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), f"{spec.gateway.keepalive.timeout_s:g}s is not below {key_path(['workloads', i, 'idle_timeout_s'])} ({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout"))
+            message = (f"{spec.gateway.keepalive.timeout_s:g}s is not below {key_path(['workloads', i, 'idle_timeout_s'])} "
+                       f"({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout")
+            issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), message))
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
-            issues.append(Issue(key_path(["gateway", "replicas"]), f"{spec.gateway.replicas} gateways cannot publish the same host port on one Docker host; use 1, or target kubernetes"))
+            message = f"{spec.gateway.replicas} gateways cannot publish the same host port on one Docker host; use 1, or target kubernetes"
+            issues.append(Issue(key_path(["gateway", "replicas"]), message))
     return issues
 
 
 def _route_conflicts(spec: Spec) -> Iterable[Issue]:
-    seen: dict[tuple[object, ...], tuple[int, set[str] | None]] = {}
+    seen: dict[tuple[object, ...], tuple[int, set[HttpMethod] | None]] = {}
     for i, route in enumerate(spec.routes):
         m = route.match
         key = (m.host, m.path_type, m.path, tuple(sorted(m.headers.items())))
@@ -197,7 +206,8 @@ def _route_conflicts(spec: Spec) -> Iterable[Issue]:
             j, other = seen[key]
             overlap = methods is None or other is None or bool(methods & other)
             if overlap:
-                yield Issue(key_path(["routes", i, "match"]), f"conflicts with {key_path(['routes', j])} ('{spec.routes[j].name}'): same host, path and headers with overlapping methods; make the methods, headers or path differ")
+                yield Issue(key_path(["routes", i, "match"]), f"conflicts with {key_path(['routes', j])} ('{spec.routes[j].name}'): same host, path "
+                            "and headers with overlapping methods; make the methods, headers or path differ")
                 continue
         seen[key] = (i, methods)
 
@@ -213,19 +223,22 @@ def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
                 ra, rb = spec.routes[a], spec.routes[b]
                 hosts_meet = ra.match.host is None or rb.match.host is None or ra.match.host == rb.match.host
                 if hosts_meet and (ra.timeouts, ra.retry_non_idempotent) != (rb.timeouts, rb.retry_non_idempotent):
-                    yield Issue(key_path(["routes", b]), f"shares its nginx location with {key_path(['routes', a])} ('{ra.name}') but sets different timeouts or retry_non_idempotent; make them equal or change the path")
+                    yield Issue(key_path(["routes", b]), f"shares its nginx location with {key_path(['routes', a])} ('{ra.name}') but sets different "
+                                "timeouts or retry_non_idempotent; make them equal or change the path")
 
 
 def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
     subnet = spec.network.subnet
     if subnet is None:
-        yield Issue(key_path(["network", "subnet"]), "the docker target gives every backend a fixed address (nginx resolves names once), so it needs an IPv4 subnet; add e.g. 10.42.0.0/24")
+        yield Issue(key_path(["network", "subnet"]), "the docker target gives every backend a fixed address (nginx resolves names once), "
+                    "so it needs an IPv4 subnet; add e.g. 10.42.0.0/24")
         return
     from components.addressing import FIRST_REPLICA_OFFSET
 
     needed = FIRST_REPLICA_OFFSET + sum(w.replicas for w in spec.workloads)
     if subnet.num_addresses - 1 <= needed:
-        yield Issue(key_path(["network", "subnet"]), f"{subnet} has {subnet.num_addresses - 2} host addresses but {needed} are needed; use a larger subnet")
+        message = f"{subnet} has {subnet.num_addresses - 2} host addresses but {needed} are needed; use a larger subnet"
+        yield Issue(key_path(["network", "subnet"]), message)
     edge = spec.network.edge_subnet
     if edge is not None and edge.overlaps(subnet):
         yield Issue(key_path(["network", "edge_subnet"]), f"{edge} overlaps the internal subnet {subnet}; use a separate range")
@@ -237,4 +250,4 @@ def _dedupe(issues: list[Issue]) -> list[Issue]:
         messages = merged.setdefault(issue.path, [])
         if issue.message not in messages:
             messages.append(issue.message)
-    return [Issue(path, "; or ".join(messages) if len(messages) > 1 and all("valid" in m for m in messages) else "; ".join(messages)) for path, messages in merged.items()]
+    return [Issue(path, "; ".join(messages)) for path, messages in merged.items()]

@@ -60,7 +60,8 @@ def manifests(resources: Iterable[RecordedResource]) -> list[dict[str, Any]]:
     """Every Kubernetes resource the program registered, as manifests in an order `kubectl apply` can follow."""
     found = [to_manifest(r) for r in resources if r.type.startswith(_TYPE_PREFIX)]
     rank = {kind: i for i, kind in enumerate(_APPLY_ORDER)}
-    return sorted(found, key=lambda m: rank.get(m["kind"], len(rank)))
+    # Registration order under the runtime is not deterministic: order by kind, then namespace and name.
+    return sorted(found, key=lambda m: (rank.get(m["kind"], len(rank)), m["metadata"].get("namespace", ""), m["metadata"]["name"]))
 
 
 def render_path(manifest: dict[str, Any]) -> str:

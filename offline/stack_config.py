@@ -11,20 +11,21 @@ import yaml
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
-class StackNotFound(Exception):
+class StackNotFoundError(Exception):
     pass
 
 
 def project_settings(project_dir: Path = PROJECT_DIR) -> dict[str, Any]:
-    return yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    settings: dict[str, Any] = yaml.safe_load((project_dir / "Pulumi.yaml").read_text())
+    return settings
 
 
 def stack_file(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
-    config_dir = project_dir / project_settings(project_dir).get("stackConfigDir", ".")
+    config_dir = project_dir / str(project_settings(project_dir).get("stackConfigDir", "."))
     path = config_dir / f"Pulumi.{stack}.yaml"
     if not path.is_file():
         known = sorted(p.name.removeprefix("Pulumi.").removesuffix(".yaml") for p in config_dir.glob("Pulumi.*.yaml"))
-        raise StackNotFound(f"no stack '{stack}': {path} does not exist (stacks: {', '.join(known) or 'none'})")
+        raise StackNotFoundError(f"no stack '{stack}': {path} does not exist (stacks: {', '.join(known) or 'none'})")
     return path
 
 

@@ -9,6 +9,8 @@ nginx.conf is part of its identity, and its hash is a label).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+from typing import Any
 
 import pulumi
 import pulumi_docker as docker
@@ -18,7 +20,7 @@ from components.balancing import expected_shares
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Spec, Workload
 
-_HARDENING = {
+_HARDENING: dict[str, Any] = {
     "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
     "security_opts": ["no-new-privileges:true"],
     "restart": "unless-stopped",
@@ -43,6 +45,10 @@ def _healthcheck(command: list[str], health: HealthCheck) -> docker.ContainerHea
         retries=health.retries,
         start_period=_duration(health.interval_s),
     )
+
+
+def _ipam(subnet: ipaddress.IPv4Network) -> list[docker.NetworkIpamConfigArgs]:
+    return [docker.NetworkIpamConfigArgs(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
 
 
 class DockerTarget:
@@ -70,7 +76,7 @@ class DockerTarget:
             name=f"{net.name}-internal",
             driver="bridge",
             internal=True,
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(net.subnet), gateway=str(net.subnet.network_address + 1))],
+            ipam_configs=_ipam(net.subnet),
             opts=opts,
         )
         edge = docker.Network(
@@ -78,7 +84,7 @@ class DockerTarget:
             name=f"{net.name}-edge",
             driver="bridge",
             internal=False,
-            ipam_configs=[docker.NetworkIpamConfigArgs(subnet=str(net.edge_subnet), gateway=str(net.edge_subnet.network_address + 1))] if net.edge_subnet else None,
+            ipam_configs=_ipam(net.edge_subnet) if net.edge_subnet else None,
             opts=opts,
         )
         return {"internal": internal.name, "edge": edge.name}
@@ -86,7 +92,7 @@ class DockerTarget:
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
         ips = self._ips[workload.name]
         probe = workload.health.command or ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{workload.port}{workload.health.path}"]
-        containers = []
+        containers: list[pulumi.Resource] = []
         for replica, ip in enumerate(ips):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
             env = {**workload.env, "PORT": str(workload.port), "NETOPT_REPLICA": f"{workload.name}-{replica}"}
@@ -107,7 +113,8 @@ class DockerTarget:
             ))
         return containers
 
-    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]], depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
+    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
+                depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
         assert self.spec.network.subnet is not None
         digest = hashlib.sha256(config.encode()).hexdigest()
