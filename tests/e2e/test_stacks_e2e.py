@@ -1,0 +1,130 @@
+"""The Docker-target stacks (dev, staging), as the program declares them, applied to the private dockerd and
+exercised through their gateway.
+
+``__main__.py`` runs under Pulumi mocks (outputs = inputs); its pulumi-docker resources are applied verbatim
+by e2e.apply. The stack's image references are tags of the locally built e2e images (gateway: Debian nginx;
+workloads: testbed/backend.py, which answers ``X-Replica: $NETOPT_REPLICA`` on ``$PORT``).
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from e2e.apply import CONTAINER, Applied, apply_docker_resources
+from e2e.dockerd import Dockerd
+from e2e.stack import alias_images, is_gateway, record_stack
+
+pytestmark = pytest.mark.e2e
+
+DOCKER_STACKS = ["dev", "staging"]  # prod targets Kubernetes
+
+
+def _wait_healthy(app: Applied, names: list[str], timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = list(names)
+    while pending and time.monotonic() < deadline:
+        for name in list(pending):
+            state = app.container(name).attrs["State"]
+            health = (state.get("Health") or {}).get("Status")
+            if health == "healthy":
+                pending.remove(name)
+            elif not state.get("Running"):
+                logs = app.containers[name].logs(tail=30).decode(errors="replace")
+                pytest.fail(f"{name} stopped ({state.get('Status')}, exit {state.get('ExitCode')}):\n{logs}")
+        time.sleep(0.25)
+    if pending:
+        report = {n: (app.container(n).attrs["State"].get("Health") or {}).get("Log", [])[-1:] for n in pending}
+        logs = {n: app.containers[n].logs(tail=20).decode(errors="replace") for n in pending}
+        pytest.fail(f"not healthy after {timeout}s: {report}\n{logs}")
+
+
+@pytest.fixture(scope="module", params=DOCKER_STACKS)
+def deployed(request: pytest.FixtureRequest, dockerd: Dockerd, e2e_images: dict[str, str]) -> Any:
+    records = record_stack(request.param)
+    containers = [r for r in records if r.type == CONTAINER]
+    gateway = next(r for r in containers if is_gateway(r.inputs))
+    alias_images(dockerd.client, records)
+    dockerd.remove_all_objects()
+    app = apply_docker_resources(dockerd.client, records)
+    try:
+        _wait_healthy(app, [r.inputs["name"] for r in containers])
+        yield dockerd, app, records, gateway
+    finally:
+        app.teardown()
+        dockerd.remove_all_objects()
+
+
+def _published(app: Applied, gateway: Any) -> int:
+    (port_spec,) = gateway.inputs["ports"]
+    (binding,) = app.published(gateway.inputs["name"], int(port_spec["internal"]))
+    assert binding == (port_spec["ip"], int(port_spec["external"]))
+    return binding[1]
+
+
+def test_every_container_runs_healthy_with_its_declared_address(deployed: Any) -> None:
+    _, app, records, gateway = deployed
+    for rec in (r for r in records if r.type == CONTAINER):
+        name = rec.inputs["name"]
+        attrs = app.container(name).attrs
+        assert attrs["State"]["Health"]["Status"] == "healthy", name
+        nets = attrs["NetworkSettings"]["Networks"]
+        for na in rec.inputs["networksAdvanced"]:
+            assert na["name"] in nets, (name, na["name"])
+            if na.get("ipv4Address"):
+                assert nets[na["name"]]["IPAddress"] == na["ipv4Address"], name
+        published = [b for b in (attrs["NetworkSettings"]["Ports"] or {}).values() if b]
+        assert bool(published) == (rec is gateway), f"{name}: only the gateway publishes a port"
+
+
+def test_routes_reach_the_declared_workloads(deployed: Any) -> None:
+    d, app, _, gateway = deployed
+    port = _published(app, gateway)
+
+    def workload(path: str, method: str = "GET", headers: dict[str, str] | None = None) -> str:
+        """The workload that answered: its replica's name (NETOPT_REPLICA = <workload>-<n>) less the number."""
+        conn = d.http_connection(port, timeout=10)
+        try:
+            conn.request(method, path, body=b"" if method == "POST" else None, headers=headers or {})
+            resp = conn.getresponse()
+            resp.read()
+            assert resp.status == 200, (path, resp.status, resp.getheaders())
+            return str(resp.getheader("X-Replica")).rsplit("-", 1)[0]
+        finally:
+            conn.close()
+
+    assert workload("/static/app.css") == "static"
+    assert workload("/") == "web"
+    assert workload("/some/page") == "web"
+    assert workload("/auth/session") == "auth"
+    assert workload("/auth/login", "POST") == "auth"
+    assert workload("/v2/orders") == "api"
+    assert workload("/api/items", headers={"X-Canary": "always"}) == "api-canary"
+    split: Counter[str] = Counter()
+    for _ in range(40):  # paced under the route's rate limit (50 r/s, burst 25)
+        split[workload("/api/items")] += 1
+        time.sleep(0.04)
+    assert set(split) <= {"api", "api-canary"} and split["api"] > split["api-canary"], split
+
+
+def test_rate_limit_answers_429_with_retry_after(deployed: Any) -> None:
+    """Last in the module: it empties the login route's bucket (5 r/s, burst 5)."""
+    d, app, _, gateway = deployed
+    port = _published(app, gateway)
+    statuses: Counter[int] = Counter()
+    retry_after = set()
+    for _ in range(20):
+        conn = d.http_connection(port, timeout=10)
+        try:
+            conn.request("POST", "/auth/login", body=b"")
+            resp = conn.getresponse()
+            resp.read()
+            statuses[resp.status] += 1
+            if resp.status == 429:
+                retry_after.add(resp.getheader("Retry-After"))
+        finally:
+            conn.close()
+    assert statuses[200] >= 1 and statuses[429] >= 1 and set(statuses) <= {200, 429}, statuses
+    assert retry_after == {"10"}, retry_after
