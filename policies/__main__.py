@@ -1,0 +1,28 @@
+"""netopt policy pack: the engine starts it as `python -m pulumi.policy <engine-address> <this directory>`.
+
+The gates read the strategy report that the project's `components` package computes, and reuse its definitions
+(e.g. which HTTP methods are idempotent), so the project root — this directory's parent — goes on sys.path:
+the pack ships inside the project and is always run from a checkout of it (see policies/README.md).
+"""
+
+import sys
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+if str(PROJECT_ROOT) not in sys.path:
+    sys.path.insert(0, str(PROJECT_ROOT))
+
+from pulumi_policy import EnforcementLevel, PolicyPack  # noqa: E402
+
+from policies import fastpath  # noqa: E402
+from policies.catalog import all_policies  # noqa: E402
+
+fastpath.install()
+
+PolicyPack(
+    name="netopt",
+    # Without a --policy-pack-config every gate blocks; policies/config/<env>.json sets the per-environment levels.
+    enforcement_level=EnforcementLevel.MANDATORY,
+    policies=all_policies(),
+    description="netopt: strategy scores, capacity, structural and security gates for the container network.",
+)

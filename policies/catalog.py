@@ -1,0 +1,34 @@
+"""Every gate of the pack, in one list: the order the engine runs them and the README documents them."""
+
+from __future__ import annotations
+
+from pulumi_policy import Policy
+
+from policies import containers, gateway, kubernetes, strategy
+from policies.framework import Gate
+
+GATES: tuple[Gate, ...] = (
+    *(gate for gate, _, _ in strategy.SCORES.values()),
+    strategy.PEAK_UTILIZATION,
+    strategy.ADMITS_PEAK,
+    strategy.PROTECT,
+    gateway.MIN_REPLICAS,
+    gateway.KEEPALIVE,
+    gateway.RETRIES,
+    containers.ONLY_GATEWAY_EXPOSED,
+    containers.BACKENDS_INTERNAL,
+    containers.IMAGES_PINNED,
+    containers.HEALTH_CHECKS,
+    containers.RESOURCE_LIMITS,
+    containers.HARDENING,
+    containers.READ_ONLY,
+    kubernetes.DEFAULT_DENY,
+    kubernetes.PDB,
+)
+
+
+def all_policies() -> list[Policy]:
+    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies()]
+    by_name = {p.name: p for p in policies}
+    assert sorted(by_name) == sorted(g.name for g in GATES), "catalog.GATES and the policy modules disagree"
+    return [by_name[g.name] for g in GATES]

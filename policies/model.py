@@ -1,0 +1,260 @@
+"""Read-only views of what the engine sends: the strategy report, containers of either target, nginx.conf.
+
+Nothing here computes a score or a capacity figure: those come, already computed by `components`, in the
+AppNetwork component's `report` input (`components/report.py`). These helpers only find values in resource
+properties, whatever the target (Docker containers or Kubernetes Deployments).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+APP_NETWORK = "netopt:index:AppNetwork"
+DOCKER_CONTAINER = "docker:index/container:Container"
+DOCKER_NETWORK = "docker:index/network:Network"
+K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+K8S_SERVICE = "kubernetes:core/v1:Service"
+K8S_CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
+K8S_NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
+K8S_PDB = "kubernetes:policy/v1:PodDisruptionBudget"
+K8S_HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
+K8S_NAMESPACE = "kubernetes:core/v1:Namespace"
+
+GATEWAY_ROLE = "gateway"
+DOCKER_CONFIG_PATH = "/etc/nginx/nginx.conf"
+
+
+def get(mapping: Any, *path: str | int, default: Any = None) -> Any:
+    """mapping[path[0]][path[1]]... or default when a step is missing (None-valued keys are dropped on the wire)."""
+    value = mapping
+    for key in path:
+        try:
+            value = value[key]
+        except (KeyError, IndexError, TypeError):
+            return default
+        if value is None:
+            return default
+    return value
+
+
+def items(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else []
+
+
+# -- labels and roles ---------------------------------------------------------------------------------------------
+
+def docker_labels(props: Mapping[str, Any]) -> dict[str, str]:
+    return {str(get(entry, "label")): str(get(entry, "value", default="")) for entry in items(get(props, "labels"))}
+
+
+def k8s_labels(props: Mapping[str, Any], *path: str) -> dict[str, str]:
+    labels = get(props, *path, "metadata", "labels", default={})
+    return {str(k): str(labels[k]) for k in labels}
+
+
+def is_gateway_labels(labels: Mapping[str, str]) -> bool:
+    return labels.get("netopt.role") == GATEWAY_ROLE or labels.get("app.kubernetes.io/component") == GATEWAY_ROLE
+
+
+# -- containers of either target ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ContainerView:
+    """One container as a gate sees it, from a Docker Container or one container of a Kubernetes Deployment."""
+
+    target: str  # "docker" | "kubernetes"
+    resource: str  # the Pulumi resource name
+    container: str  # the container's own name
+    gateway: bool
+    workload: str | None
+    image: str
+    read_only: bool | None
+    caps_dropped: tuple[str, ...]
+    caps_added: tuple[str, ...]
+    no_new_privileges: bool
+    privileged: bool
+    run_as_non_root: bool | None
+    health: str | None  # a description of the health check, None when there is none
+    memory: str | None
+    cpu: str | None
+    published: tuple[str, ...]  # host-reachable ports or host networking
+    props: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def where(self) -> str:
+        if self.target == "docker":
+            return f"container '{self.resource}'"
+        return f"Deployment '{self.resource}' container '{self.container}'"
+
+
+class _ViewCache(threading.local):
+    def __init__(self) -> None:
+        # id(props) -> (props, type, name, views): holding props keeps the id from being reused while cached.
+        self.entries: dict[int, tuple[Any, str, str, list[ContainerView]]] = {}
+
+
+_VIEWS = _ViewCache()
+
+
+def containers_of(resource_type: str, name: str, props: Mapping[str, Any]) -> list[ContainerView]:
+    """The containers a resource declares. Several gates ask about the same resource: each answer is kept, per thread."""
+    entry = _VIEWS.entries.get(id(props))
+    if entry is not None and entry[0] is props and entry[1:3] == (resource_type, name):
+        return list(entry[3])
+    if resource_type == DOCKER_CONTAINER:
+        views = [_docker_container(name, props)]
+    elif resource_type == K8S_DEPLOYMENT:
+        views = _k8s_containers(name, props)
+    else:
+        return []
+    if len(_VIEWS.entries) > 20_000:
+        _VIEWS.entries.clear()
+    _VIEWS.entries[id(props)] = (props, resource_type, name, views)
+    return list(views)
+
+
+def _docker_container(name: str, props: Mapping[str, Any]) -> ContainerView:
+    labels = docker_labels(props)
+    tests = [str(t) for t in items(get(props, "healthcheck", "tests"))]
+    health = None if not tests or tests[0].upper() == "NONE" else " ".join(tests)
+    opts = [str(o).replace("=", ":") for o in items(get(props, "securityOpts"))]
+    published = [f"{get(p, 'ip', default='0.0.0.0')}:{int(float(get(p, 'external', default=0)))}->{int(float(get(p, 'internal', default=0)))}"
+                 for p in items(get(props, "ports"))]
+    if get(props, "networkMode") == "host":
+        published.append("network_mode=host")
+    memory = get(props, "memory")
+    cpus = get(props, "cpus")
+    return ContainerView(
+        target="docker", resource=name, container=str(get(props, "name", default=name)),
+        gateway=is_gateway_labels(labels), workload=labels.get("netopt.workload"),
+        image=str(get(props, "image", default="")),
+        read_only=bool(get(props, "readOnly", default=False)),
+        caps_dropped=tuple(str(c).upper() for c in items(get(props, "capabilities", "drops"))),
+        caps_added=tuple(str(c).upper() for c in items(get(props, "capabilities", "adds"))),
+        no_new_privileges=any(o in ("no-new-privileges", "no-new-privileges:true") for o in opts),
+        privileged=bool(get(props, "privileged", default=False)),
+        run_as_non_root=None,
+        health=health,
+        memory=None if not memory or float(memory) <= 0 else f"{float(memory):g}MB",
+        cpu=None if not cpus or float(cpus) <= 0 else str(cpus),
+        published=tuple(published),
+        props=props,
+    )
+
+
+_PROBES = ("httpGet", "tcpSocket", "exec", "grpc")
+
+
+def _k8s_containers(name: str, props: Mapping[str, Any]) -> list[ContainerView]:
+    labels = k8s_labels(props, "spec", "template") or k8s_labels(props)
+    pod = get(props, "spec", "template", "spec", default={})
+    pod_non_root = get(pod, "securityContext", "runAsNonRoot")
+    host_network = bool(get(pod, "hostNetwork", default=False))
+    views = []
+    for container in items(get(pod, "containers")):
+        security = get(container, "securityContext", default={})
+        probe = get(container, "readinessProbe")
+        published = [f"hostPort {int(float(get(p, 'hostPort')))}->{int(float(get(p, 'containerPort', default=0)))}"
+                     for p in items(get(container, "ports")) if get(p, "hostPort")]
+        if host_network:
+            published.append("hostNetwork=true")
+        non_root = get(security, "runAsNonRoot")
+        views.append(ContainerView(
+            target="kubernetes", resource=name, container=str(get(container, "name", default="?")),
+            gateway=is_gateway_labels(labels), workload=None if is_gateway_labels(labels) else labels.get("app.kubernetes.io/name"),
+            image=str(get(container, "image", default="")),
+            read_only=get(security, "readOnlyRootFilesystem"),
+            caps_dropped=tuple(str(c).upper() for c in items(get(security, "capabilities", "drop"))),
+            caps_added=tuple(str(c).upper() for c in items(get(security, "capabilities", "add"))),
+            no_new_privileges=get(security, "allowPrivilegeEscalation") is False,
+            privileged=bool(get(security, "privileged", default=False)),
+            run_as_non_root=bool(non_root if non_root is not None else pod_non_root),
+            health=None if probe is None else "readinessProbe " + ", ".join(k for k in _PROBES if get(probe, k) is not None),
+            memory=get(container, "resources", "limits", "memory"),
+            cpu=get(container, "resources", "limits", "cpu"),
+            published=tuple(published),
+            props=container,
+        ))
+    return views
+
+
+# -- images -------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageRef:
+    repository: str
+    tag: str | None
+    digest: str | None
+
+
+def parse_image(image: str) -> ImageRef:
+    name, _, digest = image.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = last.partition(":")[2] or None
+    repository = name[: len(name) - len(tag) - 1] if tag else name
+    return ImageRef(repository, tag, digest or None)
+
+
+# -- nginx.conf ---------------------------------------------------------------------------------------------------
+
+@dataclass
+class Directive:
+    name: str
+    args: list[str]
+    block: list[Directive] | None = None
+
+    def children(self, name: str) -> Iterator[Directive]:
+        return (d for d in self.block or [] if d.name == name)
+
+
+_TOKEN = re.compile(r"""\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|([{};])|([^\s{};"'#]+))""", re.S)
+
+
+def parse_nginx(text: str) -> list[Directive]:
+    """nginx.conf as a tree of directives (enough for the gateway's generated config: quotes, blocks, comments)."""
+    stack: list[list[Directive]] = [[]]
+    words: list[str] = []
+    for match in _TOKEN.finditer(text):
+        comment, quoted, punct, word = match.groups()
+        if comment:
+            continue
+        if quoted:
+            words.append(quoted[1:-1])
+        elif word:
+            words.append(word)
+        elif punct == ";":
+            if words:
+                stack[-1].append(Directive(words[0], words[1:]))
+            words = []
+        elif punct == "{":
+            directive = Directive(words[0] if words else "", words[1:], [])
+            stack[-1].append(directive)
+            assert directive.block is not None
+            stack.append(directive.block)
+            words = []
+        elif punct == "}" and len(stack) > 1:
+            stack.pop()
+            words = []
+    return stack[0]
+
+
+def walk(directives: Iterable[Directive]) -> Iterator[Directive]:
+    for directive in directives:
+        yield directive
+        if directive.block:
+            yield from walk(directive.block)
+
+
+def gateway_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(where, nginx.conf text) carried by this resource: the Docker gateway's upload or the gateway ConfigMap."""
+    if resource_type == DOCKER_CONTAINER and is_gateway_labels(docker_labels(props)):
+        return [(f"container '{name}' upload {get(u, 'file')}", str(get(u, "content", default="")))
+                for u in items(get(props, "uploads")) if str(get(u, "file", default="")).endswith("nginx.conf")]
+    if resource_type == K8S_CONFIG_MAP and is_gateway_labels(k8s_labels(props)):
+        data = get(props, "data", default={})
+        return [(f"ConfigMap '{name}' key {key}", str(data[key])) for key in data if str(key).endswith("nginx.conf")]
+    return []

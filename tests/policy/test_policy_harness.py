@@ -1,0 +1,69 @@
+"""The harness itself: pack lifecycle, the wire form the pack sees, and agreement with components' numbers."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from components.app_network import analyse
+from components.config import namespace_values
+from components.validation import parse_spec
+from offline.analyzer import PolicyPackError, analyze, engine_service, policy_config_path, policy_pack
+from offline.program import run_program
+from offline.stack_config import cli_config, stack_file
+
+from .overlays import load_fixtures, recorded, stack_config
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+
+
+def test_the_pack_server_is_stopped_by_pid_even_when_the_caller_fails() -> None:
+    pid = None
+    with pytest.raises(RuntimeError, match="boom"), engine_service() as (address, _), policy_pack(address, {}) as (port, process):
+        pid = process.pid
+        assert port > 0 and _alive(pid)
+        raise RuntimeError("boom")
+    assert pid is not None and not _alive(pid)
+
+
+def test_a_pack_that_cannot_start_is_reported_with_its_stderr(tmp_path: Path) -> None:
+    (tmp_path / "__main__.py").write_text("raise SystemExit('this pack is broken')\n")
+    with pytest.raises(PolicyPackError, match="did not start"), engine_service() as (address, _), policy_pack(address, {}, pack_dir=tmp_path):
+        pass
+
+
+def test_the_memoised_fast_path_changes_no_verdict(monkeypatch: pytest.MonkeyPatch) -> None:
+    fixture = next(f for f in load_fixtures() if f.name == "post-retrying-route")
+    config = stack_config(fixture)
+    resources = recorded(fixture, config)
+    fast = analyze(resources, stack="prod", config=config, policy_config=policy_config_path("prod"))
+    monkeypatch.setenv("NETOPT_POLICY_NO_MEMO", "1")
+    plain = analyze(resources, stack="prod", config=config, policy_config=policy_config_path("prod"))
+    assert fast.diagnostics == plain.diagnostics and fast.diagnostics
+    assert sorted(map(repr, fast.not_applicable)) == sorted(map(repr, plain.not_applicable))
+
+
+def test_score_verdicts_use_the_numbers_components_computed() -> None:
+    fixture = next(f for f in load_fixtures() if f.name == "unanchored-regex-routes")
+    config = stack_config(fixture)
+    _, _, report = analyse(parse_spec(namespace_values(config)))
+    analysis = analyze(recorded(fixture, config), stack="prod", config=config, policy_config=policy_config_path("prod"))
+    (diagnostic,) = analysis.diagnostics
+    assert f"routing score is {report['scores']['routing']:.4g}," in diagnostic.message
+    assert "below the minimum 0.3" in diagnostic.message
+
+
+def test_every_recorded_resource_and_the_root_stack_are_analyzed() -> None:
+    config = cli_config(stack_file("staging"))
+    resources = run_program(config, "staging")
+    analysis = analyze(resources, stack="staging", config=config, policy_config=policy_config_path("staging"))
+    assert analysis.analyzed == len(resources) + 1  # + pulumi:pulumi:Stack
+    assert {"start_s", "analyze_s", "analyze_stack_s", "total_s"} <= set(analysis.timings)
