@@ -14,12 +14,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.generate import generated_cli_config  # noqa: E402
-from components.app_network import analyse  # noqa: E402
-from components.config import namespace_values  # noqa: E402
-from components.validation import parse_spec  # noqa: E402
-from offline.artifacts import write_artifacts  # noqa: E402
-from offline.program import run_program  # noqa: E402
+from bench.generate import generated_cli_config
+from components.app_network import analyse
+from components.config import namespace_values
+from components.validation import parse_spec
+from offline.artifacts import write_artifacts
+from offline.program import run_program
 
 
 def one_plan(workloads: int) -> tuple[float, int]:

@@ -1,0 +1,1 @@
+"""Benchmarks for netopt's generated gateway (see bench/README.md)."""
