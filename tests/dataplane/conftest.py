@@ -2,8 +2,7 @@
 
 Marked ``dataplane`` (``pytest -m dataplane`` / ``-m "not dataplane"``). Needs the
 ``nginx`` binary (Debian package ``nginx``) and, for the load tests, ``wrk``;
-without them the tests skip, unless ``NETOPT_REQUIRE_DATAPLANE=1`` (CI) turns a
-missing tool into a failure.
+without them the tests fail (``NETOPT_DATAPLANE_OPTIONAL=1`` turns that into a skip).
 """
 from __future__ import annotations
 
@@ -33,9 +32,9 @@ def _require(tool: str) -> None:
     if shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"):
         return
     msg = f"{tool} is not installed (apt-get install {tool})"
-    if os.environ.get("NETOPT_REQUIRE_DATAPLANE") == "1":
-        pytest.fail(msg)
-    pytest.skip(msg)
+    if os.environ.get("NETOPT_DATAPLANE_OPTIONAL") == "1":
+        pytest.skip(msg)
+    pytest.fail(msg + "; set NETOPT_DATAPLANE_OPTIONAL=1 to skip the data-plane tests instead", pytrace=False)
 
 
 @pytest.fixture(autouse=True)
