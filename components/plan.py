@@ -33,7 +33,7 @@ class Upstream:
 
 @dataclass(frozen=True)
 class Rule:
-    """One route inside a location. `conditions` are (variable, regex) pairs tested by the dispatch map."""
+    """One route inside a location; a conditional rule (methods or headers) is tested by the dispatch map."""
 
     route: Route
     upstream: str
@@ -46,18 +46,28 @@ class Rule:
 
 @dataclass(frozen=True)
 class Location:
+    """An nginx location and its dispatch chain: first matching rule wins, an unconditional rule ends the chain.
+
+    The chain is the location's own routes, then — when none of them is unconditional — the chain of the location
+    nginx would have chosen without this one (so `GET /auth/login` still reaches the `/auth/` route when the exact
+    `/auth/login` route takes POST only). An empty chain answers 404.
+    """
+
     kind: str  # "exact" | "prefix" | "regex"
     path: str
     stops_regex: bool  # prefix rendered with ^~: no regex can match below it, so nginx stops searching
-    rules: tuple[Rule, ...]  # dispatch order: first match wins
+    rules: tuple[Rule, ...]
 
     @property
     def needs_dispatch(self) -> bool:
-        return len(self.rules) > 1 or self.rules[0].conditional
+        return len(self.rules) > 1 or (len(self.rules) == 1 and self.rules[0].conditional)
 
     @property
     def has_fallback(self) -> bool:
-        return not self.rules[-1].conditional
+        return bool(self.rules) and not self.rules[-1].conditional
+
+    def owns(self, rule: Rule) -> bool:
+        return (rule.route.match.path_type, rule.route.match.path) == (self.kind, self.path)
 
     @property
     def timeouts(self) -> Timeouts | None:
@@ -126,7 +136,7 @@ def _upstreams(spec: Spec) -> tuple[tuple[Upstream, ...], dict[str, str]]:
 
 def regex_literal_prefix(pattern: str) -> str | None:
     """The literal text every match of an anchored regex starts with; None if it can match anywhere."""
-    if not pattern.startswith("^"):
+    if not pattern.startswith("^") or "|" in pattern:
         return None
     match = re.match(r"[^.^$*+?{}\[\]\\|()]*", pattern[1:])
     literal = match.group(0) if match else ""
@@ -157,14 +167,70 @@ def _server(host: str, routes: list[Route], spec: Spec, upstream_of: dict[str, s
         key = (route.match.path_type, route.match.path)
         grouped.setdefault(key, []).append(Rule(route, upstream_of[route.name], route.match.host is not None))
     regexes = [path for kind, path in grouped if kind == "regex"]
-    locations = []
-    for (kind, path), rules in grouped.items():
-        ordered = sorted(rules, key=lambda r: (not r.host_specific, -_specificity(r.route)))
-        stops = kind == "prefix" and not any(_may_overlap(path, rx) for rx in regexes)
-        locations.append(Location(kind, path, stops, tuple(ordered)))
+    own = {key: _until_unconditional(sorted(rules, key=lambda r: (not r.host_specific, -_specificity(r.route)))) for key, rules in grouped.items()}
+    resolver = _Resolver(own, regexes)
+    locations = [Location(kind, path, kind == "prefix" and not any(_may_overlap(path, rx) for rx in regexes), resolver.chain((kind, path)))
+                 for kind, path in own]
+    for kind, path in list(own):
+        # nginx answers a request for "/static" with a 301 to "/static/" when only the prefix "/static/" exists;
+        # under the routing semantics "/static" belongs to whichever route covers it, so say so with an exact location.
+        bare = path[:-1]
+        if kind == "prefix" and len(path) > 1 and path.endswith("/") and ("exact", bare) not in own:
+            target = resolver.resolve(bare)
+            locations.append(Location("exact", bare, False, resolver.chain(target) if target else ()))
     order = {"exact": 0, "prefix": 1, "regex": 2}
     exact_prefix = sorted((loc for loc in locations if loc.kind != "regex"), key=lambda l: (order[l.kind], l.path))
     return Server(host, tuple(exact_prefix + [loc for loc in locations if loc.kind == "regex"]))
+
+
+def _until_unconditional(rules: list[Rule]) -> tuple[Rule, ...]:
+    """Rules after the first unconditional one can never be selected in this location."""
+    for i, rule in enumerate(rules):
+        if not rule.conditional:
+            return tuple(rules[: i + 1])
+    return tuple(rules)
+
+
+class _Resolver:
+    """Which location nginx picks for a concrete path, and each location's dispatch chain with its fallbacks."""
+
+    def __init__(self, own: dict[tuple[str, str], tuple[Rule, ...]], regexes: list[str]) -> None:
+        self.own = own
+        self.regexes = [(rx, re.compile(rx)) for rx in regexes]
+        self.prefixes = sorted((path for kind, path in own if kind == "prefix"), key=len, reverse=True)
+        self.chains: dict[tuple[str, str], tuple[Rule, ...]] = {}
+
+    def resolve(self, path: str, skip_exact: bool = False) -> tuple[str, str] | None:
+        """nginx's choice for `path`: exact, else longest prefix if ^~, else the first matching regex, else that prefix."""
+        if ("exact", path) in self.own and not skip_exact:
+            return ("exact", path)
+        prefix = next((p for p in self.prefixes if path.startswith(p)), None)
+        if prefix is not None and not any(_may_overlap(prefix, rx) for rx, _ in self.regexes):
+            return ("prefix", prefix)
+        regex = next((rx for rx, compiled in self.regexes if compiled.search(path)), None)
+        if regex is not None:
+            return ("regex", regex)
+        return ("prefix", prefix) if prefix is not None else None
+
+    def fallback(self, key: tuple[str, str]) -> tuple[str, str] | None:
+        kind, path = key
+        if kind == "exact":
+            return self.resolve(path, skip_exact=True)
+        if kind == "prefix":  # the request matched no regex: the next shorter prefix covering this one
+            return next((("prefix", p) for p in self.prefixes if len(p) < len(path) and path.startswith(p)), None)
+        return None  # which regex or prefix would match depends on the whole URI: no static fallback
+
+    def chain(self, key: tuple[str, str]) -> tuple[Rule, ...]:
+        if key not in self.chains:
+            rules = self.own[key]
+            if rules and not rules[-1].conditional:
+                self.chains[key] = rules
+            else:
+                fallback = self.fallback(key)
+                inherited = self.chain(fallback) if fallback else ()
+                seen = {rule.route.name for rule in rules}
+                self.chains[key] = rules + tuple(rule for rule in inherited if rule.route.name not in seen)
+        return self.chains[key]
 
 
 def _specificity(route: Route) -> int:
@@ -191,8 +257,7 @@ def _match_steps(servers: tuple[Server, ...]) -> dict[str, int]:
                 regex_tries = 0
             conditional = [rule for rule in location.rules if rule.conditional]
             for rule in location.rules:
-                owned = (rule.route.match.host or DEFAULT_SERVER) == server.host
-                if not owned:
+                if not location.owns(rule) or (rule.route.match.host or DEFAULT_SERVER) != server.host:
                     continue
                 dispatch = conditional.index(rule) + 1 if rule.conditional else (len(conditional) if location.needs_dispatch else 0)
                 steps[rule.route.name] = 1 + regex_tries + dispatch

@@ -52,7 +52,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     except ValidationError as err:
         issues += _pydantic_issues(err)
     issues += _reference_issues(raw)
-    if spec is not None:
+    if spec is not None and not issues:  # consistency checks build on a spec whose references all resolve
         issues += _consistency_issues(spec)
     if issues:
         raise SpecError(_dedupe(issues))
@@ -182,7 +182,9 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
 
 def _consistency_issues(spec: Spec) -> list[Issue]:
     """Checks that need the typed values: conflicting routes, keepalive vs idle timeouts, address room."""
-    issues = list(_route_conflicts(spec)) + list(_shared_location_issues(spec))
+    issues = list(_route_conflicts(spec))
+    if not issues:
+        issues += _shared_location_issues(spec)
     for i, workload in enumerate(spec.workloads):
         if spec.gateway.keepalive.timeout_s >= workload.idle_timeout_s:
             message = (f"{spec.gateway.keepalive.timeout_s:g}s is not below {key_path(['workloads', i, 'idle_timeout_s'])} "
@@ -213,18 +215,25 @@ def _route_conflicts(spec: Spec) -> Iterable[Issue]:
 
 
 def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
-    """Routes that end up in one nginx location share its timeouts and retry policy, so they must agree."""
-    first: dict[tuple[str, str], list[int]] = {}
-    for i, route in enumerate(spec.routes):
-        first.setdefault((route.match.path_type, route.match.path), []).append(i)
-    for indexes in first.values():
-        for a_pos, a in enumerate(indexes):
-            for b in indexes[a_pos + 1:]:
-                ra, rb = spec.routes[a], spec.routes[b]
-                hosts_meet = ra.match.host is None or rb.match.host is None or ra.match.host == rb.match.host
-                if hosts_meet and (ra.timeouts, ra.retry_non_idempotent) != (rb.timeouts, rb.retry_non_idempotent):
-                    yield Issue(key_path(["routes", b]), f"shares its nginx location with {key_path(['routes', a])} ('{ra.name}') but sets different "
-                                "timeouts or retry_non_idempotent; make them equal or change the path")
+    """Routes dispatched from one nginx location (sharing a path, or one falling back to the other when its
+    methods/headers do not match) share that location's timeouts and retry policy, so they must agree."""
+    from components.plan import build_plan
+
+    index = {route.name: i for i, route in enumerate(spec.routes)}
+    reported: set[tuple[str, str]] = set()
+    for server in build_plan(spec).servers:
+        for location in server.locations:
+            first = location.rules[0].route if location.rules else None
+            for rule in location.rules[1:]:
+                other = rule.route
+                assert first is not None
+                pair = (first.name, other.name)
+                if (first.timeouts, first.retry_non_idempotent) == (other.timeouts, other.retry_non_idempotent) or pair in reported:
+                    continue
+                reported.add(pair)
+                shared = key_path(["routes", index[first.name]])
+                yield Issue(key_path(["routes", index[other.name]]), f"is dispatched from the same nginx location as {shared} ('{first.name}', "
+                            f"path {location.path}) but sets different timeouts or retry_non_idempotent; make them equal")
 
 
 def _docker_address_issues(spec: Spec) -> Iterable[Issue]:

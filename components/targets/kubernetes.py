@@ -105,9 +105,7 @@ class KubernetesTarget:
         return self._addresses
 
     def nginx_runtime(self) -> NginxRuntime:
-        # `auto` counts the node's CPUs, not the pod's limit: on a 32-core node that is 32 workers in a 128Mi pod.
-        workers = max(1, math.ceil(self.spec.gateway.resources.cpu))
-        return NginxRuntime(status_allow=("127.0.0.1",), worker_processes=str(workers))
+        return NginxRuntime(status_allow=("127.0.0.1",))
 
     # -- naming -------------------------------------------------------------------------------------------------
 
