@@ -66,7 +66,7 @@ def render_gateway(spec: Any, addresses: dict[str, list[str]], prefix: str, **ru
     from components.nginx import render_nginx
     from components.plan import build_plan
 
-    rt = host_runtime(prefix, worker_processes=runtime.pop("worker_processes", "auto"), **runtime)
+    rt = host_runtime(prefix, worker_processes=runtime.pop("worker_processes", None), **runtime)
     return render_nginx(build_plan(spec), addresses, rt), rt.listen_port
 
 
@@ -143,8 +143,8 @@ KNOBS: list[tuple[str, str, Callable[[str], str]]] = [
      _sub(r"^(\s+)access_log \S+ netopt[^;]*;", r"\1access_log off;")),
     ("no reuseport", "`listen ... default_server backlog=4096;` without `reuseport`",
      _sub(r" reuseport", "")),
-    ("worker_processes 1", "`worker_processes 1;` instead of auto (2 here)",
-     _sub(r"^worker_processes \S+;", "worker_processes 1;")),
+    ("worker_processes 2", "`worker_processes 2;` instead of 1 (the gateway's 0.5-CPU limit; 2 = this host's cores)",
+     _sub(r"^worker_processes \S+;", "worker_processes 2;")),
     ("multi_accept on", "`multi_accept on;` in events",
      _sub(r"^(\s+)worker_connections (\d+);", r"\1worker_connections \2;\n\1multi_accept on;")),
     ("tcp_nodelay off", "`tcp_nodelay off;`", _sub(r"tcp_nodelay on;", "tcp_nodelay off;")),
@@ -154,8 +154,8 @@ KNOBS: list[tuple[str, str, Callable[[str], str]]] = [
      _sub(r"^(\s+)proxy_http_version 1.1;", r"\1proxy_http_version 1.1;\n\1proxy_buffer_size 16k;\n\1proxy_buffers 16 16k;")),
     ("no X-Request-Id", "drop `proxy_set_header X-Request-Id $request_id;` (16 random bytes per request)",
      _sub(r"^\s+proxy_set_header X-Request-Id \$request_id;\n", "")),
-    ("upstream zone", "`zone <name> 256k;` in each upstream (shared state across workers)",
-     _sub(r"^(\s+)upstream (\S+) \{", r"\1upstream \2 {\n\1    zone \2 256k;")),
+    ("no upstream zone", "drop `zone <name> 32k;` (per-worker instead of shared upstream state)",
+     _sub(r"^\s+zone \S+ \S+;\n", "")),
 ]
 
 
@@ -288,9 +288,9 @@ def section_throughput(backend: BackendProcess, reps: int, duration: float, log:
                               note="the same with `option httplog` to stdout (a file)", pid=hapl.pid))
         # One worker / one thread each: on 2 cores shared with wrk and the backend,
         # fewer processes contend less -- compare like with like.
-        conf1, port1 = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw1"), worker_processes="1")
-        targets.append(start_nginx("generated gateway, 1 worker", conf1, port1,
-                                   "renderer output with NginxRuntime(worker_processes='1'), access log on"))
+        conf2, port2 = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw2"), worker_processes="2")
+        targets.append(start_nginx("generated gateway, 2 workers", conf2, port2,
+                                   "renderer output with NginxRuntime(worker_processes='2'), access log on"))
         p = free_port()
         hap1 = HaproxyRunner(haproxy_cfg(addrs, p, threads=1, log=True)).start()
         targets.append(Target("HAProxy 2.6 + httplog, 1 thread", f"http://127.0.0.1:{p}/", hap1.stop,
@@ -376,7 +376,7 @@ SKEW_VARIANTS: list[tuple[str, str, Callable[[str], str] | None]] = [
     ("least_conn", "least_conn", None),
     ("latency_weighted", "latency_weighted", None),
     ("latency_weighted c/t^2 (proposal)", "latency_weighted", _tail_weights),
-    ("least_conn + upstream zone", "least_conn", _sub(r"^(\s+)upstream (\S+) \{", r"\1upstream \2 {\n\1    zone \2 256k;")),
+    ("least_conn, no upstream zone", "least_conn", _sub(r"^\s+zone \S+ \S+;\n", "")),
     ("least_conn, no max_conns", "least_conn", _sub(r" max_conns=\d+", "")),
     ("round_robin, no max_conns", "round_robin", _sub(r" max_conns=\d+", "")),
 ]
@@ -541,16 +541,16 @@ def write_report(data: dict[str, Any], out_dir: str) -> str:
                          f"{_f(r.get('backend_cpu_us_per_req'), 1)} | {r['errors']} | {r['non2xx']} | {r['note']} |")
         g = t["generated gateway"]
         ratios = []
-        g1 = t.get("generated gateway, 1 worker")
-        pairs = [(g, "gateway", "naive tutorial nginx", "naive"),
+        g2 = t.get("generated gateway, 2 workers")
+        pairs = [(g, "gateway", "naive tutorial nginx", "naive (1 worker)"),
                  (g, "gateway", "naive + worker_processes auto", "naive (2 workers)"),
-                 (g, "gateway", "HAProxy 2.6 (equivalent)", "HAProxy"),
-                 (g, "gateway", "HAProxy 2.6 + httplog", "HAProxy + log"),
+                 (g, "gateway", "HAProxy 2.6 + httplog, 1 thread", "HAProxy + log, 1 thread"),
+                 (g, "gateway", "HAProxy 2.6 (equivalent)", "HAProxy (2 threads, no log)"),
+                 (g, "gateway", "HAProxy 2.6 + httplog", "HAProxy + log (2 threads)"),
                  (g, "gateway", "direct (1 backend replica)", "direct")]
-        if g1 is not None:
-            pairs += [(g1, "gateway 1 worker", "naive tutorial nginx", "naive (1 worker)"),
-                      (g1, "gateway 1 worker", "HAProxy 2.6 + httplog, 1 thread", "HAProxy + log, 1 thread"),
-                      (g1, "gateway 1 worker", "HAProxy 2.6 (equivalent)", "HAProxy (2 threads, no log)")]
+        if g2 is not None:
+            pairs += [(g2, "gateway 2 workers", "naive + worker_processes auto", "naive (2 workers)"),
+                      (g2, "gateway 2 workers", "HAProxy 2.6 + httplog", "HAProxy + log (2 threads)")]
         for mine, mlabel, other, label in pairs:
             o = t[other]
             eff = (f"{o['cpu_us_per_req'] / mine['cpu_us_per_req']:.2f}x" if o.get("cpu_us_per_req") else "-")
