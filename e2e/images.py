@@ -97,6 +97,17 @@ def _arch() -> str:
 # Root filesystem recipes
 # ----------------------------------------------------------------------------
 
+# The http-level lines every nginx.conf for the gateway image needs: no access log file, and every temp
+# directory nginx writes under /tmp (the tmpfs of the read-only root).
+NGINX_HTTP_WRITABLE_PATHS = """\
+    access_log off;
+    client_body_temp_path /tmp/client_body;
+    proxy_temp_path /tmp/proxy;
+    fastcgi_temp_path /tmp/fastcgi;
+    uwsgi_temp_path /tmp/uwsgi;
+    scgi_temp_path /tmp/scgi;
+"""
+
 DEFAULT_NGINX_CONF = """\
 # netopt e2e gateway image: built-in config (the deploy uploads its own).
 # Non-root friendly: every path nginx writes is under /tmp (a tmpfs) or stderr.
@@ -106,12 +117,7 @@ error_log stderr warn;
 include /etc/nginx/modules-enabled/*.conf;
 events { worker_connections 1024; }
 http {
-    access_log off;
-    client_body_temp_path /tmp/client_body;
-    proxy_temp_path /tmp/proxy;
-    fastcgi_temp_path /tmp/fastcgi;
-    uwsgi_temp_path /tmp/uwsgi;
-    scgi_temp_path /tmp/scgi;
+""" + NGINX_HTTP_WRITABLE_PATHS + """\
     server {
         listen 8080;
         location / { return 200 "netopt gateway: built-in config\\n"; }

@@ -6,6 +6,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from e2e.images import NGINX_HTTP_WRITABLE_PATHS
+
 INTERNAL = "netopt-e2e-internal"
 EDGE = "netopt-e2e-edge"
 INTERNAL_SUBNET, INTERNAL_GW = "10.89.1.0/24", "10.89.1.1"
@@ -33,12 +35,7 @@ pid /tmp/nginx.pid;
 error_log stderr warn;
 events {{ worker_connections 256; }}
 http {{
-    access_log off;
-    client_body_temp_path /tmp/client_body;
-    proxy_temp_path /tmp/proxy;
-    fastcgi_temp_path /tmp/fastcgi;
-    uwsgi_temp_path /tmp/uwsgi;
-    scgi_temp_path /tmp/scgi;
+{NGINX_HTTP_WRITABLE_PATHS}\
     upstream api {{
 {servers}
         keepalive 16;

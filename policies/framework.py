@@ -117,35 +117,45 @@ def unknown_violation(gate: Gate, where: str, error: UnknownValueError) -> str:
             "gate at advisory for the preview and check it again after `pulumi up`.")
 
 
+def _config_or_report(gate: Gate, raw: Mapping[str, Any] | None, report_violation: ReportViolation) -> dict[str, Any] | None:
+    """The gate's effective config, or None once an invalid config has been reported as a violation of the gate."""
+    try:
+        return settings(gate, raw)
+    except ConfigError as error:
+        report_violation(_config_violation(gate, error), None)
+        return None
+
+
+def _policy_fields(gate: Gate) -> dict[str, Any]:
+    """What a resource and a stack policy take from their gate (all but `validate`)."""
+    return {
+        "name": gate.name,
+        "description": gate.description,
+        "config_schema": PolicyConfigSchema(properties=gate.properties) if gate.properties else None,
+        "tags": [gate.category],
+        "remediation_steps": gate.remediation or None,
+    }
+
+
 def resource_policy(gate: Gate, check: ResourceCheck) -> ResourceValidationPolicy:
     def validate(args: ResourceValidationArgs, report_violation: ReportViolation) -> None:
-        try:
-            config = settings(gate, args.get_config())
-        except ConfigError as error:
-            report_violation(_config_violation(gate, error), None)
+        config = _config_or_report(gate, args.get_config(), report_violation)
+        if config is None:
             return
         try:
             check(args, config, lambda message: report_violation(message, None))
         except UnknownValueError as error:
             report_violation(unknown_violation(gate, f"{args.resource_type} '{args.name}'", error), None)
 
-    return ResourceValidationPolicy(
-        name=gate.name,
-        description=gate.description,
-        validate=validate,
-        config_schema=PolicyConfigSchema(properties=gate.properties) if gate.properties else None,
-        tags=[gate.category],
-        remediation_steps=gate.remediation or None,
-    )
+    return ResourceValidationPolicy(validate=validate, **_policy_fields(gate))
 
 
 def stack_policy(gate: Gate, check: StackCheck) -> StackValidationPolicy:
     def validate(args: StackValidationArgs, report_violation: ReportViolation) -> None:
-        try:
-            config = settings(gate, args.get_config())
-        except ConfigError as error:
-            report_violation(_config_violation(gate, error), None)
+        config = _config_or_report(gate, args.get_config(), report_violation)
+        if config is None:
             return
+
         def report(message: str, urn: str | None = None) -> None:
             report_violation(message, urn)
 
@@ -154,14 +164,7 @@ def stack_policy(gate: Gate, check: StackCheck) -> StackValidationPolicy:
         except UnknownValueError as error:
             report_violation(unknown_violation(gate, "the stack", error), None)
 
-    return StackValidationPolicy(
-        name=gate.name,
-        description=gate.description,
-        validate=validate,
-        config_schema=PolicyConfigSchema(properties=gate.properties) if gate.properties else None,
-        tags=[gate.category],
-        remediation_steps=gate.remediation or None,
-    )
+    return StackValidationPolicy(validate=validate, **_policy_fields(gate))
 
 
 def number(value: Any) -> float:

@@ -41,6 +41,16 @@ def _limited_spec(key: str, rps: float = 20, burst: int = 10, retry_after: int =
     )
 
 
+def _clients_at_once(port: int, rps: float, *clients: tuple[RequestSpec, str]) -> list[list[Sample]]:
+    """Each (request, source address) client sends ``rps`` requests/s for DURATION, all at the same time."""
+    async def all_clients() -> list[list[Sample]]:
+        return await asyncio.gather(*(fixed_rate("127.0.0.1", port, rps, DURATION, req, source=source)
+                                      for req, source in clients))
+
+    samples: list[list[Sample]] = run(all_clients())
+    return samples
+
+
 def test_rate_limit_at_twice_the_rate(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(_limited_spec("client_ip"))
     samples = run(fixed_rate("127.0.0.1", gw.port, 40, DURATION, RequestSpec(path="/rl"), source="127.0.0.2"))
@@ -49,13 +59,7 @@ def test_rate_limit_at_twice_the_rate(gateway_factory: GatewayFactory) -> None:
 
 def test_rate_limit_is_per_client_ip(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(_limited_spec("client_ip"))
-
-    async def both() -> tuple[list[Sample], list[Sample]]:
-        return await asyncio.gather(
-            fixed_rate("127.0.0.1", gw.port, 40, DURATION, RequestSpec(path="/a"), source="127.0.0.2"),
-            fixed_rate("127.0.0.1", gw.port, 40, DURATION, RequestSpec(path="/b"), source="127.0.0.3"))
-
-    a, b = run(both())
+    a, b = _clients_at_once(gw.port, 40, (RequestSpec(path="/a"), "127.0.0.2"), (RequestSpec(path="/b"), "127.0.0.3"))
     _assert_budget(a, 20, 10, DURATION, 2, "127.0.0.2")
     _assert_budget(b, 20, 10, DURATION, 2, "127.0.0.3")
 
@@ -66,25 +70,16 @@ def test_rate_limit_per_header_key(gateway_factory: GatewayFactory) -> None:
     def spec_for(key: str) -> RequestSpec:
         return RequestSpec(path="/k", headers={"X-Api-Key": key})
 
-    async def both() -> tuple[list[Sample], list[Sample]]:
-        return await asyncio.gather(
-            fixed_rate("127.0.0.1", gw.port, 40, DURATION, spec_for("alpha"), source="127.0.0.2"),
-            fixed_rate("127.0.0.1", gw.port, 40, DURATION, spec_for("beta"), source="127.0.0.2"))
-
-    a, b = run(both())  # same source address, two keys: two budgets
+    # same source address, two keys: two budgets
+    a, b = _clients_at_once(gw.port, 40, (spec_for("alpha"), "127.0.0.2"), (spec_for("beta"), "127.0.0.2"))
     _assert_budget(a, 20, 10, DURATION, 2, "key alpha")
     _assert_budget(b, 20, 10, DURATION, 2, "key beta")
 
 
 def test_global_rate_limit_is_shared(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(_limited_spec("global"))
-
-    async def both() -> tuple[list[Sample], list[Sample]]:
-        return await asyncio.gather(
-            fixed_rate("127.0.0.1", gw.port, 20, DURATION, RequestSpec(path="/a"), source="127.0.0.2"),
-            fixed_rate("127.0.0.1", gw.port, 20, DURATION, RequestSpec(path="/b"), source="127.0.0.3"))
-
-    a, b = run(both())  # 2 x 20 r/s = twice the shared 20 r/s
+    # 2 x 20 r/s = twice the shared 20 r/s
+    a, b = _clients_at_once(gw.port, 20, (RequestSpec(path="/a"), "127.0.0.2"), (RequestSpec(path="/b"), "127.0.0.3"))
     _assert_budget(a + b, 20, 10, DURATION, 2, "global")
 
 

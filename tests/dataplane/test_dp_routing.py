@@ -4,63 +4,14 @@ testbed.routing for the precedence the oracle applies)."""
 from __future__ import annotations
 
 import itertools
-import re
 
 import pytest
 
-from components.spec import Route, Spec
+from components.spec import Spec
 from testbed.routing import Probe, probes, route_backends
 from testbed.specs import STACKS, load_stack
 
 pytestmark = pytest.mark.dataplane
-
-# Renderer issues found by these tests (reported to the lead). A probe that fails
-# in one of these two exact ways is an expected failure (xfail); any other
-# mismatch fails. Once the renderer is fixed these probes simply pass.
-_TRAILING_SLASH = ("nginx answers 301 (auto-redirect of a proxy_pass prefix location ending in '/') "
-                   "instead of routing the slash-less path like any other path outside the prefix")
-_NO_FALLTHROUGH = ("the location's routes all have method/header conditions; when none holds the "
-                   "renderer returns 404 instead of falling through to the next route that matches")
-
-
-_HOST_ROUTE_DROPPED = ("a host's route shares its nginx location with routes without a host; the "
-                       "dispatch map's default is the last (hostless) rule and the host route is missing from it")
-
-
-def known_renderer_issue(spec: Spec, probe: Probe, status: int, route: str | None) -> str | None:
-    return classify(spec, probe.expected, probe.path, status, route)
-
-
-def classify(spec: Spec, expected: str | None, path: str, status: int, route: str | None) -> str | None:
-    """Which known renderer issue explains nginx choosing ``route`` (None if none does)."""
-    if expected is None:
-        return None
-    by_name = {r.name: r for r in spec.routes}
-    want = by_name[expected]
-    got = by_name.get(route or "")
-    if (got is not None and want.match.host and got.match.host is None
-            and (got.match.path_type, got.match.path) == (want.match.path_type, want.match.path)):
-        return _HOST_ROUTE_DROPPED
-    if route:
-        return None
-    probe_path = path
-    if status == 301 and any(r.match.path_type == "prefix" and r.match.path == probe_path + "/"
-                             for r in spec.routes):
-        return _TRAILING_SLASH
-    if status == 404 and any((r.match.methods or r.match.headers) and _path_holds(r, probe_path)
-                             for r in spec.routes):
-        return _NO_FALLTHROUGH
-    return None
-
-
-def _path_holds(route: Route, path: str) -> bool:
-    m = route.match
-    if m.path_type == "exact":
-        return path == m.path
-    if m.path_type == "prefix":
-        return path.startswith(m.path)
-    return re.search(m.path, path) is not None
-
 
 def _all_probes() -> list[tuple[str, Probe]]:
     out = []
@@ -119,14 +70,7 @@ def test_route(stack: str, probe: Probe,
     if probe.kind == "match":
         assert probe.expected == probe.route, (
             f"route {probe.route} is shadowed: the generated request reaches {probe.expected!r} by the spec's own rules")
-    status, route, replica = observed[(stack, probe.id)]
-    try:
-        _check(spec, probe, status, route, replica)
-    except AssertionError as err:
-        known = known_renderer_issue(spec, probe, status, route)
-        if known:
-            pytest.xfail(f"known renderer issue: {known} -- {err}")
-        raise
+    _check(spec, probe, *observed[(stack, probe.id)])
 
 
 def _check(spec: Spec, probe: Probe, status: int, route: str | None, replica: str | None) -> None:
@@ -178,14 +122,7 @@ def test_route_synthetic(probe: Probe, observed_synthetic: dict[str, tuple[int, 
     spec = synthetic_spec()
     if probe.kind == "match":
         assert probe.expected == probe.route, f"route {probe.route} is shadowed ({probe.expected!r})"
-    status, route, replica = observed_synthetic[probe.id]
-    try:
-        _check(spec, probe, status, route, replica)
-    except AssertionError as err:
-        known = known_renderer_issue(spec, probe, status, route)
-        if known:
-            pytest.xfail(f"known renderer issue: {known} -- {err}")
-        raise
+    _check(spec, probe, *observed_synthetic[probe.id])
 
 
 def test_regex_declaration_order_and_extra_cases() -> None:
@@ -212,14 +149,9 @@ def test_regex_declaration_order_and_extra_cases() -> None:
                                           body=b"x" if method in ("POST", "PUT") else None).status)
         log = {ln.uri.rsplit("?", 1)[-1]: ln.route for ln in gw.access_log()}
     wrong: list[str] = []
-    known: list[str] = []
     for i, (method, path, host, headers) in enumerate(cases):
         want = expected_route(spec, method, path, host, headers)
         got = log.get(f"case={i}")
         if got != (want or ""):
-            msg = f"{method} {host}{path} {headers}: nginx {got!r}, spec {want!r}"
-            issue = classify(spec, want, path, statuses[i], got)
-            (known if issue else wrong).append(f"{msg} [{issue}]" if issue else msg)
-    assert not wrong, "\n".join(wrong + known)
-    if known:
-        pytest.xfail("known renderer issue(s): " + "; ".join(known))
+            wrong.append(f"{method} {host}{path} {headers}: nginx {got!r} (status {statuses[i]}), spec {want!r}")
+    assert not wrong, "\n".join(wrong)
