@@ -2,20 +2,43 @@
 
 The recording keeps what the engine would see: type, name, URN, parent URN, custom or component, the input
 properties, and the options that matter to reviewers (dependencies, delete-before-replace, protect).
+
+How the runner runs the program is its own choice, and four choices keep a large stack's plan fast and linear
+(see "Offline plan at scale" in the README; none changes what is registered or recorded):
+
+- the cyclic garbage collector is paused while the program runs and run once at the end. The SDK keeps ~400
+  live objects per registered resource (an Output, four futures and a task per output property), so each of
+  the collector's full passes re-scans the whole, growing graph: at 1,000 workloads they were half the run and
+  grew faster than the stack;
+- the SDK's resource graph is released when the run ends (the root stack resource holds every resource, and it
+  outlived the run until the next one started, so its collection was charged to the next run);
+- each run gets its own event loop, whose executor calls the in-process monitor inline: the SDK sends every
+  monitor call through `loop.run_in_executor` so that a blocking gRPC call to the engine cannot stall the loop,
+  but the recording monitor does no I/O, and a thread hop per registration only adds wake-ups;
+- the SDK's per-resource call-stack capture (`traceback.extract_stack` plus a file URI per frame, sent to the
+  engine for diagnostics only) is skipped, since the recording monitor discards it. This is the one patch of an
+  SDK internal: `_without_source_positions` below; `NETOPT_OFFLINE_SOURCE_POSITIONS=1` (or
+  `run_program(..., source_positions=True)`) keeps them.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
+import gc
+import os
 import runpy
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 import pulumi
+import pulumi.runtime.resource as sdk_resource
 from google.protobuf import empty_pb2
 from pulumi.runtime import mocks, rpc, settings
-from pulumi.runtime.proto import resource_pb2
-from pulumi.runtime.sync_await import _sync_await
+from pulumi.runtime.proto import resource_pb2, source_pb2
 
 from offline.stack_config import PROJECT_DIR, cli_config, project_settings, stack_file
 
@@ -94,17 +117,111 @@ class ProgramError(Exception):
     """The program stopped with an error (e.g. invalid config reported through pulumi.RunError)."""
 
 
-def run_program(config: dict[str, str], stack: str, project_dir: Path = PROJECT_DIR, preview: bool = True) -> list[RecordedResource]:
-    """Run the project's program with `config` (CLI form) under mocks; return the registered resources."""
-    monitor = _RecordingMonitor()
-    settings.ROOT.set(None)  # a fresh root stack per run, so several stacks can run in one process
-    project = project_settings(project_dir)["name"]
-    mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
-    pulumi.runtime.set_all_config(config)
+SOURCE_POSITIONS_ENV = "NETOPT_OFFLINE_SOURCE_POSITIONS"
+"""Set to 1 to let the SDK capture each resource's call stack and source position, as it does under the engine."""
+
+
+def _empty_stack_trace() -> source_pb2.StackTrace:
+    return source_pb2.StackTrace()
+
+
+@contextlib.contextmanager
+def _without_source_positions(enabled: bool) -> Iterator[None]:
+    """While enabled, the SDK sends an empty stack trace (so no source position) with each registration.
+
+    `pulumi.runtime.resource._get_stack_trace` walks the whole Python stack and builds a file URI per frame for
+    every resource (~10% of the run); the engine shows it in diagnostics, the recording monitor ignores it. If the
+    SDK no longer has that function, nothing is patched (the run is only slower).
+    """
+    original = getattr(sdk_resource, "_get_stack_trace", None)
+    if not enabled or original is None:
+        yield
+        return
+    sdk_resource._get_stack_trace = _empty_stack_trace
     try:
-        _sync_await(_run(project_dir / "__main__.py"))
-    except pulumi.RunError as error:
-        raise ProgramError(str(error)) from None
+        yield
+    finally:
+        sdk_resource._get_stack_trace = original
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector for the run and collect once at the end (if it was enabled)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+            gc.collect()
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class _InlineExecutor(concurrent.futures.ThreadPoolExecutor):
+    """An executor that runs each call at once on the calling thread (the event loop's), and starts no thread.
+
+    A ThreadPoolExecutor only because `loop.set_default_executor` accepts nothing else; like a worker thread, it
+    hands any exception to the future.
+    """
+
+    def submit(self, fn: Callable[_P, _T], /, *args: _P.args, **kwargs: _P.kwargs) -> concurrent.futures.Future[_T]:
+        future: concurrent.futures.Future[_T] = concurrent.futures.Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as error:  # as in a worker thread: the caller sees it on the future
+            future.set_exception(error)
+        return future
+
+
+@contextlib.contextmanager
+def _own_event_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """A new event loop (with the inline executor) as the thread's current loop for the run; the previous one after."""
+    try:
+        previous: asyncio.AbstractEventLoop | None = asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:  # no current loop in this (non-main) thread
+        previous = None
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(_InlineExecutor(max_workers=1))
+    asyncio.set_event_loop(loop)
+    try:
+        yield loop
+    finally:
+        loop.close()
+        asyncio.set_event_loop(previous)
+
+
+def _release_sdk_state() -> None:
+    """Drop the SDK's references to this run's resource graph (the root stack holds every resource)."""
+    settings.ROOT.set(None)
+    settings.SETTINGS.rpc_manager.clear()
+    settings.SETTINGS.outputs.clear()
+
+
+def run_program(config: dict[str, str], stack: str, project_dir: Path = PROJECT_DIR, preview: bool = True,
+                source_positions: bool | None = None) -> list[RecordedResource]:
+    """Run the project's program with `config` (CLI form) under mocks; return the registered resources.
+
+    `source_positions` (default: the NETOPT_OFFLINE_SOURCE_POSITIONS environment variable, off) keeps the SDK's
+    per-resource stack capture; the recording is the same either way.
+    """
+    if source_positions is None:
+        source_positions = os.environ.get(SOURCE_POSITIONS_ENV, "") == "1"
+    monitor = _RecordingMonitor()
+    with _collector_paused(), _without_source_positions(not source_positions), _own_event_loop() as loop:
+        try:
+            settings.ROOT.set(None)  # a fresh root stack per run, so several stacks can run in one process
+            project = project_settings(project_dir)["name"]
+            mocks.set_mocks(monitor.mocks, project=project, stack=stack, preview=preview, monitor=monitor)
+            pulumi.runtime.set_all_config(config)
+            loop.run_until_complete(_run(project_dir / "__main__.py"))
+        except pulumi.RunError as error:
+            raise ProgramError(str(error)) from None
+        finally:
+            _release_sdk_state()
     return monitor.recorded
 
 
