@@ -11,7 +11,7 @@ hits every configuration alike; median and min..max reported):
 2. knobs: the generated config with one nginx knob changed at a time -- what
    each knob buys;
 3. skew: one replica 5x slower, open-loop fixed-rate Poisson load, round_robin
-   vs least_conn vs latency_weighted; p50/p99/errors and per-replica
+   vs least_conn vs latency_weighted vs latency_optimal; p50/p99/errors and per-replica
    utilization/latency against components.capacity's predictions.
 
 Output: bench/results/results.md, results.json, summary.png (raw runs under
@@ -91,12 +91,19 @@ http {{
 """
 
 
-def haproxy_cfg(backends: list[str], port: int, threads: int = 2, log: bool = False) -> str:
-    """HAProxy equivalent: same backends, roundrobin, keep-alive both sides, http-reuse always.
-    ``log``: HTTP log lines to stdout (the runner sends stdout to a file)."""
-    servers = "\n".join(f"    server s{i} {b}" for i, b in enumerate(backends))
-    glog = "    log stdout format raw local0\n" if log else ""
-    dlog = "    log global\n    option httplog\n" if log else ""
+def haproxy_cfg(backends: list[str], port: int, threads: int = 1, equivalent: bool = True) -> str:
+    """HAProxy with the gateway's behaviour: same backends, roundrobin, keep-alive both sides, http-reuse always,
+    one HTTP log line per request (to stdout, which the runner sends to a file), X-Forwarded-For/-Proto, and an
+    X-Request-Id kept from the client or made from counters like the gateway's (no random bytes), logged.
+    ``equivalent=False``: the bare proxy (no log, no header rewriting) -- HAProxy at its fastest."""
+    servers = "\n".join(f"    server s{i} {b} maxconn 1024" for i, b in enumerate(backends))
+    glog = "    log stdout format raw local0\n" if equivalent else ""
+    dlog = "    log global\n" if equivalent else ""
+    fe = ("    unique-id-format %{+X}o%ci:%cp_%fi:%fp_%Ts_%rt:%pid\n"
+          "    http-request set-header X-Request-Id %[unique-id] unless { req.hdr(x-request-id) -m found }\n"
+          "    option forwardfor\n"
+          "    http-request set-header X-Forwarded-Proto http\n"
+          "    log-format \"%ci:%cp [%tr] %ft %b/%s %TR/%Tw/%Tc/%Tr/%Ta %ST %B %tsc %{+Q}r id=%ID\"\n") if equivalent else ""
     return f"""global
     nbthread {threads}
     maxconn 8192
@@ -109,11 +116,37 @@ def haproxy_cfg(backends: list[str], port: int, threads: int = 2, log: bool = Fa
     timeout http-keep-alive 65s
 frontend fe
     bind 127.0.0.1:{port}
-    default_backend be
+{fe}    default_backend be
 backend be
     balance roundrobin
     http-reuse always
 {servers}
+"""
+
+
+def minimal_nginx_conf(backends: list[str], port: int) -> str:
+    """The least nginx can do as this proxy: upstream keep-alive and nothing else (no log, no added headers, no
+    limits, no health bookkeeping) -- the ceiling any nginx config reaches on this machine."""
+    servers = "\n".join(f"        server {b};" for b in backends)
+    return f"""worker_processes 1;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    keepalive_requests 10000;
+    upstream backend {{
+{servers}
+        keepalive 64;
+        keepalive_requests 10000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport;
+        location / {{
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }}
+    }}
+}}
 """
 
 
@@ -152,8 +185,10 @@ KNOBS: list[tuple[str, str, Callable[[str], str]]] = [
      _sub(r"^(\s+)proxy_http_version 1.1;", r"\1proxy_http_version 1.1;\n\1proxy_buffering off;")),
     ("proxy_buffers 16x16k", "`proxy_buffer_size 16k; proxy_buffers 16 16k;`",
      _sub(r"^(\s+)proxy_http_version 1.1;", r"\1proxy_http_version 1.1;\n\1proxy_buffer_size 16k;\n\1proxy_buffers 16 16k;")),
-    ("no X-Request-Id", "drop `proxy_set_header X-Request-Id $request_id;` (16 random bytes per request)",
-     _sub(r"^\s+proxy_set_header X-Request-Id \$request_id;\n", "")),
+    ("no X-Request-Id", "drop `proxy_set_header X-Request-Id $netopt_request_id;` (the counter-made id)",
+     _sub(r"^\s+proxy_set_header X-Request-Id \$netopt_request_id;\n", "")),
+    ("random X-Request-Id", "`$request_id` (nginx's 16 random bytes: a getpid() syscall + DRBG per request) for the id",
+     _sub(r'^(\s+)"" \$hostname-\S+;', r'\1"" $request_id;')),
     ("no upstream zone", "drop `zone <name> 32k;` (per-worker instead of shared upstream state)",
      _sub(r"^\s+zone \S+ \S+;\n", "")),
 ]
@@ -278,23 +313,21 @@ def section_throughput(backend: BackendProcess, reps: int, duration: float, log:
         p = free_port()
         targets.append(start_nginx("naive + worker_processes auto", naive_conf(addrs, p, "auto"), p,
                                    "Debian-stock style: the naive config with 2 workers"))
-        p = free_port()
-        hap = HaproxyRunner(haproxy_cfg(addrs, p)).start()
-        targets.append(Target("HAProxy 2.6 (equivalent)", f"http://127.0.0.1:{p}/", hap.stop,
-                              note="nbthread 2, roundrobin, http-reuse always, no log", pid=hap.pid))
-        p = free_port()
-        hapl = HaproxyRunner(haproxy_cfg(addrs, p, log=True)).start()
-        targets.append(Target("HAProxy 2.6 + httplog", f"http://127.0.0.1:{p}/", hapl.stop,
-                              note="the same with `option httplog` to stdout (a file)", pid=hapl.pid))
-        # One worker / one thread each: on 2 cores shared with wrk and the backend,
-        # fewer processes contend less -- compare like with like.
+        hap_rows = [("HAProxy 2.6 (equivalent)", 1, True,
+                     "nbthread 1 (= the gateway's workers), roundrobin, http-reuse always, httplog + id to a file, "
+                     "X-Forwarded-For/-Proto, X-Request-Id"),
+                    ("HAProxy 2.6 (equivalent), 2 threads", 2, True, "the same with nbthread 2"),
+                    ("HAProxy 2.6 bare", 2, False, "nbthread 2, no log, no header rewriting: HAProxy at its fastest")]
+        for name, threads, equivalent, note in hap_rows:
+            p = free_port()
+            hap = HaproxyRunner(haproxy_cfg(addrs, p, threads=threads, equivalent=equivalent)).start()
+            targets.append(Target(name, f"http://127.0.0.1:{p}/", hap.stop, note=note, pid=hap.pid))
         conf2, port2 = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw2"), worker_processes="2")
         targets.append(start_nginx("generated gateway, 2 workers", conf2, port2,
                                    "renderer output with NginxRuntime(worker_processes='2'), access log on"))
         p = free_port()
-        hap1 = HaproxyRunner(haproxy_cfg(addrs, p, threads=1, log=True)).start()
-        targets.append(Target("HAProxy 2.6 + httplog, 1 thread", f"http://127.0.0.1:{p}/", hap1.stop,
-                              note="nbthread 1, option httplog", pid=hap1.pid))
+        targets.append(start_nginx("minimal nginx (ceiling)", minimal_nginx_conf(addrs, p), p,
+                                   "upstream keep-alive only: no log, no added headers, no limits"))
         measure(targets, reps, duration, log, backend.pid)
         with open(os.path.join(prefix, "gw", "logs", "access.log"), "rb") as f:
             logged = sum(1 for _ in f)
@@ -351,23 +384,15 @@ SKEW_CONCURRENCY = 8                      # = max_concurrency declared in the sp
 SKEW_RATE = 1000.0                        # offered load, req/s (Poisson)
 
 
-def skew_spec(algorithm: str) -> Any:
+def skew_spec(algorithm: str, rate: float = SKEW_RATE) -> Any:
+    """One route to 4 replicas, one 5x slower; the declared peak is the offered load (latency_optimal splits by it)."""
     return make_spec(
         {"svc": {"replicas": len(SKEW_TIMES_MS), "response_time_ms": SKEW_TIMES_MS,
                  "max_concurrency": SKEW_CONCURRENCY}},
         [{"name": "main", "match": {"path": "/"}, "to": {"svc": 1}}],
         gateway={"algorithm": algorithm, "keepalive": {"connections": 64, "timeout_s": 30}},
-        environment="bench-skew",
-    ).model_copy(update={"traffic": {}})
-
-
-def _tail_weights(conf: str) -> str:
-    """Proposal: weights proportional to c / t^2 instead of c / t (a replica k
-    times slower gets k^2 times less traffic), to keep it out of the p99."""
-    tmin, tmax = min(SKEW_TIMES_MS), max(SKEW_TIMES_MS)
-    k = (tmax / tmin) ** 2
-    ws = iter(max(1, round(k * (tmin / t) ** 2)) for t in SKEW_TIMES_MS)
-    return re.sub(r"weight=\d+", lambda m: f"weight={next(ws)}", conf)
+        environment="bench-skew", traffic={"main": rate},
+    )
 
 
 # (label, algorithm rendered, edit of the rendered text or None)
@@ -375,7 +400,7 @@ SKEW_VARIANTS: list[tuple[str, str, Callable[[str], str] | None]] = [
     ("round_robin", "round_robin", None),
     ("least_conn", "least_conn", None),
     ("latency_weighted", "latency_weighted", None),
-    ("latency_weighted c/t^2 (proposal)", "latency_weighted", _tail_weights),
+    ("latency_optimal", "latency_optimal", None),
     ("least_conn, no upstream zone", "least_conn", _sub(r"^\s+zone \S+ \S+;\n", "")),
     ("least_conn, no max_conns", "least_conn", _sub(r" max_conns=\d+", "")),
     ("round_robin, no max_conns", "round_robin", _sub(r" max_conns=\d+", "")),
@@ -412,7 +437,6 @@ def _upstream_times(target: Target, path: str, start: int) -> dict[str, list[flo
 def section_skew(reps: int, duration: float, rate: float, log: Callable[[str], None]) -> dict[str, Any]:
     from components.capacity import compute_capacity
     from components.plan import build_plan
-    from components.spec import Traffic
 
     algos = [v[0] for v in SKEW_VARIANTS]
     cfgs = [ReplicaConfig(f"svc-{i}", latency_ms=t, concurrency=SKEW_CONCURRENCY, latency_dist="exp")
@@ -426,13 +450,12 @@ def section_skew(reps: int, duration: float, rate: float, log: Callable[[str], N
     try:
         addrs = [backend.addresses[c.name] for c in cfgs]
         for i, (a, algorithm, edit) in enumerate(SKEW_VARIANTS):
-            spec = skew_spec(algorithm)
+            spec = skew_spec(algorithm, rate)
             conf, port = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, f"v{i}"))
             gws[a] = (start_nginx(a, edit(conf) if edit else conf, port), spec)
             logs[a] = os.path.join(prefix, f"v{i}", "logs", "access.log")
             if edit is None:
-                spec_peak = spec.model_copy(update={"traffic": {"main": Traffic(peak_rps=rate, clients=1)}})
-                cap = compute_capacity(build_plan(spec_peak))
+                cap = compute_capacity(build_plan(spec))
                 model[a] = [{"replica": f"{r.workload}-{r.replica}", "offered_rps": r.offered_rps,
                              "utilization": r.utilization, "mean_latency_ms": r.mean_latency_ms,
                              "overloaded": r.overloaded} for r in cap.replicas]
@@ -544,13 +567,15 @@ def write_report(data: dict[str, Any], out_dir: str) -> str:
         g2 = t.get("generated gateway, 2 workers")
         pairs = [(g, "gateway", "naive tutorial nginx", "naive (1 worker)"),
                  (g, "gateway", "naive + worker_processes auto", "naive (2 workers)"),
-                 (g, "gateway", "HAProxy 2.6 + httplog, 1 thread", "HAProxy + log, 1 thread"),
-                 (g, "gateway", "HAProxy 2.6 (equivalent)", "HAProxy (2 threads, no log)"),
-                 (g, "gateway", "HAProxy 2.6 + httplog", "HAProxy + log (2 threads)"),
-                 (g, "gateway", "direct (1 backend replica)", "direct")]
+                 (g, "gateway", "HAProxy 2.6 (equivalent)", "HAProxy equivalent (1 thread)"),
+                 (g, "gateway", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy equivalent (2 threads)"),
+                 (g, "gateway", "HAProxy 2.6 bare", "HAProxy bare (2 threads, no log)"),
+                 (g, "gateway", "direct (1 backend replica)", "direct"),
+                 (t["minimal nginx (ceiling)"], "minimal nginx", "HAProxy 2.6 (equivalent)", "HAProxy equivalent (1 thread)"),
+                 (t["minimal nginx (ceiling)"], "minimal nginx", "HAProxy 2.6 bare", "HAProxy bare (2 threads, no log)")]
         if g2 is not None:
             pairs += [(g2, "gateway 2 workers", "naive + worker_processes auto", "naive (2 workers)"),
-                      (g2, "gateway 2 workers", "HAProxy 2.6 + httplog", "HAProxy + log (2 threads)")]
+                      (g2, "gateway 2 workers", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy equivalent (2 threads)")]
         for mine, mlabel, other, label in pairs:
             o = t[other]
             eff = (f"{o['cpu_us_per_req'] / mine['cpu_us_per_req']:.2f}x" if o.get("cpu_us_per_req") else "-")
@@ -632,7 +657,7 @@ def write_chart(data: dict[str, Any], out_dir: str) -> str | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.5))
     if len(panels) == 1:
         axes = [axes]
-    palette = {"direct": "#999999", "generated": "#2a9d5c", "naive": "#d1495b", "HAProxy": "#3b6fb6"}
+    palette = {"direct": "#999999", "generated": "#2a9d5c", "minimal": "#8cc9a5", "naive": "#d1495b", "HAProxy": "#3b6fb6"}
 
     def color(name: str) -> str:
         return next((c for k, c in palette.items() if name.startswith(k)), "#777777")
@@ -752,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         backend.stop()
     if "skew" in sections:
-        log("skew: one replica 5x slower; round_robin vs least_conn vs latency_weighted")
+        log("skew: one replica 5x slower; round_robin vs least_conn vs latency_weighted vs latency_optimal")
         data["skew"] = section_skew(a.skew_reps, a.skew_duration, a.skew_rate, log)
     data["wall_s"] = time.monotonic() - t_start
     stamp = time.strftime("%Y%m%d-%H%M%S")

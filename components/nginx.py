@@ -62,8 +62,9 @@ def render_nginx(plan: Plan, addresses: AddressMap, runtime: NginxRuntime = Ngin
                 for member in upstream.servers:
                     address = addresses[member.workload][member.replica]
                     max_fails = gw.passive_health.max_fails if member.max_fails is None else member.max_fails
+                    backup = " backup" if member.backup else ""  # spill-over only: latency_optimal, no method directive
                     out.line(f"server {address} weight={member.weight} max_fails={max_fails} "
-                             f"fail_timeout={_s(gw.passive_health.fail_timeout_s)} max_conns={member.max_conns};")
+                             f"fail_timeout={_s(gw.passive_health.fail_timeout_s)} max_conns={member.max_conns}{backup};")
                 out.line(f"keepalive {gw.keepalive.connections};")
                 out.line(f"keepalive_timeout {_s(gw.keepalive.timeout_s)};")
                 out.line(f"keepalive_requests {gw.keepalive.requests};")
@@ -139,7 +140,7 @@ def _http_settings(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
     out.line("keepalive_requests 10000;")
     out.line(f"client_max_body_size {gw.client_max_body_size};")
     out.line("log_format netopt '$remote_addr [$time_iso8601] \"$request\" $status $body_bytes_sent '")
-    out.line("                  'route=$netopt_route upstream=$upstream_addr rt=$request_time '")
+    out.line("                  'id=$netopt_request_id route=$netopt_route upstream=$upstream_addr rt=$request_time '")
     out.line("                  'uct=$upstream_connect_time uht=$upstream_header_time urt=$upstream_response_time';")
     out.line("access_log off;" if runtime.access_log == "off" else f"access_log {runtime.access_log} netopt buffer=64k flush=1s;")
     out.line("proxy_http_version 1.1;")
@@ -147,11 +148,25 @@ def _http_settings(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
     out.line("proxy_set_header Host $host;")
     out.line("proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;")
     out.line("proxy_set_header X-Forwarded-Proto $scheme;")
-    out.line("proxy_set_header X-Request-Id $request_id;")
+    out.line("proxy_set_header X-Request-Id $netopt_request_id;")
+    _request_id(out)
     _timeouts(out, gw.timeouts)
     _next_upstream(out, plan, retry_non_idempotent=False)
     out.line("limit_req_status 429;")
     out.line("limit_conn_status 429;")
+
+
+def _request_id(out: _Writer) -> None:
+    """The id a request is logged and proxied with: the one its client sent, else one made of counters.
+
+    The made id (host name, worker pid, time in ms, connection serial, request number on the connection) is unique
+    per gateway instance and costs nothing; nginx's random `$request_id` costs a getpid() syscall and a DRBG call per
+    request, a sixth of the gateway's CPU on a loopback benchmark (bench/README.md). A map result is computed once
+    per request, so the log line and the upstream header carry the same id.
+    """
+    with out.block("map $http_x_request_id $netopt_request_id"):
+        out.line("default $http_x_request_id;")
+        out.line('"" $hostname-$pid-$msec-$connection-$connection_requests;')
 
 
 def _timeouts(out: _Writer, timeouts: Timeouts) -> None:
@@ -172,6 +187,8 @@ def _next_upstream(out: _Writer, plan: Plan, retry_non_idempotent: bool) -> None
 
 
 def _balancing_method(out: _Writer, plan: Plan) -> None:
+    """round_robin, weighted, latency_weighted and latency_optimal are nginx's default weighted round robin (no
+    directive); latency_optimal's `backup` servers need it (or least_conn): hash, ip_hash and random reject them."""
     gw = plan.spec.gateway
     if gw.algorithm == "least_conn":
         out.line("least_conn;")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from components.balancing import integer_weights, member_max_conns, member_max_fails, upstream_members
+from components.balancing import integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
 from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts
 
 DEFAULT_SERVER = "_"
@@ -23,6 +23,7 @@ class UpstreamServer:
     weight: int
     max_conns: int
     max_fails: int | None = None  # None: the gateway's passive_health.max_fails
+    backup: bool = False  # nginx `backup`: takes requests only while every primary server of the upstream is unavailable
 
 
 @dataclass(frozen=True)
@@ -114,24 +115,40 @@ def build_plan(spec: Spec) -> Plan:
 
 def _upstreams(spec: Spec) -> tuple[tuple[Upstream, ...], dict[str, str]]:
     """One upstream per distinct weighted backend set, shared by routes with the same set (one keepalive pool)."""
-    by_signature: dict[tuple[tuple[str, int, int], ...], Upstream] = {}
+    by_signature: dict[tuple[tuple[str, int, int, bool], ...], Upstream] = {}
     upstream_of: dict[str, str] = {}
     names: set[str] = set()
     for route in spec.routes:
-        shares = upstream_members(route, spec)
-        weights = integer_weights([share for _, _, share in shares])
-        signature = tuple((w, r, weight) for (w, r, _), weight in zip(shares, weights, strict=True))
+        signature = _members(route, spec)
         if signature not in by_signature:
             label = "_".join(ident(b.workload) + (f"_{b.weight}" if len(route.backends) > 1 else "") for b in route.backends)
             name = f"up_{label}"
             if name in names:
                 name = f"{name}__{ident(route.name)}"
             names.add(name)
-            servers = tuple(UpstreamServer(w, r, weight, member_max_conns(spec.workload(w), spec), member_max_fails(spec))
-                            for w, r, weight in signature)
+            servers = tuple(UpstreamServer(w, r, weight, member_max_conns(spec.workload(w), spec), member_max_fails(spec), backup)
+                            for w, r, weight, backup in signature)
             by_signature[signature] = Upstream(name, servers)
         upstream_of[route.name] = by_signature[signature].name
     return tuple(by_signature.values()), upstream_of
+
+
+def _members(route: Route, spec: Spec) -> tuple[tuple[str, int, int, bool], ...]:
+    """(workload, member, integer weight, backup) per upstream server, in declaration order.
+
+    Members with a share are primaries, weighted by their shares. A member with share 0 (latency_optimal: a replica
+    the square-root rule leaves out at the declared peak) is a backup: nginx sends it requests only while every
+    primary is down or at max_conns, so its capacity still absorbs overflow; backups are weighted among themselves
+    by service rate.
+    """
+    shares = upstream_members(route, spec)
+    primary = [i for i, (_, _, share) in enumerate(shares) if share > 0]
+    backup = [i for i, (_, _, share) in enumerate(shares) if share == 0]
+    weights = dict(zip(primary, integer_weights([shares[i][2] for i in primary]), strict=True))
+    if backup:
+        rates = [service_rate(spec.workload(shares[i][0]), shares[i][1]) for i in backup]
+        weights |= dict(zip(backup, integer_weights([rate / sum(rates) for rate in rates]), strict=True))
+    return tuple((w, r, weights[i], share == 0) for i, (w, r, share) in enumerate(shares))
 
 
 def regex_literal_prefix(pattern: str) -> str | None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
 
@@ -26,7 +27,7 @@ Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
 Seconds = PositiveFloat
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted"]
+Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
 RetryCondition = Literal[
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_429"
 ]
@@ -63,7 +64,7 @@ class Workload(Strict):
     """One backend service. `response_time_ms` and `max_concurrency` feed the scores and capacity model.
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
-    slower hardware); latency_weighted balancing uses the per-replica values.
+    slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
     """
 
     name: Name
@@ -127,7 +128,18 @@ class Publish(Strict):
 
 
 class Gateway(Strict):
-    """The load-balancing gateway (nginx) in front of every workload."""
+    """The load-balancing gateway (nginx) in front of every workload.
+
+    `algorithm` spreads each route's workload share over the workload's replicas (the route split always holds):
+    round_robin evenly; weighted by `replica_weights`; least_conn to the fewest active connections; ip_hash and
+    consistent_hash by a key; latency_weighted with weights ∝ service rate μ_i = max_concurrency / response time
+    (equal utilization); latency_optimal with the shares that minimize the mean response time at the workload's
+    declared peak λ_w (Σ over routes of `traffic.<route>.peak_rps` × the workload's part of the route split), each
+    replica modelled as one server of rate μ_i — the square-root rule (Bell & Stidham): over the set S of used
+    replicas λ_i = μ_i − sqrt(μ_i)·(Σ_S μ − λ_w)/Σ_S sqrt(μ), S being the fastest replicas for which every λ_i > 0.
+    A replica outside S is an nginx `backup` server: it takes requests only while every primary is down or at
+    max_conns. From λ_w ≥ Σ μ (overload) the shares are ∝ μ; equal response times give equal shares.
+    """
 
     image: Annotated[str, Field(min_length=1)]
     algorithm: Algorithm = "round_robin"
@@ -324,6 +336,13 @@ class Spec(Strict):
                                  "on the kubernetes target; rename it")
         return self
 
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Spec:
+        """A copy without the lookups cached below: they derive from fields that `update` may replace."""
+        copy = super().model_copy(update=update, deep=deep)
+        for cached in [key for key in copy.__dict__ if key not in type(self).model_fields]:
+            del copy.__dict__[cached]
+        return copy
+
     def workload(self, name: str) -> Workload:
         return self._workloads_by_name[name]
 
@@ -340,6 +359,20 @@ class Spec(Strict):
 
     def peak(self, route: str) -> Traffic:
         return self.traffic.get(route, Traffic(peak_rps=0))
+
+    def workload_peak_rps(self, name: str) -> float:
+        """λ_w: a workload's declared peak load, Σ over routes of the route's peak × the workload's part of its split."""
+        return self._workload_peaks.get(name, 0.0)
+
+    @cached_property
+    def _workload_peaks(self) -> dict[str, float]:
+        peaks: dict[str, float] = {}
+        for route in self.routes:
+            peak = self.peak(route.name).peak_rps
+            total_weight = sum(b.weight for b in route.backends)
+            for backend in route.backends:
+                peaks[backend.workload] = peaks.get(backend.workload, 0.0) + peak * backend.weight / total_weight
+        return peaks
 
     def max_replicas(self, name: str) -> int:
         """The most replicas a workload can run: its autoscaler's ceiling on kubernetes, else its declared replicas."""

@@ -190,6 +190,7 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
             message = (f"{spec.gateway.keepalive.timeout_s:g}s is not below {key_path(['workloads', i, 'idle_timeout_s'])} "
                        f"({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout")
             issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), message))
+    issues += _latency_optimal_issues(spec)
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
@@ -234,6 +235,30 @@ def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
                 shared = key_path(["routes", index[first.name]])
                 yield Issue(key_path(["routes", index[other.name]]), f"is dispatched from the same nginx location as {shared} ('{first.name}', "
                             f"path {location.path}) but sets different timeouts or retry_non_idempotent; make them equal")
+
+
+def _latency_optimal_issues(spec: Spec) -> Iterable[Issue]:
+    """latency_optimal splits a workload with unequal replicas at its declared peak: every route feeding it declares one.
+
+    With service balancing (kubernetes) the platform spreads a workload's pods evenly whatever the peak: nothing needed.
+    """
+    from components.balancing import balancing_mode, service_rate
+
+    if spec.gateway.algorithm != "latency_optimal" or balancing_mode(spec) != "gateway":
+        return
+    for route in spec.routes:
+        if spec.peak(route.name).peak_rps > 0:
+            continue
+        for backend in route.backends:
+            workload = spec.workload(backend.workload)
+            if len({service_rate(workload, r) for r in range(workload.replicas)}) > 1:  # equal rates split evenly at any load
+                times = workload.replica_response_times_s()
+                listed = ", ".join(f"{t * 1000:g}" for t in times)
+                yield Issue(key_path(["traffic", route.name]), f"route '{route.name}' declares no peak_rps > 0, but it sends traffic to "
+                            f"workload '{backend.workload}' (replicas at {listed} ms), and gateway.algorithm latency_optimal splits such a "
+                            f"workload by its declared peak load; declare the route's peak (e.g. traffic: {{{route.name}: <req/s>}}) "
+                            f"or use algorithm latency_weighted, which needs none")
+                break
 
 
 def _docker_address_issues(spec: Spec) -> Iterable[Issue]:

@@ -9,7 +9,8 @@ Stdlib only (uses uvloop when importable), so it also runs with a bare
 
 Every ``--listen`` starts a *replica*; the ``--name`` / ``--latency-ms`` that
 follow it apply to that replica. Each response carries ``X-Replica: <name>``
-(plus ``X-Method``, ``X-Path`` and ``X-Host`` echoing what the backend saw) and
+(plus ``X-Method``, ``X-Path``, ``X-Host`` and, when sent, ``X-Request-Id`` echoing
+what the backend saw) and
 a tiny body ``<name>\\n``.
 
 Keep-alive and pipelining: HTTP/1.1 connections stay open unless the client
@@ -197,16 +198,17 @@ class _Registry:
 
 
 class _Request:
-    __slots__ = ("body_len", "host", "keep_alive", "method", "target", "version")
+    __slots__ = ("body_len", "host", "keep_alive", "method", "request_id", "target", "version")
 
     def __init__(self, method: bytes, target: bytes, version: bytes, keep_alive: bool,
-                 host: bytes, body_len: int):
+                 host: bytes, body_len: int, request_id: bytes = b""):
         self.method = method
         self.target = target
         self.version = version
         self.keep_alive = keep_alive
         self.host = host
         self.body_len = body_len
+        self.request_id = request_id
 
 
 class _HttpProtocol(asyncio.Protocol):
@@ -286,7 +288,7 @@ class _HttpProtocol(asyncio.Protocol):
                 return
             method, target, version = parts
             keep_alive = version == b"HTTP/1.1"
-            host = b""
+            host = request_id = b""
             clen = 0
             chunked = False
             expect = False
@@ -309,6 +311,8 @@ class _HttpProtocol(asyncio.Protocol):
                         keep_alive = True
                 elif k == b"host":
                     host = line[c + 1:].strip()
+                elif k == b"x-request-id":
+                    request_id = line[c + 1:].strip()
                 elif k == b"transfer-encoding":
                     chunked = b"chunked" in line[c + 1:].lower()
                 elif k == b"expect":
@@ -336,7 +340,7 @@ class _HttpProtocol(asyncio.Protocol):
                 pos += clen
             buf = buf[pos:]
             self.continued = False
-            req = _Request(method, target, version, keep_alive, host, body_len)
+            req = _Request(method, target, version, keep_alive, host, body_len, request_id)
             if not self._handle(req, out):
                 break
         self.buf = buf
@@ -426,6 +430,8 @@ class _HttpProtocol(asyncio.Protocol):
         assert r is not None
         extra = (r.hdr_name + b"X-Method: " + req.method + b"\r\nX-Path: " + path
                  + b"\r\nX-Host: " + req.host + b"\r\n")
+        if req.request_id:
+            extra += b"X-Request-Id: " + req.request_id + b"\r\n"
         body = b"" if req.method == b"HEAD" else r.body
         return _response(status, extra, body, req.keep_alive,
                          clen=len(r.body) if req.method == b"HEAD" else None)

@@ -68,11 +68,13 @@ class LogLine:
     status: int
     route: str
     upstream: str
+    request_id: str
     raw: str
 
 
-# '$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent route=$netopt_route upstream=$upstream_addr ...'
-_LOG_RE = re.compile(r'^(\S+) \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) \S+ route=(\S*) upstream=(\S*)')
+# '$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent id=$netopt_request_id route=$netopt_route
+#  upstream=$upstream_addr ...'
+_LOG_RE = re.compile(r'^(\S+) \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) \S+ id=(\S*) route=(\S*) upstream=(\S*)')
 
 
 def parse_access_log(text: str) -> list[LogLine]:
@@ -81,7 +83,7 @@ def parse_access_log(text: str) -> list[LogLine]:
         m = _LOG_RE.match(line)
         if m:
             out.append(LogLine(m.group(1), m.group(2), m.group(3), int(m.group(4)),
-                               "" if m.group(5) == "-" else m.group(5), m.group(6), line))
+                               "" if m.group(6) == "-" else m.group(6), m.group(7), m.group(5), line))
     return out
 
 

@@ -24,12 +24,14 @@ def load_stack(name: str) -> Spec:
 def make_spec(workloads: dict[str, int | dict[str, Any]], routes: list[dict[str, Any]], *,
               rate_limits: list[dict[str, Any]] | None = None,
               concurrency_limits: list[dict[str, Any]] | None = None,
-              gateway: dict[str, Any] | None = None, environment: str = "test") -> Spec:
+              gateway: dict[str, Any] | None = None, environment: str = "test",
+              traffic: dict[str, Any] | None = None) -> Spec:
     """A validated Spec from a compact description.
 
     ``workloads``: ``{name: replicas}`` or ``{name: {field: value}}`` (defaults:
     1 replica, 5 ms, max_concurrency 256). ``routes``: Route dicts; a route
     without ``backends`` but with ``to: {workload: weight}`` is expanded.
+    ``traffic``: ``{route: peak_rps | {peak_rps, clients}}`` (latency_optimal splits by it).
     """
     from components.spec import Spec
 
@@ -62,4 +64,5 @@ def make_spec(workloads: dict[str, int | dict[str, Any]], routes: list[dict[str,
         "routes": rts,
         "rate_limits": rate_limits or [],
         "concurrency_limits": concurrency_limits or [],
+        "traffic": traffic or {},
     })

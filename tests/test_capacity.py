@@ -67,3 +67,18 @@ def test_global_limit_below_peak_does_not_admit_it(minimal: dict[str, Any]) -> N
     minimal["traffic"] = {"api": {"peak_rps": 30, "clients": 4}}
     routes = {r.route: r for r in compute_capacity(build_plan(parse_spec(minimal))).routes}
     assert routes["api"].admitted_max_rps == 10 and not routes["api"].admits_peak
+
+
+def test_latency_optimal_leaves_the_slow_replica_idle_at_light_load(minimal: dict[str, Any]) -> None:
+    """μ = 800, 800, 800, 160 at 1,000 req/s: the fast replicas take ⅓ each, the backup is modelled at 0 (no spill-over)."""
+    minimal["gateway"]["algorithm"] = "latency_optimal"
+    minimal["workloads"][0].update(replicas=4, response_time_ms=[10, 10, 10, 50], max_concurrency=8)
+    minimal["traffic"] = {"api": 1000}
+    rows = {(r.workload, r.replica): r for r in compute_capacity(build_plan(parse_spec(minimal))).replicas}
+    assert [rows[("api", i)].offered_rps for i in range(3)] == pytest.approx([1000 / 3] * 3)
+    assert rows[("api", 3)].offered_rps == 0 and rows[("api", 3)].utilization == 0
+    assert rows[("api", 3)].mean_latency_ms == pytest.approx(50)
+    minimal["traffic"] = {"api": 2300}
+    rows = {(r.workload, r.replica): r for r in compute_capacity(build_plan(parse_spec(minimal))).replicas}
+    assert 0 < rows[("api", 3)].offered_rps < 2300 * 160 / 2560  # less than latency_weighted would send it
+    assert rows[("api", 3)].utilization < rows[("api", 0)].utilization

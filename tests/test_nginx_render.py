@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 from pathlib import Path
@@ -54,6 +55,50 @@ def test_canary_weights_are_exact_integers(minimal: dict[str, Any]) -> None:
     text = render_nginx(build_plan(spec), docker_address_map(spec))
     # api has 2 replicas sharing 90%, web 1 replica with 10%: 45 : 45 : 10 = 9 : 9 : 2.
     assert re.findall(r"server 10\.9\.0\.\d+:\d+ weight=(\d+)", text.split("upstream up_api_90_web_10")[1].split("}")[0]) == ["9", "9", "2"]
+
+
+def _skewed(raw: dict[str, Any], peak: float) -> dict[str, Any]:
+    """api: 4 replicas at 10, 10, 40, 80 ms, 8 in service each (μ = 800, 800, 200, 100 req/s), latency_optimal."""
+    raw["gateway"]["algorithm"] = "latency_optimal"
+    raw["workloads"][0].update(replicas=4, response_time_ms=[10, 10, 40, 80], max_concurrency=8)
+    raw["traffic"] = {"api": peak}
+    return raw
+
+
+def test_latency_optimal_renders_left_out_replicas_as_backup(minimal: dict[str, Any]) -> None:
+    """At 500 req/s the square-root rule uses only the two fast replicas; the slow ones stay as spill-over."""
+    spec = parse_spec(_skewed(minimal, 500))
+    plan = build_plan(spec)
+    upstream = next(u for u in plan.upstreams if u.name == "up_api")
+    assert [(s.replica, s.weight, s.backup) for s in upstream.servers] == [(0, 1, False), (1, 1, False), (2, 2, True), (3, 1, True)]
+    text = render_nginx(plan, docker_address_map(spec))
+    block = text.split("upstream up_api {")[1].split("}")[0]
+    servers = re.findall(r"^\s*server (\S+) (.*);$", block, re.M)
+    assert [rest for _, rest in servers] == [
+        "weight=1 max_fails=3 fail_timeout=10s max_conns=8",
+        "weight=1 max_fails=3 fail_timeout=10s max_conns=8",
+        "weight=2 max_fails=3 fail_timeout=10s max_conns=8 backup",
+        "weight=1 max_fails=3 fail_timeout=10s max_conns=8 backup",
+    ]
+    assert not re.search(r"^\s*(least_conn|ip_hash|hash|random)\b", block, re.M), "backup needs (weighted) round robin"
+    nginx_t(text)
+
+
+def test_latency_optimal_near_capacity_has_no_backup(minimal: dict[str, Any]) -> None:
+    spec = parse_spec(_skewed(minimal, 1900))  # = Σ μ: shares ∝ μ, 8 : 8 : 2 : 1
+    upstream = next(u for u in build_plan(spec).upstreams if u.name == "up_api")
+    assert [(s.weight, s.backup) for s in upstream.servers] == [(8, False), (8, False), (2, False), (1, False)]
+
+
+def test_two_routes_to_one_workload_share_its_upstream(minimal: dict[str, Any]) -> None:
+    """The workload's peak is the sum over its routes (250 + 250), so both get the same split and the same upstream."""
+    alone = build_plan(parse_spec(_skewed(copy.deepcopy(minimal), 500)))
+    raw = _skewed(minimal, 250)
+    raw["routes"].append({"name": "api2", "match": {"path": "/v2/"}, "backends": [{"workload": "api"}]})
+    raw["traffic"]["api2"] = 250
+    shared = build_plan(parse_spec(raw))
+    assert shared.route_upstreams["api"] == shared.route_upstreams["api2"] == "up_api"
+    assert next(u for u in shared.upstreams if u.name == "up_api") == next(u for u in alone.upstreams if u.name == "up_api")
 
 
 def test_security_and_performance_directives_present(minimal: dict[str, Any]) -> None:
@@ -114,11 +159,14 @@ def _match(draw: st.DrawFn) -> dict[str, Any]:
 
 @st.composite
 def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
-    workloads = [
+    workloads: list[dict[str, Any]] = [
         {"name": f"w{i}", "image": f"img{i}:1", "port": draw(st.integers(1, 65535)), "replicas": draw(st.integers(1, 3)),
          "response_time_ms": draw(st.floats(0.5, 500)), "max_concurrency": draw(st.integers(1, 500))}
         for i in range(draw(st.integers(1, 4)))
     ]
+    for workload in workloads:
+        if draw(st.booleans()):  # one response time per replica (a slow replica: latency_optimal may make it a backup)
+            workload["response_time_ms"] = draw(st.lists(st.floats(0.5, 500), min_size=workload["replicas"], max_size=workload["replicas"]))
     limits = [{"name": f"rl{i}", "rps": draw(st.sampled_from([0.5, 1, 7, 100, 5000])), "burst": draw(st.integers(0, 50)),
                "nodelay": draw(st.booleans()), "key": draw(st.sampled_from(["client_ip", "global", "header:X-Api-Key"]))} for i in range(2)]
     conns = [{"name": "cl0", "connections": draw(st.integers(1, 100)), "key": draw(st.sampled_from(["client_ip", "header:X-Api-Key"]))}]
@@ -133,12 +181,13 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
             "concurrency_limit": draw(st.none() | st.just("cl0")),
             "retry_non_idempotent": False,
         })
-    algorithm = draw(st.sampled_from(["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted"]))
+    algorithm = draw(st.sampled_from(["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]))
     gateway: dict[str, Any] = {"image": "nginx:1", "algorithm": algorithm, "retries": {"tries": draw(st.integers(1, 3))}}
     if algorithm == "consistent_hash":
         gateway["hash_key"] = draw(st.sampled_from(["client_ip", "uri", "header:X-User", "cookie:sid"]))
+    traffic = {route["name"]: draw(st.floats(1, 100_000)) for route in routes if draw(st.booleans()) or algorithm == "latency_optimal"}
     return {"environment": "prop", "network": {"name": "p", "subnet": "10.50.0.0/24"}, "gateway": gateway,
-            "workloads": workloads, "routes": routes, "rate_limits": limits, "concurrency_limits": conns}
+            "workloads": workloads, "routes": routes, "rate_limits": limits, "concurrency_limits": conns, "traffic": traffic}
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

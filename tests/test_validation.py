@@ -126,6 +126,37 @@ def test_consistent_hash_needs_a_key(minimal: dict[str, Any]) -> None:
     assert "hash_key" in problems(minimal)["netopt:gateway"]
 
 
+def test_latency_optimal_needs_the_peak_of_every_route_to_unequal_replicas(minimal: dict[str, Any]) -> None:
+    minimal["gateway"]["algorithm"] = "latency_optimal"
+    minimal["workloads"][0]["response_time_ms"] = [10, 50]
+    minimal["routes"].append({"name": "api2", "match": {"path": "/v2/"}, "backends": [{"workload": "api", "weight": 3}, {"workload": "web"}]})
+    minimal["traffic"] = {"api": 100, "api2": 0}
+    minimal["workloads"][1]["idle_timeout_s"] = 30  # another consistency problem: reported in the same report
+    found = problems(minimal)
+    message = found["netopt:traffic.api2"]
+    assert "latency_optimal" in message and "workload 'api'" in message and "declared peak" in message
+    assert "declare the route's peak" in message and "latency_weighted" in message
+    assert "netopt:traffic.api" not in found, "a declared peak is enough"
+    assert "netopt:traffic.web" not in found, "web has one replica: its split needs no peak"
+    assert "netopt:gateway.keepalive.timeout_s" in found
+    minimal["workloads"][1]["idle_timeout_s"] = 75
+    minimal["traffic"]["api2"] = 40
+    parse_spec(minimal)
+
+
+def test_latency_optimal_with_equal_response_times_needs_no_traffic(minimal: dict[str, Any]) -> None:
+    minimal["gateway"]["algorithm"] = "latency_optimal"
+    parse_spec(minimal)
+
+
+def test_latency_optimal_needs_no_traffic_on_kubernetes(minimal: dict[str, Any]) -> None:
+    """Service balancing spreads a workload's pods evenly whatever the peak, so the split does not depend on it."""
+    minimal.update(target="kubernetes", network={"name": "t"})
+    minimal["gateway"]["algorithm"] = "latency_optimal"
+    minimal["workloads"][0]["response_time_ms"] = [10, 50]
+    parse_spec(minimal)
+
+
 def test_per_replica_list_must_match_replicas(minimal: dict[str, Any]) -> None:
     minimal["workloads"][0]["response_time_ms"] = [10, 20, 30]
     assert "one per replica" in problems(minimal)["netopt:workloads[0]"]

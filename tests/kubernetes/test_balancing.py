@@ -18,7 +18,7 @@ from components.validation import SpecError, parse_spec
 from tests.conftest import STACKS, stack_spec
 from tests.kubernetes.conftest import PROD
 
-ALGORITHMS = ["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted"]
+ALGORITHMS = ["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
 
 
 def _gateway(algorithm: str) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def test_capacity_spreads_a_workload_evenly_whatever_the_algorithm(k8s_minimal: 
     assert rows[("api", 2)].utilization > rows[("api", 0)].utilization
 
 
-@pytest.mark.parametrize("algorithm", ["least_conn", "latency_weighted"])
+@pytest.mark.parametrize("algorithm", ["least_conn", "latency_weighted", "latency_optimal"])
 def test_docker_capacity_still_follows_the_adaptive_algorithms(minimal: dict[str, Any], algorithm: str) -> None:
     raw = _uneven(minimal, algorithm)
     target, plan, _ = analyse(parse_spec(raw))
@@ -103,9 +103,11 @@ def test_the_scores_do_not_depend_on_the_target(minimal: dict[str, Any], k8s_min
     assert kubernetes == docker
 
 
-def test_route_split_is_the_only_weight_nginx_applies(k8s_minimal: dict[str, Any]) -> None:
-    spec = parse_spec(_uneven(k8s_minimal, "latency_weighted"))
+@pytest.mark.parametrize("algorithm", ["latency_weighted", "latency_optimal"])
+def test_route_split_is_the_only_weight_nginx_applies(k8s_minimal: dict[str, Any], algorithm: str) -> None:
+    spec = parse_spec(_uneven(k8s_minimal, algorithm))
     assert upstream_members(spec.routes[0], spec) == [("api", 0, Fraction(3, 4)), ("web", 0, Fraction(1, 4))]
+    assert not any(server.backup for upstream in build_plan(spec).upstreams for server in upstream.servers)
 
 
 @pytest.mark.parametrize(("edit", "message"), [
