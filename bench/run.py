@@ -238,11 +238,12 @@ class Target:
     pid: int | None = None           # the proxy's main process (None: no proxy)
     cpu_us: list[float] = field(default_factory=list)          # proxy CPU us per request
     backend_cpu_us: list[float] = field(default_factory=list)  # backend CPU us per request
+    conf: str = ""                   # the nginx config it runs, if nginx
 
 
 def start_nginx(name: str, conf: str, port: int, note: str = "") -> Target:
     n = NginxRunner(conf, listen=[("127.0.0.1", port)]).start()
-    return Target(name, f"http://127.0.0.1:{port}/", n.stop, note=note, pid=n.pid)
+    return Target(name, f"http://127.0.0.1:{port}/", n.stop, note=note, pid=n.pid, conf=conf)
 
 
 def summarize(runs: list[WrkResult], cpu_us: list[float] | None = None,
@@ -298,45 +299,71 @@ def measure(targets: list[Target], reps: int, duration: float, log: Callable[[st
 # Sections
 # ----------------------------------------------------------------------------
 
-def section_throughput(backend: BackendProcess, reps: int, duration: float, log: Callable[[str], None]) -> dict[str, Any]:
-    addrs = list(backend.addresses.values())
+def _start(name: str, addrs: list[str], prefix: str) -> Target:
+    """Start one throughput configuration by its row name (the table's first column)."""
     spec = bench_spec()
+    if name == "direct (1 backend replica)":
+        return Target(name, f"http://{addrs[0]}/")
+    if name.startswith("generated gateway"):
+        two = name.endswith("2 workers")
+        conf, port = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw2" if two else "gw"),
+                                    worker_processes="2" if two else None)
+        note = "renderer output with NginxRuntime(worker_processes='2'), access log on" if two else "renderer output, access log on"
+        return start_nginx(name, conf, port, note)
+    p = free_port()
+    if name == "naive tutorial nginx":
+        return start_nginx(name, naive_conf(addrs, p), p, "nginx defaults: 1 worker, no upstream keepalive, unbuffered log")
+    if name == "naive + worker_processes auto":
+        return start_nginx(name, naive_conf(addrs, p, "auto"), p, "Debian-stock style: the naive config with 2 workers")
+    if name == "minimal nginx (ceiling)":
+        return start_nginx(name, minimal_nginx_conf(addrs, p), p, "upstream keep-alive only: no log, no added headers, no limits")
+    threads, equivalent, note = {
+        "HAProxy 2.6 (equivalent)": (1, True, "nbthread 1 (= the gateway's workers), roundrobin, http-reuse always, "
+                                              "httplog + id to a file, X-Forwarded-For/-Proto, X-Request-Id"),
+        "HAProxy 2.6 (equivalent), 2 threads": (2, True, "the same with nbthread 2"),
+        "HAProxy 2.6 bare": (2, False, "nbthread 2, no log, no header rewriting: HAProxy at its fastest"),
+        "HAProxy 2.6 bare, 1 thread": (1, False, "nbthread 1, no log, no header rewriting"),
+    }[name]
+    hap = HaproxyRunner(haproxy_cfg(addrs, p, threads=threads, equivalent=equivalent)).start()
+    return Target(name, f"http://127.0.0.1:{p}/", hap.stop, note=note, pid=hap.pid)
+
+
+THROUGHPUT_ROWS = ["direct (1 backend replica)", "generated gateway", "naive tutorial nginx", "naive + worker_processes auto",
+                   "HAProxy 2.6 (equivalent)", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy 2.6 bare",
+                   "generated gateway, 2 workers", "minimal nginx (ceiling)"]
+# Under the gateway's CPU limit every proxy gets the same budget: one worker / one thread each.
+LIMITED_ROWS = ["generated gateway", "naive tutorial nginx", "HAProxy 2.6 (equivalent)", "HAProxy 2.6 bare, 1 thread",
+                "minimal nginx (ceiling)"]
+
+
+def section_throughput(backend: BackendProcess, reps: int, duration: float, log: Callable[[str], None],
+                       cpu_limit: float | None = None) -> dict[str, Any]:
+    """wrk against every configuration. ``cpu_limit``: each proxy runs under that CFS quota (in CPUs), the way the
+    Docker and Kubernetes targets run the gateway (`gateway.resources.cpu`), so the proxy is the bottleneck."""
+    from bench.cpulimit import CpuQuota
+
+    addrs = list(backend.addresses.values())
     targets: list[Target] = []
+    quotas: list[CpuQuota] = []
     prefix = tempfile.mkdtemp(prefix="netopt-bench-")
     try:
-        targets.append(Target("direct (1 backend replica)", f"http://{addrs[0]}/"))
-        conf, port = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw"))
-        targets.append(start_nginx("generated gateway", conf, port, "renderer output, access log on"))
-        p = free_port()
-        targets.append(start_nginx("naive tutorial nginx", naive_conf(addrs, p), p,
-                                   "nginx defaults: 1 worker, no upstream keepalive, unbuffered log"))
-        p = free_port()
-        targets.append(start_nginx("naive + worker_processes auto", naive_conf(addrs, p, "auto"), p,
-                                   "Debian-stock style: the naive config with 2 workers"))
-        hap_rows = [("HAProxy 2.6 (equivalent)", 1, True,
-                     "nbthread 1 (= the gateway's workers), roundrobin, http-reuse always, httplog + id to a file, "
-                     "X-Forwarded-For/-Proto, X-Request-Id"),
-                    ("HAProxy 2.6 (equivalent), 2 threads", 2, True, "the same with nbthread 2"),
-                    ("HAProxy 2.6 bare", 2, False, "nbthread 2, no log, no header rewriting: HAProxy at its fastest")]
-        for name, threads, equivalent, note in hap_rows:
-            p = free_port()
-            hap = HaproxyRunner(haproxy_cfg(addrs, p, threads=threads, equivalent=equivalent)).start()
-            targets.append(Target(name, f"http://127.0.0.1:{p}/", hap.stop, note=note, pid=hap.pid))
-        conf2, port2 = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw2"), worker_processes="2")
-        targets.append(start_nginx("generated gateway, 2 workers", conf2, port2,
-                                   "renderer output with NginxRuntime(worker_processes='2'), access log on"))
-        p = free_port()
-        targets.append(start_nginx("minimal nginx (ceiling)", minimal_nginx_conf(addrs, p), p,
-                                   "upstream keep-alive only: no log, no added headers, no limits"))
+        for i, name in enumerate(LIMITED_ROWS if cpu_limit else THROUGHPUT_ROWS):
+            targets.append(_start(name, addrs, prefix))
+            if cpu_limit and targets[-1].pid:
+                quotas.append(CpuQuota(f"proxy{i}", cpu_limit).__enter__())
+                quotas[-1].add(targets[-1].pid)
         measure(targets, reps, duration, log, backend.pid)
         with open(os.path.join(prefix, "gw", "logs", "access.log"), "rb") as f:
             logged = sum(1 for _ in f)
+        gateway_conf = next(t.conf for t in targets if t.name == "generated gateway")
         return {"targets": {t.name: {**summarize(t.runs, t.cpu_us, t.backend_cpu_us), "note": t.note}
                             for t in targets},
-                "gateway_conf": conf, "gateway_access_log_lines": logged}
+                "gateway_conf": gateway_conf, "gateway_access_log_lines": logged, "cpu_limit": cpu_limit}
     finally:
         for t in targets:
             t.stop()
+        for q in quotas:
+            q.__exit__(None, None, None)
         shutil.rmtree(prefix, ignore_errors=True)
 
 
@@ -537,6 +564,43 @@ def _f(x: Any, nd: int = 2) -> str:
     return str(x)
 
 
+_RATIOS = [
+    ("generated gateway", "naive tutorial nginx", "naive (1 worker)"),
+    ("generated gateway", "naive + worker_processes auto", "naive (2 workers)"),
+    ("generated gateway", "HAProxy 2.6 (equivalent)", "HAProxy equivalent (1 thread)"),
+    ("generated gateway", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy equivalent (2 threads)"),
+    ("generated gateway", "HAProxy 2.6 bare", "HAProxy bare (2 threads, no log)"),
+    ("generated gateway", "HAProxy 2.6 bare, 1 thread", "HAProxy bare (1 thread, no log)"),
+    ("generated gateway", "direct (1 backend replica)", "direct"),
+    ("minimal nginx (ceiling)", "HAProxy 2.6 (equivalent)", "HAProxy equivalent (1 thread)"),
+    ("minimal nginx (ceiling)", "HAProxy 2.6 bare", "HAProxy bare (2 threads, no log)"),
+    ("generated gateway, 2 workers", "naive + worker_processes auto", "naive (2 workers)"),
+    ("generated gateway, 2 workers", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy equivalent (2 threads)"),
+]
+
+
+def _throughput_tables(t: dict[str, Any]) -> list[str]:
+    """The per-configuration table and the ratios between the configurations present."""
+    lines = ["| configuration | req/s (median) | req/s min..max | p50 ms | p99 ms (min..max) "
+             "| proxy CPU us/req (min..max) | backend CPU us/req | errors | non-2xx | notes |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for name, r in t.items():
+        cpu = (f"{r['cpu_us_per_req']:.1f} ({r['cpu_us_min']:.1f}..{r['cpu_us_max']:.1f})"
+               if r.get("cpu_us_per_req") is not None else "-")
+        lines.append(f"| {name} | {r['rps']:,.0f} | {r['rps_min']:,.0f}..{r['rps_max']:,.0f} | {r['p50_ms']:.2f} | "
+                     f"{r['p99_ms']:.2f} ({r['p99_min']:.2f}..{r['p99_max']:.2f}) | {cpu} | "
+                     f"{_f(r.get('backend_cpu_us_per_req'), 1)} | {r['errors']} | {r['non2xx']} | {r['note']} |")
+    lines += ["", "| ratio | req/s | p99 | CPU efficiency (other's CPU/req over this one's) |", "|---|---:|---:|---:|"]
+    for mine, other, label in _RATIOS:
+        if mine not in t or other not in t:
+            continue
+        m, o = t[mine], t[other]
+        eff = f"{o['cpu_us_per_req'] / m['cpu_us_per_req']:.2f}x" if o.get("cpu_us_per_req") else "-"
+        short = mine.replace("generated ", "").replace(" (ceiling)", "")
+        lines.append(f"| {short} / {label} | {m['rps'] / o['rps']:.2f}x | {m['p99_ms'] / o['p99_ms']:.2f}x | {eff} |")
+    return lines
+
+
 def write_report(data: dict[str, Any], out_dir: str) -> str:
     nice_note = f"; run at nice -{abs(data['nice'])}" if data.get("nice") else ""
     lines = ["# netopt gateway benchmark", "",
@@ -549,39 +613,19 @@ def write_report(data: dict[str, Any], out_dir: str) -> str:
              "(other jobs on this 2-core machine move req/s by +-20%; compare medians, and CPU us/req).", ""]
     tp = data.get("throughput")
     if tp:
-        t = tp["targets"]
         lines += ["## Throughput and latency", "",
                   "Proxy CPU = CPU time of the proxy's processes (master + workers / threads) per request, "
                   "from /proc: on a shared 2-core machine it is far steadier than req/s.", "",
-                  "| configuration | req/s (median) | req/s min..max | p50 ms | p99 ms (min..max) "
-                  "| proxy CPU us/req (min..max) | backend CPU us/req | errors | non-2xx | notes |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-        for name, r in t.items():
-            cpu = (f"{r['cpu_us_per_req']:.1f} ({r['cpu_us_min']:.1f}..{r['cpu_us_max']:.1f})"
-                   if r.get("cpu_us_per_req") is not None else "-")
-            lines.append(f"| {name} | {r['rps']:,.0f} | {r['rps_min']:,.0f}..{r['rps_max']:,.0f} | {r['p50_ms']:.2f} | "
-                         f"{r['p99_ms']:.2f} ({r['p99_min']:.2f}..{r['p99_max']:.2f}) | {cpu} | "
-                         f"{_f(r.get('backend_cpu_us_per_req'), 1)} | {r['errors']} | {r['non2xx']} | {r['note']} |")
-        g = t["generated gateway"]
-        ratios = []
-        g2 = t.get("generated gateway, 2 workers")
-        pairs = [(g, "gateway", "naive tutorial nginx", "naive (1 worker)"),
-                 (g, "gateway", "naive + worker_processes auto", "naive (2 workers)"),
-                 (g, "gateway", "HAProxy 2.6 (equivalent)", "HAProxy equivalent (1 thread)"),
-                 (g, "gateway", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy equivalent (2 threads)"),
-                 (g, "gateway", "HAProxy 2.6 bare", "HAProxy bare (2 threads, no log)"),
-                 (g, "gateway", "direct (1 backend replica)", "direct"),
-                 (t["minimal nginx (ceiling)"], "minimal nginx", "HAProxy 2.6 (equivalent)", "HAProxy equivalent (1 thread)"),
-                 (t["minimal nginx (ceiling)"], "minimal nginx", "HAProxy 2.6 bare", "HAProxy bare (2 threads, no log)")]
-        if g2 is not None:
-            pairs += [(g2, "gateway 2 workers", "naive + worker_processes auto", "naive (2 workers)"),
-                      (g2, "gateway 2 workers", "HAProxy 2.6 (equivalent), 2 threads", "HAProxy equivalent (2 threads)")]
-        for mine, mlabel, other, label in pairs:
-            o = t[other]
-            eff = (f"{o['cpu_us_per_req'] / mine['cpu_us_per_req']:.2f}x" if o.get("cpu_us_per_req") else "-")
-            ratios.append(f"| {mlabel} / {label} | {mine['rps'] / o['rps']:.2f}x | {mine['p99_ms'] / o['p99_ms']:.2f}x | {eff} |")
-        lines += ["", "| ratio | req/s | p99 | CPU efficiency (other's CPU/req over gateway's) |", "|---|---:|---:|---:|", *ratios]
-        lines += ["", f"Generated gateway access log lines written during the run: {tp['gateway_access_log_lines']:,}.", ""]
+                  *_throughput_tables(tp["targets"]),
+                  "", f"Generated gateway access log lines written during the run: {tp['gateway_access_log_lines']:,}.", ""]
+    lim = data.get("limited")
+    if lim:
+        lines += [f"## Throughput at the gateway's CPU limit ({lim['cpu_limit']:g} CPU)", "",
+                  f"Each proxy in its own cgroup with a CFS quota of {lim['cpu_limit']:g} CPU per 100 ms period -- what "
+                  "the Docker target (`--cpus`) and the Kubernetes target (limits) give the gateway from "
+                  "`gateway.resources.cpu`. The proxy is then the bottleneck, as in production, and wrk and the backends "
+                  "have the rest of the machine. p99 includes the quota's throttling stalls (up to one period).", "",
+                  *_throughput_tables(lim["targets"]), ""]
     kn = data.get("knobs")
     if kn:
         v = kn["variants"]
@@ -653,8 +697,8 @@ def write_chart(data: dict[str, Any], out_dir: str) -> str | None:
         import matplotlib.pyplot as plt
     except Exception:
         return None
-    panels = [k for k in ("throughput", "knobs", "skew") if data.get(k)]
-    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 5.5))
+    panels = [k for k in ("throughput", "limited", "knobs", "skew") if data.get(k)]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5))
     if len(panels) == 1:
         axes = [axes]
     palette = {"direct": "#999999", "generated": "#2a9d5c", "minimal": "#8cc9a5", "naive": "#d1495b", "HAProxy": "#3b6fb6"}
@@ -663,8 +707,8 @@ def write_chart(data: dict[str, Any], out_dir: str) -> str | None:
         return next((c for k, c in palette.items() if name.startswith(k)), "#777777")
 
     for ax, key in zip(axes, panels, strict=False):
-        if key == "throughput":
-            t = data["throughput"]["targets"]
+        if key in ("throughput", "limited"):
+            t = data[key]["targets"]
             names = list(t)
             vals = [t[n]["rps"] for n in names]
             err = [[t[n]["rps"] - t[n]["rps_min"] for n in names], [t[n]["rps_max"] - t[n]["rps"] for n in names]]
@@ -673,7 +717,8 @@ def write_chart(data: dict[str, Any], out_dir: str) -> str | None:
             ax.set_yticks(list(y), names, fontsize=8)
             ax.invert_yaxis()
             ax.set_xlabel("req/s (median, min..max)")
-            ax.set_title("Throughput, wrk -t2 -c64, tiny responses")
+            ax.set_title("Throughput, wrk -t2 -c64, tiny responses" if key == "throughput"
+                         else f"Each proxy limited to {data[key]['cpu_limit']:g} CPU (gateway.resources.cpu)")
             for i, n in enumerate(names):
                 ax.annotate(f" p99 {t[n]['p99_ms']:.1f} ms", (t[n]["rps_max"], i), va="center", fontsize=7)
             ax.set_xlim(0, max(t[n]["rps_max"] for n in names) * 1.3)
@@ -732,7 +777,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="run everything at nice -N (root; steadier figures on a shared machine)")
     ap.add_argument("--skew-duration", type=float, default=6, help="seconds per skew run (default 6)")
     ap.add_argument("--skew-rate", type=float, default=SKEW_RATE, help="offered req/s in the skew section")
-    ap.add_argument("--sections", default="throughput,knobs,skew")
+    ap.add_argument("--sections", default="throughput,limited,knobs,skew")
     ap.add_argument("--quick", action="store_true", help="1 run per point, short runs (smoke test)")
     ap.add_argument("--out", default=RESULTS)
     ap.add_argument("--replot", metavar="RAW_JSON", help="only rewrite results.md and summary.png from a raw run")
@@ -771,6 +816,16 @@ def main(argv: list[str] | None = None) -> int:
         if "throughput" in sections:
             log("throughput: direct, generated gateway, naive nginx, HAProxy")
             data["throughput"] = section_throughput(backend, a.reps, a.duration, log)
+        if "limited" in sections:
+            from bench.cpulimit import available
+
+            cpus = bench_spec().gateway.resources.cpu
+            why_not = available()
+            if why_not:
+                log(f"limited: skipped, {why_not}")
+            else:
+                log(f"limited: each proxy under a {cpus:g}-CPU quota (gateway.resources.cpu)")
+                data["limited"] = section_throughput(backend, a.reps, a.duration, log, cpu_limit=cpus)
         if "knobs" in sections:
             log("knobs: generated config with one knob changed at a time")
             data["knobs"] = section_knobs(backend, a.knob_reps, a.knob_duration, log)
@@ -784,11 +839,12 @@ def main(argv: list[str] | None = None) -> int:
     with open(os.path.join(a.out, "raw", f"run-{stamp}.json"), "w") as f:
         json.dump(data, f, indent=1, default=str)
     slim = json.loads(json.dumps(data, default=str))
-    for sec in ("throughput", "knobs"):
+    for sec in ("throughput", "limited", "knobs"):
         for row in (slim.get(sec, {}).get("targets") or slim.get(sec, {}).get("variants") or {}).values():
             for r in row.get("runs", []):
                 r.pop("raw", None)
-    slim.get("throughput", {}).pop("gateway_conf", None)
+    for sec in ("throughput", "limited"):
+        slim.get(sec, {}).pop("gateway_conf", None)
     if "skew" in slim:
         slim["skew"].pop("runs", None)
     with open(os.path.join(a.out, "results.json"), "w") as f:
