@@ -20,6 +20,7 @@ bench/results/raw/).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -343,28 +344,22 @@ def section_throughput(backend: BackendProcess, reps: int, duration: float, log:
     from bench.cpulimit import CpuQuota
 
     addrs = list(backend.addresses.values())
-    targets: list[Target] = []
-    quotas: list[CpuQuota] = []
     prefix = tempfile.mkdtemp(prefix="netopt-bench-")
-    try:
+    with contextlib.ExitStack() as running:
+        running.callback(shutil.rmtree, prefix, ignore_errors=True)
+        targets: list[Target] = []
         for i, name in enumerate(LIMITED_ROWS if cpu_limit else THROUGHPUT_ROWS):
             targets.append(_start(name, addrs, prefix))
+            running.callback(targets[-1].stop)
             if cpu_limit and targets[-1].pid:
-                quotas.append(CpuQuota(f"proxy{i}", cpu_limit).__enter__())
-                quotas[-1].add(targets[-1].pid)
+                running.enter_context(CpuQuota(f"proxy{i}", cpu_limit)).add(targets[-1].pid)
         measure(targets, reps, duration, log, backend.pid)
         with open(os.path.join(prefix, "gw", "logs", "access.log"), "rb") as f:
             logged = sum(1 for _ in f)
-        gateway_conf = next(t.conf for t in targets if t.name == "generated gateway")
         return {"targets": {t.name: {**summarize(t.runs, t.cpu_us, t.backend_cpu_us), "note": t.note}
                             for t in targets},
-                "gateway_conf": gateway_conf, "gateway_access_log_lines": logged, "cpu_limit": cpu_limit}
-    finally:
-        for t in targets:
-            t.stop()
-        for q in quotas:
-            q.__exit__(None, None, None)
-        shutil.rmtree(prefix, ignore_errors=True)
+                "gateway_conf": next(t.conf for t in targets if t.name == "generated gateway"),
+                "gateway_access_log_lines": logged, "cpu_limit": cpu_limit}
 
 
 def section_knobs(backend: BackendProcess, reps: int, duration: float, log: Callable[[str], None]) -> dict[str, Any]:

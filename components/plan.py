@@ -214,14 +214,21 @@ class _Resolver:
     def __init__(self, own: dict[tuple[str, str], tuple[Rule, ...]], regexes: list[str]) -> None:
         self.own = own
         self.regexes = [(rx, re.compile(rx)) for rx in regexes]
-        self.prefixes = sorted((path for kind, path in own if kind == "prefix"), key=len, reverse=True)
+        self.prefixes = frozenset(path for kind, path in own if kind == "prefix")
         self.chains: dict[tuple[str, str], tuple[Rule, ...]] = {}
+
+    def longest_prefix(self, path: str, shorter_than: int | None = None) -> str | None:
+        """The longest prefix location covering `path` (one set lookup per length: linear in the path, not in routes)."""
+        for end in range(min(len(path), len(path) if shorter_than is None else shorter_than - 1), 0, -1):
+            if path[:end] in self.prefixes:
+                return path[:end]
+        return None
 
     def resolve(self, path: str, skip_exact: bool = False) -> tuple[str, str] | None:
         """nginx's choice for `path`: exact, else longest prefix if ^~, else the first matching regex, else that prefix."""
         if ("exact", path) in self.own and not skip_exact:
             return ("exact", path)
-        prefix = next((p for p in self.prefixes if path.startswith(p)), None)
+        prefix = self.longest_prefix(path)
         if prefix is not None and not any(_may_overlap(prefix, rx) for rx, _ in self.regexes):
             return ("prefix", prefix)
         regex = next((rx for rx, compiled in self.regexes if compiled.search(path)), None)
@@ -234,7 +241,8 @@ class _Resolver:
         if kind == "exact":
             return self.resolve(path, skip_exact=True)
         if kind == "prefix":  # the request matched no regex: the next shorter prefix covering this one
-            return next((("prefix", p) for p in self.prefixes if len(p) < len(path) and path.startswith(p)), None)
+            shorter = self.longest_prefix(path, shorter_than=len(path))
+            return ("prefix", shorter) if shorter is not None else None
         return None  # which regex or prefix would match depends on the whole URI: no static fallback
 
     def chain(self, key: tuple[str, str]) -> tuple[Rule, ...]:
