@@ -4,15 +4,17 @@
 Sections (each point repeated --reps times, interleaved so background noise
 hits every configuration alike; median and min..max reported):
 
-1. throughput: wrk -t2 -c64 tiny responses against
-   direct (one backend replica), the generated gateway (the project's renderer,
-   access log on), the naive tutorial nginx config, and HAProxy with an
-   equivalent config (same backends, roundrobin, http-reuse always);
-2. knobs: the generated config with one nginx knob changed at a time -- what
+1. throughput: wrk -t2 -c64 tiny responses against direct (one backend
+   replica), the generated gateway (the project's renderer, access log on), the
+   naive tutorial nginx config, HAProxy configured to do what the gateway does
+   (and bare), and minimal nginx (the ceiling of any nginx config);
+2. limited: the same proxies, each under the gateway's CPU limit (a CFS quota
+   of gateway.resources.cpu, as the Docker and Kubernetes targets run it);
+3. knobs: the generated config with one nginx knob changed at a time -- what
    each knob buys;
-3. skew: one replica 5x slower, open-loop fixed-rate Poisson load, round_robin
-   vs least_conn vs latency_weighted vs latency_optimal; p50/p99/errors and per-replica
-   utilization/latency against components.capacity's predictions.
+4. skew: one replica 5x slower, open-loop fixed-rate Poisson load, round_robin
+   vs least_conn vs latency_weighted vs latency_optimal; p50/p99/errors and
+   per-replica utilization/latency against components.capacity's predictions.
 
 Output: bench/results/results.md, results.json, summary.png (raw runs under
 bench/results/raw/).
