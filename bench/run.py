@@ -304,31 +304,35 @@ def measure(targets: list[Target], reps: int, duration: float, log: Callable[[st
 
 def _start(name: str, addrs: list[str], prefix: str) -> Target:
     """Start one throughput configuration by its row name (the table's first column)."""
-    spec = bench_spec()
-    if name == "direct (1 backend replica)":
-        return Target(name, f"http://{addrs[0]}/")
-    if name.startswith("generated gateway"):
-        two = name.endswith("2 workers")
-        conf, port = render_gateway(spec, {"svc": addrs}, os.path.join(prefix, "gw2" if two else "gw"),
-                                    worker_processes="2" if two else None)
-        note = "renderer output with NginxRuntime(worker_processes='2'), access log on" if two else "renderer output, access log on"
-        return start_nginx(name, conf, port, note)
     p = free_port()
-    if name == "naive tutorial nginx":
-        return start_nginx(name, naive_conf(addrs, p), p, "nginx defaults: 1 worker, no upstream keepalive, unbuffered log")
-    if name == "naive + worker_processes auto":
-        return start_nginx(name, naive_conf(addrs, p, "auto"), p, "Debian-stock style: the naive config with 2 workers")
-    if name == "minimal nginx (ceiling)":
-        return start_nginx(name, minimal_nginx_conf(addrs, p), p, "upstream keep-alive only: no log, no added headers, no limits")
-    threads, equivalent, note = {
-        "HAProxy 2.6 (equivalent)": (1, True, "nbthread 1 (= the gateway's workers), roundrobin, http-reuse always, "
-                                              "httplog + id to a file, X-Forwarded-For/-Proto, X-Request-Id"),
-        "HAProxy 2.6 (equivalent), 2 threads": (2, True, "the same with nbthread 2"),
-        "HAProxy 2.6 bare": (2, False, "nbthread 2, no log, no header rewriting: HAProxy at its fastest"),
-        "HAProxy 2.6 bare, 1 thread": (1, False, "nbthread 1, no log, no header rewriting"),
-    }[name]
-    hap = HaproxyRunner(haproxy_cfg(addrs, p, threads=threads, equivalent=equivalent)).start()
-    return Target(name, f"http://127.0.0.1:{p}/", hap.stop, note=note, pid=hap.pid)
+
+    def gateway(workers: str | None) -> Target:
+        conf, port = render_gateway(bench_spec(), {"svc": addrs}, os.path.join(prefix, f"gw{workers or ''}"),
+                                    worker_processes=workers)
+        runtime = f"NginxRuntime(worker_processes='{workers}')" if workers else "renderer output"
+        return start_nginx(name, conf, port, f"{runtime}, access log on")
+
+    def haproxy(threads: int, equivalent: bool, note: str) -> Target:
+        hap = HaproxyRunner(haproxy_cfg(addrs, p, threads=threads, equivalent=equivalent)).start()
+        return Target(name, f"http://127.0.0.1:{p}/", hap.stop, note=note, pid=hap.pid)
+
+    starters: dict[str, Callable[[], Target]] = {
+        "direct (1 backend replica)": lambda: Target(name, f"http://{addrs[0]}/"),
+        "generated gateway": lambda: gateway(None),
+        "generated gateway, 2 workers": lambda: gateway("2"),
+        "naive tutorial nginx": lambda: start_nginx(name, naive_conf(addrs, p), p,
+                                                    "nginx defaults: 1 worker, no upstream keepalive, unbuffered log"),
+        "naive + worker_processes auto": lambda: start_nginx(name, naive_conf(addrs, p, "auto"), p,
+                                                             "Debian-stock style: the naive config with 2 workers"),
+        "minimal nginx (ceiling)": lambda: start_nginx(name, minimal_nginx_conf(addrs, p), p,
+                                                       "upstream keep-alive only: no log, no added headers, no limits"),
+        "HAProxy 2.6 (equivalent)": lambda: haproxy(1, True, "nbthread 1 (= the gateway's workers), roundrobin, http-reuse "
+                                                           "always, httplog + id to a file, X-Forwarded-For/-Proto, X-Request-Id"),
+        "HAProxy 2.6 (equivalent), 2 threads": lambda: haproxy(2, True, "the same with nbthread 2"),
+        "HAProxy 2.6 bare": lambda: haproxy(2, False, "nbthread 2, no log, no header rewriting: HAProxy at its fastest"),
+        "HAProxy 2.6 bare, 1 thread": lambda: haproxy(1, False, "nbthread 1, no log, no header rewriting"),
+    }
+    return starters[name]()
 
 
 THROUGHPUT_ROWS = ["direct (1 backend replica)", "generated gateway", "naive tutorial nginx", "naive + worker_processes auto",

@@ -217,9 +217,10 @@ class _Resolver:
         self.prefixes = frozenset(path for kind, path in own if kind == "prefix")
         self.chains: dict[tuple[str, str], tuple[Rule, ...]] = {}
 
-    def longest_prefix(self, path: str, shorter_than: int | None = None) -> str | None:
-        """The longest prefix location covering `path` (one set lookup per length: linear in the path, not in routes)."""
-        for end in range(min(len(path), len(path) if shorter_than is None else shorter_than - 1), 0, -1):
+    def longest_prefix(self, path: str, max_len: int | None = None) -> str | None:
+        """The longest prefix location (of at most `max_len` characters) covering `path`: one set lookup per length,
+        linear in the path, not in the number of routes."""
+        for end in range(len(path) if max_len is None else max_len, 0, -1):
             if path[:end] in self.prefixes:
                 return path[:end]
         return None
@@ -241,7 +242,7 @@ class _Resolver:
         if kind == "exact":
             return self.resolve(path, skip_exact=True)
         if kind == "prefix":  # the request matched no regex: the next shorter prefix covering this one
-            shorter = self.longest_prefix(path, shorter_than=len(path))
+            shorter = self.longest_prefix(path, max_len=len(path) - 1)
             return ("prefix", shorter) if shorter is not None else None
         return None  # which regex or prefix would match depends on the whole URI: no static fallback
 
