@@ -229,6 +229,11 @@ def _maps(out: _Writer, plan: Plan) -> None:
         out.line("default 1;")
         for route_name, seconds in retry_after.items():
             out.line(f"{route_name} {seconds};")
+    # "no live upstreams" (every server marked down or at max_conns; open-source nginx has no upstream queue): nginx
+    # puts the upstream's name where a server address goes, last in $upstream_addr. Upstream names start with "up_".
+    with out.block("map $upstream_addr $netopt_replicas_busy"):
+        out.line("default 0;")
+        out.line('"~(^|, )up_[^,]*$" 1;')
     dispatched: dict[str, str] = {}
     for server in plan.servers:
         for index, location in enumerate(server.locations):
@@ -289,6 +294,16 @@ def _server(out: _Writer, plan: Plan, server: Server, runtime: NginxRuntime) -> 
             out.line("add_header Retry-After $netopt_retry_after always;")
             out.line("default_type application/json;")
             out.line("return 429 '{\"error\":\"too many requests\"}\\n';")
+        # A 502 nginx makes itself: no replica left to try (all at max_conns, or marked down after max_fails) is a 503
+        # with Retry-After, so clients back off; a replica that failed the request stays a 502. A backend's own 502
+        # passes through untouched (error_page only sees nginx's own responses without proxy_intercept_errors).
+        out.line("error_page 502 = @netopt_bad_gateway;")
+        with out.block("location @netopt_bad_gateway"):
+            out.line("default_type application/json;")
+            with out.block("if ($netopt_replicas_busy)"):
+                out.line("add_header Retry-After 1 always;")
+                out.line("return 503 '{\"error\":\"no replica available\"}\\n';")
+            out.line("return 502 '{\"error\":\"bad gateway\"}\\n';")
         index_of = {id(loc): i for i, loc in enumerate(server.locations)}
         has_root = any(loc.kind == "prefix" and loc.path == "/" for loc in server.locations)
         for location in server.locations:
