@@ -161,7 +161,7 @@ def _request_id(out: _Writer) -> None:
 
     The made id (host name, worker pid, time in ms, connection serial, request number on the connection) is unique
     per gateway instance and costs nothing; nginx's random `$request_id` costs a getpid() syscall and a DRBG call
-    per request, 5-11 % of the gateway's CPU in the benchmark's paired runs (bench/results/results.md). A map result
+    per request, 3-11 % of the gateway's CPU in the benchmark's paired runs (bench/results/results.md). A map result
     is computed once per request, so the log line and the upstream header carry the same id.
     """
     with out.block("map $http_x_request_id $netopt_request_id"):
