@@ -1,13 +1,14 @@
 """Run processes under a CPU limit: a CFS quota, the mechanism behind Docker's ``--cpus`` and Kubernetes' CPU limits.
 
 >>> with CpuQuota("gateway", cpus=0.5) as quota:
-...     quota.add(pid)      # the process, its threads and its children (nginx master + workers)
+...     quota.add(process_tree(pid))   # nginx master + workers, with their threads
 
 Needs root and the cgroup ``cpu`` controller: cgroup v1 (``/sys/fs/cgroup/cpu``) or v2 (``cpu.max``).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["CpuQuota", "available"]
@@ -50,11 +51,9 @@ class CpuQuota:
             self._write("cpu.cfs_quota_us", str(quota))
         return self
 
-    def add(self, pid: int) -> None:
-        """Move ``pid`` with every thread and descendant; children forked later (a reload's workers) inherit it."""
-        from bench.run import process_tree
-
-        for p in process_tree(pid):
+    def add(self, pids: Iterable[int]) -> None:
+        """Move the processes with all their threads; children they fork later (a reload's workers) inherit it."""
+        for p in pids:
             if self.v2:
                 self._write("cgroup.procs", str(p))
                 continue

@@ -358,7 +358,7 @@ def section_throughput(backend: BackendProcess, reps: int, duration: float, log:
             targets.append(_start(name, addrs, prefix))
             running.callback(targets[-1].stop)
             if cpu_limit and targets[-1].pid:
-                running.enter_context(CpuQuota(f"proxy{i}", cpu_limit)).add(targets[-1].pid)
+                running.enter_context(CpuQuota(f"proxy{i}", cpu_limit)).add(process_tree(targets[-1].pid))
         measure(targets, reps, duration, log, backend.pid)
         with open(os.path.join(prefix, "gw", "logs", "access.log"), "rb") as f:
             logged = sum(1 for _ in f)
