@@ -147,7 +147,7 @@ def _members(route: Route, spec: Spec) -> tuple[tuple[str, int, int, bool], ...]
     weights = dict(zip(primary, integer_weights([shares[i][2] for i in primary]), strict=True))
     if backup:
         rates = [service_rate(spec.workload(shares[i][0]), shares[i][1]) for i in backup]
-        weights |= dict(zip(backup, integer_weights([rate / sum(rates) for rate in rates]), strict=True))
+        weights |= dict(zip(backup, integer_weights(rates), strict=True))  # scale-free: the rates themselves
     return tuple((w, r, weights[i], share == 0) for i, (w, r, share) in enumerate(shares))
 
 
