@@ -44,7 +44,7 @@ from bench.wrk import WrkResult, run_wrk  # noqa: E402
 from testbed.backend import LOOP as BACKEND_LOOP  # noqa: E402
 from testbed.backend import BackendProcess, ReplicaConfig  # noqa: E402
 from testbed.client import RequestSpec, fixed_rate, percentile, run  # noqa: E402
-from testbed.gateway import free_port, host_runtime  # noqa: E402
+from testbed.gateway import free_port, host_runtime, parse_access_log  # noqa: E402
 from testbed.haproxy_runner import HaproxyRunner  # noqa: E402
 from testbed.nginx_runner import NginxRunner  # noqa: E402
 from testbed.specs import make_spec  # noqa: E402
@@ -455,10 +455,10 @@ def _upstream_times(target: Target, path: str, start: int) -> dict[str, list[flo
     out: dict[str, list[float]] = {}
     with open(path, "rb") as f:
         f.seek(start)
-        for line in f.read().decode(errors="replace").splitlines():
-            m = re.search(r" upstream=(\S+) .* urt=([\d.]+)$", line)
-            if m and "," not in m.group(1):
-                out.setdefault(m.group(1), []).append(float(m.group(2)) * 1000)
+        for entry in parse_access_log(f.read().decode(errors="replace")):
+            urt = entry.fields["upstream_response_time"]
+            if entry.upstream and "," not in entry.upstream and urt not in ("", "-"):
+                out.setdefault(entry.upstream, []).append(float(urt) * 1000)
     return out
 
 

@@ -11,6 +11,7 @@ import math
 import re
 from dataclasses import dataclass, field
 
+from components.access_log import MADE_REQUEST_ID, REQUEST_ID_PATTERN, log_format_lines
 from components.addressing import AddressMap
 from components.plan import DEFAULT_SERVER, Location, Plan, Rule, Server, ident
 from components.spec import ConcurrencyLimit, RateLimit, Timeouts
@@ -139,9 +140,8 @@ def _http_settings(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
     out.line("keepalive_timeout 65s;")
     out.line("keepalive_requests 10000;")
     out.line(f"client_max_body_size {gw.client_max_body_size};")
-    out.line("log_format netopt '$remote_addr [$time_iso8601] \"$request\" $status $body_bytes_sent '")
-    out.line("                  'id=$netopt_request_id route=$netopt_route upstream=$upstream_addr rt=$request_time '")
-    out.line("                  'uct=$upstream_connect_time uht=$upstream_header_time urt=$upstream_response_time';")
+    for line in log_format_lines():
+        out.line(line)
     out.line("access_log off;" if runtime.access_log == "off" else f"access_log {runtime.access_log} netopt buffer=64k flush=1s;")
     out.line("proxy_http_version 1.1;")
     out.line('proxy_set_header Connection "";')
@@ -157,16 +157,17 @@ def _http_settings(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
 
 
 def _request_id(out: _Writer) -> None:
-    """The id a request is logged and proxied with: the one its client sent, else one made of counters.
+    """The id a request is logged and proxied with: the client's own if it is safe, else one made of counters.
 
     The made id (host name, worker pid, time in ms, connection serial, request number on the connection) is unique
     per gateway instance and costs nothing; nginx's random `$request_id` costs a getpid() syscall and a DRBG call
     per request, 3-11 % of the gateway's CPU in the benchmark's paired runs (bench/results/results.md). A map result
-    is computed once per request, so the log line and the upstream header carry the same id.
+    is computed once per request, so the log line and the upstream header carry the same id. An unsafe client id
+    (spaces, quotes, over 128 bytes) is replaced, not passed on to backends that may log it raw.
     """
     with out.block("map $http_x_request_id $netopt_request_id"):
-        out.line("default $http_x_request_id;")
-        out.line('"" $hostname-$pid-$msec-$connection-$connection_requests;')
+        out.line(f"{_quote('~' + REQUEST_ID_PATTERN)} $http_x_request_id;")
+        out.line(f"default {MADE_REQUEST_ID};")
 
 
 def _timeouts(out: _Writer, timeouts: Timeouts) -> None:
@@ -211,8 +212,7 @@ def _limit_key(key: str) -> str:
 
 def _maps(out: _Writer, plan: Plan) -> None:
     """Per-request variables: which route matched, its limit keys (empty = not counted) and Retry-After."""
-    limits: list[RateLimit | ConcurrencyLimit] = [*plan.rate_limits, *plan.concurrency_limits]
-    for header in sorted({l.key.partition(":")[2].lower() for l in limits if l.key.startswith("header:")}):
+    for header in _limit_headers(plan):
         # A request without the header is keyed by client address, so omitting it is no way around the limit.
         with out.block(f"map {_header_var(header)} $netopt_key_{ident(header)}"):
             out.line('"" $binary_remote_addr;')
@@ -224,6 +224,7 @@ def _maps(out: _Writer, plan: Plan) -> None:
                 for route in plan.spec.routes:
                     if getattr(route, attribute) == limit.name:
                         out.line(f"{route.name} {_limit_key(limit.key)};")
+    _limit_log_maps(out, plan)
     retry_after = _retry_after_by_route(plan)
     with out.block("map $netopt_route $netopt_retry_after"):
         out.line("default 1;")
@@ -244,6 +245,45 @@ def _maps(out: _Writer, plan: Plan) -> None:
         with out.block("map $netopt_route $netopt_upstream"):
             for route_name, upstream in sorted(dispatched.items()):
                 out.line(f"{route_name} {upstream};")
+
+
+def _limit_headers(plan: Plan) -> list[str]:
+    """Header names (lower case) some rate or concurrency limit is keyed by."""
+    limits: list[RateLimit | ConcurrencyLimit] = [*plan.rate_limits, *plan.concurrency_limits]
+    return sorted({l.key.partition(":")[2].lower() for l in limits if l.key.startswith("header:")})
+
+
+def _limit_log_maps(out: _Writer, plan: Plan) -> None:
+    """For the access log, per route: the limit it applies and a printable form of the key it counts under.
+
+    The zones count `$binary_remote_addr` (4 bytes, what they store); the log shows `$remote_addr`. A request
+    without a limit's header is counted, and logged, by its address. Evaluated only when a line is written.
+    """
+    for header in _limit_headers(plan):
+        with out.block(f"map {_header_var(header)} $netopt_logkey_{ident(header)}"):
+            out.line('"" $remote_addr;')
+            out.line(f"default {_header_var(header)};")
+    for prefix, attribute, group in (("rl", "rate_limit", plan.rate_limits), ("cl", "concurrency_limit", plan.concurrency_limits)):
+        names: dict[str, str] = {}
+        keys: dict[str, str] = {}
+        for limit in group:
+            for route in plan.spec.routes:
+                if getattr(route, attribute) == limit.name:
+                    names[route.name] = limit.name
+                    keys[route.name] = _printable_key(limit.key)
+        for variable, values in ((f"$netopt_log_{prefix}", names), (f"$netopt_log_{prefix}_key", keys)):
+            with out.block(f"map $netopt_route {variable}"):
+                out.line('default "";')
+                for route_name, value in values.items():
+                    out.line(f"{route_name} {_quote(value)};")
+
+
+def _printable_key(key: str) -> str:
+    if key == "client_ip":
+        return "$remote_addr"
+    if key == "global":
+        return "global"
+    return f"$netopt_logkey_{ident(key.partition(':')[2].lower())}"
 
 
 def _retry_after_by_route(plan: Plan) -> dict[str, int]:

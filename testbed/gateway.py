@@ -12,8 +12,8 @@ under test is the renderer's text, unedited.
 """
 from __future__ import annotations
 
+import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -70,20 +70,20 @@ class LogLine:
     upstream: str
     request_id: str
     raw: str
-
-
-# '$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent id=$netopt_request_id route=$netopt_route
-#  upstream=$upstream_addr ...'
-_LOG_RE = re.compile(r'^(\S+) \[[^\]]*\] "(\S+) (\S+) [^"]*" (\d{3}) \S+ id=(\S*) route=(\S*) upstream=(\S*)')
+    fields: dict[str, Any]
 
 
 def parse_access_log(text: str) -> list[LogLine]:
+    """The gateway's JSON access log (components/access_log.py), one object a line; other lines are skipped."""
     out = []
     for line in text.splitlines():
-        m = _LOG_RE.match(line)
-        if m:
-            out.append(LogLine(m.group(1), m.group(2), m.group(3), int(m.group(4)),
-                               "" if m.group(6) == "-" else m.group(6), m.group(7), m.group(5), line))
+        try:
+            f = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(f, dict) and "route" in f:
+            out.append(LogLine(f["client"], f["method"], f["uri"], int(f["status"]), f["route"],
+                               f["upstream_addr"], f["request_id"], line, f))
     return out
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from components.access_log import FIELDS
 from testbed.gateway import GatewayFactory
 from testbed.specs import make_spec
 
@@ -29,3 +30,24 @@ def test_request_ids_are_kept_or_made_unique_and_logged(gateway_factory: Gateway
     assert logged["/kept"] == "client-chosen-42"
     assert [logged[f"/made/{i}"] for i in range(200)] == made[:200], "log and backend saw different ids"
     assert logged["/made/other"] == made[-1]
+
+
+def test_unsafe_request_ids_are_replaced_and_no_log_field_can_be_forged(gateway_factory: GatewayFactory) -> None:
+    """A client id with spaces, quotes or JSON cannot forge the access log's route/upstream fields (#11 item 6)."""
+    gw = gateway_factory(make_spec({"api": 1}, [{"name": "api", "match": {"path": "/"}, "to": {"api": 1}}]))
+    forged = ['x route=admin upstream=10.0.0.1:1', 'x","route":"admin","upstream_addr":"10.0.0.1:1', "a" * 129]
+    with gw.client() as c:
+        for i, value in enumerate(forged):
+            r = c.request(path=f"/forged/{i}", headers={"X-Request-Id": value})
+            assert r.status == 200
+            assert r.headers["x-request-id"] != value, "an unsafe client id reached the backend"
+        r = c.request(path='/forged/"quote"?route=admin', headers={"X-Request-Id": "ok.id:1-2_3"})
+        assert r.headers["x-request-id"] == "ok.id:1-2_3"
+    lines = [ln for ln in gw.access_log() if ln.uri.startswith("/forged/")]
+    assert len(lines) == len(forged) + 1
+    assert all(set(ln.fields) == {"v", *FIELDS} for ln in lines), "log fields differ from the documented schema"
+    for line in lines:
+        assert line.route == "api" and line.fields["upstream_addr"] == line.upstream
+        assert not line.upstream.startswith("10.0.0.1"), line.raw
+    assert {ln.request_id for ln in lines[: len(forged)]}.isdisjoint(forged)
+    assert lines[-1].uri == '/forged/"quote"?route=admin' and lines[-1].request_id == "ok.id:1-2_3"
