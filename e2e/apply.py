@@ -32,6 +32,9 @@ starts. Uploads are written with ``put_archive`` into the created container
 before start (Docker refuses this on a read-only root, as it does for the
 provider).
 
+``command:local:Command`` (pulumi-command) runs its ``create`` on the host, in record order after the
+containers it depends on (``e2e.command``), with ``DOCKER_HOST`` pointing at the daemon (``docker_host``).
+
 Resources of other packages: ``pulumi:*`` (the stack) and component types
 (``netopt:*`` by default, see ``component_packages``) are skipped, any other
 type raises :class:`UnsupportedResourceError`.
@@ -48,6 +51,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from e2e.command import COMMAND, CommandFailedError, CommandPlan, command_plan, run
 
 NETWORK = "docker:index/network:Network"
 VOLUME = "docker:index/volume:Volume"
@@ -522,31 +527,42 @@ def _records(resources: Iterable[Any]) -> list[dict[str, Any]]:
         if isinstance(r, Mapping):
             out.append(dict(r))
         else:  # an object with attributes (e.g. the lead's record type)
-            out.append({k: getattr(r, k, None) for k in ("type", "name", "urn", "parent", "inputs")})
+            out.append({k: getattr(r, k, None) for k in ("type", "name", "urn", "parent", "inputs", "dependencies",
+                                                         "delete_before_replace", "ignore_changes",
+                                                         "property_dependencies")})
     return out
 
 
+Plan = NetworkPlan | VolumePlan | ContainerPlan | CommandPlan
+
+
+def plan_record(rec: Mapping[str, Any], component_packages: Sequence[str] = ("netopt",)) -> Plan | None:
+    """One record's plan; None for the stack and component resources (grouping only)."""
+    typ = str(rec.get("type") or "")
+    pkg = typ.split(":", 1)[0]
+    if typ == NETWORK:
+        return _network_plan(rec)
+    if typ == VOLUME:
+        return _volume_plan(rec)
+    if typ == CONTAINER:
+        return _container_plan(rec)
+    if typ == COMMAND:
+        return command_plan(rec)
+    if (pkg == "pulumi" and not typ.startswith("pulumi:providers:")) or pkg in component_packages:
+        return None
+    raise UnsupportedResourceError(f"{typ!r} ({rec.get('name')!r}) cannot be applied by e2e.apply")
+
+
 def plan_docker_resources(resources: Iterable[Any], *, component_packages: Sequence[str] = ("netopt",)
-                          ) -> list[NetworkPlan | VolumePlan | ContainerPlan]:
+                          ) -> list[Plan]:
     """Validate and translate every record; raises before anything is created."""
-    plans: list[NetworkPlan | VolumePlan | ContainerPlan] = []
+    plans: list[Plan] = []
     for rec in _records(resources):
-        typ = str(rec.get("type") or "")
-        pkg = typ.split(":", 1)[0]
-        if typ == NETWORK:
-            plans.append(_network_plan(rec))
-        elif typ == VOLUME:
-            plans.append(_volume_plan(rec))
-        elif typ == CONTAINER:
-            plans.append(_container_plan(rec))
-        elif pkg == "pulumi" and not typ.startswith("pulumi:providers:"):
-            continue  # pulumi:pulumi:Stack
-        elif pkg in component_packages:
-            continue  # component resources are only grouping
-        else:
-            raise UnsupportedResourceError(f"{typ!r} ({rec.get('name')!r}) cannot be applied by e2e.apply")
-    # Docker objects first, in declaration order within each kind.
-    order = {NetworkPlan: 0, VolumePlan: 1, ContainerPlan: 2}
+        plan = plan_record(rec, component_packages)
+        if plan is not None:
+            plans.append(plan)
+    # Networks and volumes first; containers and commands in declaration order (which follows dependencies).
+    order = {NetworkPlan: 0, VolumePlan: 1, ContainerPlan: 2, CommandPlan: 2}
     return sorted(plans, key=lambda x: order[type(x)])
 
 
@@ -563,6 +579,9 @@ class Applied:
     volumes: dict[str, Any] = field(default_factory=dict)      # docker name -> Volume model
     containers: dict[str, Any] = field(default_factory=dict)   # docker name -> Container model
     plans: dict[str, ContainerPlan] = field(default_factory=dict)
+    commands: dict[str, CommandPlan] = field(default_factory=dict)  # urn -> the command as last run
+    records: dict[str, dict[str, Any]] = field(default_factory=dict)  # urn -> the record applied (for updates)
+    docker_host: str | None = None
     _torn_down: bool = False
 
     def __enter__(self) -> Applied:
@@ -592,6 +611,12 @@ class Applied:
             return
         self._torn_down = True
         errors = []
+        for cmd in reversed(list(self.commands.values())):
+            if cmd.delete:
+                try:
+                    run(cmd, cmd.delete, self.docker_host)
+                except (CommandFailedError, OSError) as e:
+                    errors.append(f"command {cmd.name}: {e}")
         for name in reversed(list(self.containers)):
             plan = self.plans.get(name)
             try:
@@ -689,16 +714,27 @@ def _create_container(client: Any, plan: ContainerPlan) -> Any:
     return client.containers.get(cid)
 
 
+def start_container(client: Any, applied: Applied, plan: ContainerPlan) -> None:
+    """Create, start and wait for one container, as the provider's Create does."""
+    applied.plans[plan.name] = plan
+    applied.containers[plan.name] = _create_container(client, plan)
+    if plan.start:
+        client.api.start(plan.name)
+        _wait_state(client, plan)
+
+
 def apply_docker_resources(client: Any, resources: Iterable[Any], *,
-                           component_packages: Sequence[str] = ("netopt",)) -> Applied:
+                           component_packages: Sequence[str] = ("netopt",), docker_host: str | None = None) -> Applied:
     """Create the recorded networks, volumes and containers; start the containers.
 
     Raises :class:`UnsupportedPropertyError` / :class:`UnsupportedResourceError` before
     touching Docker if any record is not understood. If a Docker call fails
     midway, whatever was created is removed again before the error propagates.
     """
-    plans = plan_docker_resources(resources, component_packages=component_packages)
-    applied = Applied(client)
+    records = _records(resources)
+    plans = plan_docker_resources(records, component_packages=component_packages)
+    applied = Applied(client, docker_host=docker_host)
+    applied.records = {str(r.get("urn") or r["name"]): r for r in records}
     try:
         for plan in plans:
             if isinstance(plan, NetworkPlan):
@@ -707,11 +743,10 @@ def apply_docker_resources(client: Any, resources: Iterable[Any], *,
                 applied.volumes[plan.name] = client.volumes.create(plan.name, **plan.kwargs)
         for plan in plans:
             if isinstance(plan, ContainerPlan):
-                applied.plans[plan.name] = plan
-                applied.containers[plan.name] = _create_container(client, plan)
-                if plan.start:
-                    client.api.start(plan.name)
-                    _wait_state(client, plan)
+                start_container(client, applied, plan)
+            elif isinstance(plan, CommandPlan):
+                run(plan, plan.create, docker_host)
+                applied.commands[plan.urn] = plan
         return applied
     except BaseException:
         with contextlib.suppress(Exception):
