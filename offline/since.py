@@ -116,7 +116,7 @@ def _action(fp: dict[str, Any], changed: set[str], replicas: Counter[str]) -> st
 
 
 def _warning(fp: dict[str, Any], action: str) -> str | None:
-    if action != "replaced" or not fp["delete_before_replace"] and fp["type"] != NETWORK:
+    if action != "replaced" or (not fp["delete_before_replace"] and fp["type"] != NETWORK):
         return None
     if fp["role"] == "gateway":
         return (f"{fp['name']}: the gateway container is replaced delete-first: the published port refuses "

@@ -118,7 +118,7 @@ class DockerTarget:
         for replica, ip in enumerate(ips):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
             env = {**workload.env, "PORT": str(workload.port), "NETOPT_REPLICA": f"{workload.name}-{replica}"}
-            containers.append(docker.Container(
+            container = docker.Container(
                 name,
                 name=name,
                 image=workload.image,
@@ -134,10 +134,11 @@ class DockerTarget:
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network["internal"], aliases=[workload.name], ipv4_address=ip)],
                 **_HARDENING,
                 opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=[previous] if previous else None),
-            ))
-            previous = containers[-1]
+            )
+            containers.append(container)
+            previous = container
             if replica < len(ips) - 1:
-                previous = self._settle(parent, name, containers[-1])
+                previous = self._settle(parent, name, container)
                 containers.append(previous)
         return containers
 

@@ -142,7 +142,9 @@ class KubernetesTarget:
         if graceful_stop is not None:
             # nginx exits at once on SIGTERM, dropping requests in flight: after the drain the preStop hook asks
             # it to finish them (SIGQUIT) and waits until it has, within the grace period.
-            container = {**container, "lifecycle": {"pre_stop": {"exec": {"command": ["/bin/sh", "-c", f"sleep {drain}; {graceful_stop}"]}}}}
+            quit_after_drain: k8s.core.v1.ExecActionArgsDict = {"command": ["/bin/sh", "-c", f"sleep {drain}; {graceful_stop}"]}
+            stop: k8s.core.v1.LifecycleArgsDict = {"pre_stop": {"exec_": quit_after_drain}}
+            container = {**container, "lifecycle": stop}
         elif drain:
             # Endpoint removal reaches kube-proxy and the gateway's load balancer a moment after the pod is told
             # to stop: the pod keeps serving meanwhile, so pods coming and going cost no failed requests.
