@@ -37,7 +37,7 @@ class CommandPlan:
 
 def command_plan(rec: Mapping[str, Any]) -> CommandPlan:
     """Validate one recorded Command; raises UnsupportedPropertyError on anything this harness cannot run."""
-    from e2e.apply import UnsupportedPropertyError, _Props
+    from e2e.plans import UnsupportedPropertyError, _Props
 
     p = _Props(f"{COMMAND} {rec['name']!r}", rec.get("inputs") or {})
     create = p.get_str("create")

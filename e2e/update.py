@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from components.targets.update_rules import CONTAINER, classify
-from e2e.apply import Applied, ApplyError, ContainerPlan, NetworkPlan, VolumePlan, _records, plan_record, start_container
+from e2e.apply import Applied, ApplyError, ContainerPlan, NetworkPlan, VolumePlan, plan_record, start_container
 from e2e.command import CommandFailedError, CommandPlan, run
+from e2e.plans import _records
 
 
 @dataclass(frozen=True)
