@@ -3,7 +3,7 @@
 :func:`apply_docker_resources` validates every record first (:mod:`e2e.plans`: each input property maps
 one-to-one onto the Docker Engine API with the provider's semantics, anything else raises
 :class:`UnsupportedPropertyError` before a Docker call), then creates networks and volumes, then containers
-(created, uploads written, started, waited for) and runs commands, in declaration order. A failure midway
+(created, uploads written, started, waited for) and runs commands, each once its dependencies are done. A failure midway
 removes what was created. :class:`Applied` keeps what was applied, for :mod:`e2e.update` and ``teardown()``.
 """
 from __future__ import annotations
@@ -13,6 +13,7 @@ import io
 import tarfile
 import time
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,8 @@ from e2e.plans import (
     plan_docker_resources,
     plan_record,
 )
+
+PARALLEL = 10  # the engine's default is unbounded; ten is plenty for these stacks
 
 # The harness's public names stay importable from e2e.apply.
 __all__ = ["CONTAINER", "NETWORK", "VOLUME", "Applied", "ApplyError", "ContainerPlan", "NetworkPlan", "Plan",
@@ -194,9 +197,41 @@ def start_container(client: Any, applied: Applied, plan: ContainerPlan) -> None:
         _wait_state(client, plan)
 
 
+def _start(applied: Applied, plan: ContainerPlan | CommandPlan) -> None:
+    if isinstance(plan, ContainerPlan):
+        start_container(applied.client, applied, plan)
+    else:
+        run(plan, plan.create, applied.docker_host)
+        applied.commands[plan.urn] = plan
+
+
+def _after(dependencies: list[Future[None]], applied: Applied, plan: ContainerPlan | CommandPlan) -> None:
+    for dependency in dependencies:
+        dependency.result()  # a failed dependency fails this one too, as in the engine
+    _start(applied, plan)
+
+
+def _start_in_dependency_order(applied: Applied, plans: list[ContainerPlan | CommandPlan]) -> None:
+    """As the engine does: each resource once its dependencies are done, independent ones concurrently.
+
+    Plans come in declaration order, so a task only waits on tasks submitted (FIFO, hence started) before it. A
+    record without a ``dependencies`` list (hand-written) waits for every record declared before it.
+    """
+    futures: dict[str, Future[None]] = {}
+    with ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="e2e-apply") as pool:
+        for plan in plans:
+            declared = applied.records.get(plan.urn, {}).get("dependencies")
+            deps = list(futures.values()) if declared is None else [futures[u] for u in declared if u in futures]
+            futures[plan.urn] = pool.submit(_after, deps, applied, plan)
+        errors = [f.exception() for f in futures.values()]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
+
+
 def apply_docker_resources(client: Any, resources: Iterable[Any], *,
                            component_packages: Sequence[str] = ("netopt",), docker_host: str | None = None) -> Applied:
-    """Create the recorded networks, volumes and containers; start the containers.
+    """Create the recorded networks and volumes, then the containers and commands in dependency order.
 
     Raises :class:`UnsupportedPropertyError` / :class:`UnsupportedResourceError` before
     touching Docker if any record is not understood. If a Docker call fails
@@ -212,12 +247,7 @@ def apply_docker_resources(client: Any, resources: Iterable[Any], *,
                 applied.networks[plan.name] = client.networks.create(plan.name, **plan.kwargs)
             elif isinstance(plan, VolumePlan):
                 applied.volumes[plan.name] = client.volumes.create(plan.name, **plan.kwargs)
-        for plan in plans:
-            if isinstance(plan, ContainerPlan):
-                start_container(client, applied, plan)
-            elif isinstance(plan, CommandPlan):
-                run(plan, plan.create, docker_host)
-                applied.commands[plan.urn] = plan
+        _start_in_dependency_order(applied, [p for p in plans if isinstance(p, (ContainerPlan, CommandPlan))])
         return applied
     except BaseException:
         with contextlib.suppress(Exception):
