@@ -16,7 +16,7 @@ venv: $(VENV)/.installed
 
 ## make plan STACK=<s> [FORMAT=json]: offline plan — resources, scores, capacity, rendered config under build/<s>/
 plan: venv
-	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT)
+	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT) $(if $(SINCE),--since $(SINCE))
 
 ## make test: lint, types, and every test except the Docker end-to-end stage
 test: lint unit

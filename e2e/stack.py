@@ -9,7 +9,8 @@ registry, no rewritten property.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from e2e.apply import CONTAINER
@@ -55,3 +56,16 @@ def alias_images(client: Any, resources: Iterable[Any]) -> dict[str, str]:
         client.images.get(source).tag(repo, tag)
         done[ref] = source
     return done
+
+
+def record_changed_stack(stack: str, change: Callable[[dict[str, Any]], None]) -> list[Any]:
+    """The resources ``stack`` registers after ``change`` edited its ``netopt:*`` config (keys without the
+    namespace, values parsed): what the next ``pulumi up`` of the changed stack file would send."""
+    from offline.program import run_program
+    from offline.stack_config import cli_config, stack_file
+
+    config = cli_config(stack_file(stack))
+    values = {k.removeprefix("netopt:"): json.loads(v) if v[:1] in "[{" else v for k, v in config.items() if k.startswith("netopt:")}
+    change(values)
+    edited = {**config, **{f"netopt:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in values.items()}}
+    return list(run_program(edited, stack, preview=False))

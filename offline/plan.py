@@ -17,7 +17,7 @@ from typing import Any
 from components.app_network import analyse
 from components.config import namespace_values
 from components.validation import SpecError, parse_spec
-from offline import policy_gate
+from offline import policy_gate, since
 from offline.artifacts import write_artifacts
 from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, StackNotFoundError, cli_config, stack_file
@@ -41,6 +41,7 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
         "capacity": report["capacity"],
         "report": report,
         "artifacts": artifacts,
+        "fingerprints": since.fingerprints(resources),
     }
     if policy:
         document["policy"] = policy_gate.evaluate(stack, spec.environment, config, resources, project_dir)
@@ -90,9 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stack", required=True)
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--no-policy", action="store_true", help="skip the policy pack")
+    parser.add_argument("--since", help="a previous plan JSON: list what an update from it does to each resource")
     args = parser.parse_args(argv)
     try:
+        previous = since.load_previous(args.since) if args.since else None
         document = build_plan_document(args.stack, policy=not args.no_policy)
+        if previous is not None:
+            document["update"] = since.update_plan(previous, document)
     except StackNotFoundError as error:
         print(f"netopt: {error}", file=sys.stderr)
         return 2
@@ -102,7 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     except ProgramError as error:
         print(f"netopt: the program failed: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else render_text(document))
+    except since.PreviousPlanError as error:
+        print(f"netopt: {error}", file=sys.stderr)
+        return 1
+    text = "\n".join([render_text(document), *since.render_text(document["update"])]) if "update" in document else render_text(document)
+    print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else text)
     return policy_gate.exit_code(document.get("policy"))
 
 

@@ -1,7 +1,8 @@
 """Run `__main__.py` under Pulumi's runtime mocks and record every resource it registers.
 
 The recording keeps what the engine would see: type, name, URN, parent URN, custom or component, the input
-properties, and the options that matter to reviewers (dependencies, delete-before-replace, protect).
+properties, and the options that matter to reviewers and to updates (dependencies, per-property dependencies,
+delete-before-replace, ignore-changes, protect).
 
 How the runner runs the program is its own choice, and four choices keep a large stack's plan fast and linear
 (see "Offline plan at scale" in the README; none changes what is registered or recorded):
@@ -54,6 +55,8 @@ class RecordedResource:
     dependencies: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     protect: bool = False
+    ignore_changes: list[str] = field(default_factory=list)
+    property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     provider: str = ""
     outputs: dict[str, Any] = field(default_factory=dict)
 
@@ -98,6 +101,8 @@ class _RecordingMonitor(mocks.MockMonitor):
             dependencies=list(request.dependencies),
             delete_before_replace=request.deleteBeforeReplace,
             protect=request.protect,
+            ignore_changes=list(request.ignoreChanges),
+            property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
             provider=request.provider,
         )
         self.recorded.append(record)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import Any
 
 import pytest
 
@@ -66,22 +65,25 @@ def test_docker_resources_and_boundary(name: str) -> None:
             assert container.inputs["readOnly"] is True
 
 
-def test_gateway_rolls_when_the_config_changes() -> None:
+def test_a_config_change_reaches_the_gateway_by_reload_not_replacement() -> None:
     name = DOCKER_STACKS[0]
     config = cli_config(stack_file(name))
 
-    def gateway_inputs(cfg: dict[str, str]) -> dict[str, Any]:
+    def gateway(cfg: dict[str, str]) -> tuple[RecordedResource, RecordedResource]:
         resources = run_program(cfg, name)
-        gateway = next(r for r in resources if r.type == CONTAINER and r.name.endswith("-gateway"))
-        return gateway.inputs
+        container = next(r for r in resources if r.type == CONTAINER and r.name.endswith("-gateway"))
+        reload = next(r for r in resources if r.type == "command:local:Command" and r.name.endswith("-gateway-config"))
+        return container, reload
 
-    before = gateway_inputs(config)
-    assert before == gateway_inputs(config), "same config, same gateway inputs: no spurious roll"
+    before, reload_before = gateway(config)
+    assert (before.inputs, reload_before.inputs) == tuple(r.inputs for r in gateway(config)), "same config, no step"
     limits = json.loads(config["netopt:rate_limits"])
     limits[0]["rps"] = limits[0]["rps"] + 1
-    after = gateway_inputs({**config, "netopt:rate_limits": json.dumps(limits)})
-    assert after["uploads"] != before["uploads"]
-    assert after["labels"] != before["labels"]  # netopt.config-sha256 changes with the config
+    after, reload_after = gateway({**config, "netopt:rate_limits": json.dumps(limits)})
+    assert before.ignore_changes == ["uploads"] and {k: v for k, v in after.inputs.items() if k != "uploads"} == \
+        {k: v for k, v in before.inputs.items() if k != "uploads"}, "only the ignored upload differs: no replacement"
+    assert reload_after.inputs["stdin"] != reload_before.inputs["stdin"] and reload_after.inputs["stdin"] == after.inputs["uploads"][0]["content"]
+    assert reload_after.property_dependencies["triggers"] == [before.urn], "a new gateway container gets the config again"
 
 
 def test_invalid_config_registers_nothing() -> None:

@@ -2,17 +2,22 @@
 
 Every backend replica is one hardened container with a fixed address from the internal subnet and a DNS alias
 per workload; the gateway is the only container that publishes a port. Containers keep fixed names and
-addresses, so they are replaced delete-first, and a config change replaces the gateway (its uploaded
-nginx.conf is part of its identity, and its hash is a label).
+addresses, so they are replaced delete-first; a workload's replicas are chained (each waits for the previous
+one to be healthy and back in the gateway's rotation), so a change rolls them one at a time. The gateway is
+created with its nginx.conf uploaded; later config changes do not touch the container: a pulumi-command
+Command delivers the new config to the running gateway, checks it there with `nginx -t` and reloads gracefully
+(components/targets/gateway_reload.sh).
 """
 
 from __future__ import annotations
 
 import hashlib
 import ipaddress
+from pathlib import Path
 from typing import Any
 
 import pulumi
+import pulumi_command as command
 import pulumi_docker as docker
 
 from components.addressing import AddressMap, docker_address_map, docker_replica_ips, gateway_address
@@ -26,6 +31,9 @@ _HARDENING: dict[str, Any] = {
     "restart": "unless-stopped",
     "tmpfs": {"/tmp": "rw,noexec,nosuid,size=64m"},
 }
+
+
+RELOAD_SCRIPT = (Path(__file__).with_name("gateway_reload.sh")).read_text()
 
 
 def _duration(seconds: float) -> str:
@@ -45,6 +53,19 @@ def _healthcheck(command: list[str], health: HealthCheck) -> docker.ContainerHea
         retries=health.retries,
         start_period=_duration(health.interval_s),
     )
+
+
+def _wait_timeout(health: HealthCheck) -> int:
+    """How long `pulumi up` waits for a new container to turn healthy: Docker's first probe runs one interval
+    after the start, and a slow start may need every retry."""
+    return int(health.interval_s * (health.retries + 2) + health.timeout_s * health.retries) + 30
+
+
+def _docker_host_env() -> dict[str, str] | None:
+    """The Docker host the docker provider talks to (provider config `docker:host`, else DOCKER_HOST as the
+    provider itself falls back to), so the gateway's reload command reaches the same daemon."""
+    host = pulumi.Config("docker").get("host")
+    return {"DOCKER_HOST": host} if host else None
 
 
 def _ipam(subnet: ipaddress.IPv4Network) -> list[docker.NetworkIpamConfigArgs]:
@@ -93,10 +114,11 @@ class DockerTarget:
         ips = self._ips[workload.name]
         probe = workload.health.command or ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{workload.port}{workload.health.path}"]
         containers: list[pulumi.Resource] = []
+        previous: pulumi.Resource | None = None
         for replica, ip in enumerate(ips):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
             env = {**workload.env, "PORT": str(workload.port), "NETOPT_REPLICA": f"{workload.name}-{replica}"}
-            containers.append(docker.Container(
+            container = docker.Container(
                 name,
                 name=name,
                 image=workload.image,
@@ -107,11 +129,30 @@ class DockerTarget:
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
                 healthcheck=_healthcheck(probe, workload.health),
+                wait=True,
+                wait_timeout=_wait_timeout(workload.health),
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network["internal"], aliases=[workload.name], ipv4_address=ip)],
                 **_HARDENING,
-                opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
-            ))
+                opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=[previous] if previous else None),
+            )
+            containers.append(container)
+            previous = container
+            if replica < len(ips) - 1:
+                previous = self._settle(parent, name, container)
+                containers.append(previous)
         return containers
+
+    def _settle(self, parent: pulumi.ComponentResource, name: str, container: docker.Container) -> command.local.Command:
+        """The pause after a replica is (re)created and healthy, before the next one may go: the gateway marked
+        the replica down while it was away (passive health) and sends it requests again only after
+        `fail_timeout_s`. Replaced with its replica (`triggers`), so it runs on every roll."""
+        pause = self.spec.gateway.passive_health.fail_timeout_s
+        return command.local.Command(
+            f"{name}-settle",
+            create=f"sleep {pause:g}",
+            triggers=[container.id],
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[container]),
+        )
 
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
@@ -120,7 +161,7 @@ class DockerTarget:
         digest = hashlib.sha256(config.encode()).hexdigest()
         name = f"{self.spec.network.name}-gateway"
         probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{gw.status_port}/healthz"]
-        docker.Container(
+        container = docker.Container(
             name,
             name=name,
             image=gw.image,
@@ -132,15 +173,29 @@ class DockerTarget:
             # Docker refuses file uploads into a read-only root filesystem, so the gateway's stays writable;
             # it runs as a non-root user with no capabilities and writes only to its tmpfs.
             read_only=False,
+            # The config the container starts with; later configs are reloaded in place (below), so a config
+            # change never replaces the container.
             uploads=[docker.ContainerUploadArgs(file="/etc/nginx/nginx.conf", content=config)],
-            labels=_labels(self.spec, **{"netopt.role": "gateway", "netopt.config-sha256": digest}),
+            labels=_labels(self.spec, **{"netopt.role": "gateway"}),
             healthcheck=_healthcheck(probe, HealthCheck()),
+            wait=True,
+            wait_timeout=_wait_timeout(HealthCheck()),
             networks_advanced=[  # edge first: Docker publishes ports through a non-internal network
                 docker.ContainerNetworksAdvancedArgs(name=network["edge"]),
                 docker.ContainerNetworksAdvancedArgs(name=network["internal"], ipv4_address=gateway_address(self.spec.network.subnet)),
             ],
             ports=[docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")],
             **_HARDENING,
-            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=depends_on),
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=depends_on, ignore_changes=["uploads"]),
+        )
+        # Runs again (in place) whenever the config changes, and anew on a new gateway container (`triggers`).
+        # After every backend, so a route never points at a replica that does not exist yet.
+        command.local.Command(
+            f"{name}-config",
+            create=RELOAD_SCRIPT,
+            stdin=config,
+            environment={"NETOPT_GATEWAY": name, **(_docker_host_env() or {})},
+            triggers=[container.id],
+            opts=pulumi.ResourceOptions(parent=parent, depends_on=[container, *depends_on]),
         )
         return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": digest}

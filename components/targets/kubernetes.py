@@ -134,9 +134,18 @@ class KubernetesTarget:
 
     def _pod_template(self, name: str, labels: dict[str, str], user: str, container: k8s.core.v1.ContainerArgsDict,
                       volumes: list[k8s.core.v1.VolumeArgsDict], spread: bool,
-                      annotations: dict[str, str] | None = None) -> k8s.core.v1.PodTemplateSpecArgsDict:
+                      annotations: dict[str, str] | None = None, finish_s: int = 30,
+                      graceful_stop: str | None = None) -> k8s.core.v1.PodTemplateSpecArgsDict:
+        """`finish_s`: how long a request in flight may still take once the pod stops; `graceful_stop`: a shell
+        command that makes the process finish its requests and exit (run after the drain, before SIGTERM)."""
         drain = self.spec.kubernetes.drain_s
-        if drain:
+        if graceful_stop is not None:
+            # nginx exits at once on SIGTERM, dropping requests in flight: after the drain the preStop hook asks
+            # it to finish them (SIGQUIT) and waits until it has, within the grace period.
+            quit_after_drain: k8s.core.v1.ExecActionArgsDict = {"command": ["/bin/sh", "-c", f"sleep {drain}; {graceful_stop}"]}
+            stop: k8s.core.v1.LifecycleArgsDict = {"pre_stop": {"exec_": quit_after_drain}}
+            container = {**container, "lifecycle": stop}
+        elif drain:
             # Endpoint removal reaches kube-proxy and the gateway's load balancer a moment after the pod is told
             # to stop: the pod keeps serving meanwhile, so pods coming and going cost no failed requests.
             container = {**container, "lifecycle": {"pre_stop": {"sleep": {"seconds": drain}}}}
@@ -144,7 +153,7 @@ class KubernetesTarget:
             "automount_service_account_token": False,
             "enable_service_links": False,
             "security_context": _pod_security(user),
-            "termination_grace_period_seconds": drain + 30,
+            "termination_grace_period_seconds": drain + finish_s,
             "containers": [container],
             "volumes": volumes,
         }
@@ -318,7 +327,8 @@ class KubernetesTarget:
         ]
         # The checksum in the pod template is what rolls the pods: a different config, a different template.
         template = self._pod_template(GATEWAY, labels, gw.run_as_user, container, volumes, spread=gw.replicas > 1,
-                                      annotations={CONFIG_CHECKSUM: digest})
+                                      annotations={CONFIG_CHECKSUM: digest}, finish_s=math.ceil(gw.timeouts.read_s) + 5,
+                                      graceful_stop="kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done")
         k8s.apps.v1.Deployment(
             f"{net}-gateway",
             metadata=self._metadata(GATEWAY, namespace, labels),

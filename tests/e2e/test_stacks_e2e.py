@@ -48,7 +48,7 @@ def deployed(request: pytest.FixtureRequest, dockerd: Dockerd, e2e_images: dict[
     gateway = next(r for r in containers if is_gateway(r.inputs))
     alias_images(dockerd.client, records)
     dockerd.remove_all_objects()
-    app = apply_docker_resources(dockerd.client, records)
+    app = apply_docker_resources(dockerd.client, records, docker_host=dockerd.base_url)
     try:
         _wait_healthy(app, [r.inputs["name"] for r in containers])
         yield dockerd, app, records, gateway

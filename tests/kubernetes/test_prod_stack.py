@@ -319,3 +319,32 @@ def test_service_addresses_follow_the_namespace_and_cluster_domain(field: str) -
         expected = "api.shop-prod.svc.k8s.example.internal:8000"
     (config_map,) = by_kind(manifests(run_program(config, PROD)))["ConfigMap"].values()
     assert f"server {expected} " in config_map["data"]["nginx.conf"]
+
+
+@pytest.mark.parametrize("kind", ["backend", "gateway"])
+def test_updates_never_drop_a_request(kind: str, prod_manifests: list[dict[str, Any]]) -> None:
+    """Per workload kind, the day-two promise in the manifests: surge-first rolls that wait for readiness, a
+    drain before the pod stops, a grace period covering the drain and the longest request, disruption budgets."""
+    spec = stack_spec(PROD)
+    found = by_kind(prod_manifests)
+    drain = spec.kubernetes.drain_s
+    names = [w.name for w in spec.workloads] if kind == "backend" else ["gateway"]
+    for name in names:
+        deployment = found["Deployment"][name]["spec"]
+        assert deployment["strategy"] == {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}}, name
+        pod = deployment["template"]["spec"]
+        (container,) = pod["containers"]
+        assert container["readinessProbe"]["httpGet"]["port"] == ("http" if kind == "backend" else "status"), name
+        replicas = spec.gateway.replicas if kind == "gateway" else next(w for w in spec.workloads if w.name == name).replicas
+        if replicas > 1:
+            assert found["PodDisruptionBudget"][name]["spec"]["maxUnavailable"] == 1, name
+        if kind == "backend":
+            assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": drain}}
+            assert pod["terminationGracePeriodSeconds"] == drain + 30
+        else:
+            # nginx drops requests in flight on SIGTERM: after the drain, SIGQUIT, and wait for it to finish them
+            command = container["lifecycle"]["preStop"]["exec"]["command"]
+            assert command[:2] == ["/bin/sh", "-c"] and command[2].startswith(f"sleep {drain}; kill -QUIT 1;")
+            assert pod["terminationGracePeriodSeconds"] >= drain + spec.gateway.timeouts.read_s + 5
+    if kind == "gateway":
+        assert CONFIG_CHECKSUM in found["Deployment"]["gateway"]["spec"]["template"]["metadata"]["annotations"]
