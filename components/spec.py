@@ -60,8 +60,20 @@ class HealthCheck(Strict):
     command: Annotated[list[str], Field(min_length=1)] | None = None
 
 
+class Call(Strict):
+    """One edge of the service graph: this workload calls `workload`, `ratio` times per request it serves.
+
+    A ratio above 1 is a fan-out (a page that asks the catalog for 3 items), below 1 a call made by some requests
+    only (a cart lookup on 60 % of page views). Calls go service to service, not through the gateway.
+    """
+
+    workload: Name
+    ratio: PositiveFloat = 1.0
+
+
 class Workload(Strict):
-    """One backend service. `response_time_ms` and `max_concurrency` feed the scores and capacity model.
+    """One backend service. `response_time_ms` and `max_concurrency` feed the scores and capacity model; `calls`
+    are the workloads it calls itself (the only service-to-service traffic the network lets through).
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
@@ -79,6 +91,7 @@ class Workload(Strict):
     health: HealthCheck = HealthCheck()
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
     read_only_root_fs: bool = True
+    calls: list[Call] = []
 
     @model_validator(mode="after")
     def _per_replica_lists_match_replicas(self) -> Workload:
@@ -282,7 +295,8 @@ class KubernetesSettings(Strict):
 
     `render_yaml_to_directory` is render-only mode: the provider writes the manifests there and never contacts a
     cluster. `run_as_user` is the uid:gid every workload pod runs as (the gateway uses `gateway.run_as_user`);
-    `drain_s` is how long a terminating pod keeps serving while its endpoint is withdrawn.
+    `drain_s` is how long a terminating pod keeps serving while its endpoint is withdrawn. `dns_namespace` and
+    `dns_pod_labels` find the cluster DNS pods, the one egress every pod keeps under default-deny.
     """
 
     context: Annotated[str, Field(min_length=1)] | None = None
@@ -291,6 +305,9 @@ class KubernetesSettings(Strict):
     run_as_user: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}:[0-9]{1,10}$")] = "65532:65532"
     drain_s: Annotated[int, Field(ge=0, le=60)] = 5
     autoscaling: dict[Name, Autoscaling] = {}
+    dns_namespace: Name = "kube-system"
+    dns_pod_labels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9./_-]{1,253}$")], Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{0,63}$")]] = {
+        "k8s-app": "kube-dns"}
 
 
 class Spec(Strict):

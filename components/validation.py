@@ -169,6 +169,7 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
                 kind = field.replace("_", " ")
                 message = f"unknown {kind} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"
                 issues.append(Issue(key_path(["routes", i, field]), message))
+    issues += _call_issues(raw, workloads)
     routes = _names(raw, "routes")
     traffic = raw.get("traffic")
     if isinstance(traffic, Mapping):
@@ -180,9 +181,40 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
+def _call_issues(raw: Mapping[str, Any], workloads: list[str]) -> Iterable[Issue]:
+    """Each call names another declared workload, once per caller."""
+    for i, workload in _items(raw, "workloads"):
+        caller = workload.get("name")
+        seen: set[str] = set()
+        for j, call in enumerate(workload.get("calls") or []):
+            target = call.get("workload") if isinstance(call, Mapping) else None
+            if not isinstance(target, str):
+                continue
+            path = key_path(["workloads", i, "calls", j, "workload"])
+            if target not in workloads:
+                declared = ", ".join(workloads) or "none"
+                yield Issue(path, f"unknown workload '{target}'.{_did_you_mean(target, workloads)} Declared workloads: {declared}")
+            elif target == caller:
+                yield Issue(path, f"workload '{caller}' calls itself; a call is between two workloads (work a replica does "
+                            "for itself belongs in its response_time_ms), remove it")
+            elif target in seen:
+                yield Issue(path, f"workload '{target}' is called twice by '{caller}'; merge the entries and add their ratios")
+            seen.add(target)
+
+
+def _cycle_issues(spec: Spec) -> Iterable[Issue]:
+    from components.graph import find_cycle
+
+    cycle = find_cycle(spec)
+    if cycle:
+        index = {w.name: i for i, w in enumerate(spec.workloads)}
+        yield Issue(key_path(["workloads", index[cycle[0]], "calls"]), f"the calls form a cycle ({' -> '.join(cycle)}): a request would "
+                    "call itself again with no end, so the load along it has no steady state; remove one of these calls")
+
+
 def _consistency_issues(spec: Spec) -> list[Issue]:
     """Checks that need the typed values: conflicting routes, keepalive vs idle timeouts, address room."""
-    issues = list(_route_conflicts(spec))
+    issues = list(_route_conflicts(spec)) + list(_cycle_issues(spec))
     if not issues:
         issues += _shared_location_issues(spec)
     for i, workload in enumerate(spec.workloads):
@@ -191,6 +223,7 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
                        f"({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout")
             issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), message))
     issues += _latency_optimal_issues(spec)
+    issues += _injected_env_issues(spec)
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
@@ -235,6 +268,24 @@ def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
                 shared = key_path(["routes", index[first.name]])
                 yield Issue(key_path(["routes", index[other.name]]), f"is dispatched from the same nginx location as {shared} ('{first.name}', "
                             f"path {location.path}) but sets different timeouts or retry_non_idempotent; make them equal")
+
+
+INJECTED_ENV = ("PORT", "NETOPT_REPLICA")
+"""Set in every backend container by both targets: PORT = the workload's `port`, NETOPT_REPLICA = the replica's
+name (`<workload>-<i>` on Docker, the pod name on Kubernetes)."""
+
+
+def _injected_env_issues(spec: Spec) -> Iterable[Issue]:
+    """A user's own PORT or NETOPT_REPLICA would be overridden by what the targets inject: say so instead."""
+    for i, workload in enumerate(spec.workloads):
+        port = workload.env.get("PORT")
+        if port is not None and port != str(workload.port):
+            yield Issue(key_path(["workloads", i, "env", "PORT"]), f"is {port!r}, but the targets set PORT to the workload's port "
+                        f"({workload.port}) so the process listens where the gateway and the health check connect; change "
+                        f"{key_path(['workloads', i, 'port'])} instead, or remove env.PORT")
+        if "NETOPT_REPLICA" in workload.env:
+            yield Issue(key_path(["workloads", i, "env", "NETOPT_REPLICA"]), "is set by the targets to each replica's name "
+                        "(<workload>-<i> on Docker, the pod name on Kubernetes); remove it or use another name")
 
 
 def _latency_optimal_issues(spec: Spec) -> Iterable[Issue]:

@@ -22,7 +22,7 @@ DEFAULT_DENY = Gate(
     "so only explicitly allowed traffic (gateway -> workload) reaches a pod.",
     {"requireEgress": {"type": "boolean", "default": False, "description": "also require default-deny for egress"}},
     "Add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] (and Egress where required) and no rules; "
-    "the kubernetes target creates one named default-deny-ingress.",
+    "the kubernetes target creates one named default-deny (both directions).",
 )
 
 PDB = Gate(

@@ -1,8 +1,8 @@
 """Kubernetes target (pulumi-kubernetes): the same plan as Docker, for a stack that outgrows one machine.
 
 One namespace (Pod Security "restricted"), per workload a Deployment and a ClusterIP Service, the nginx gateway as
-an immutable content-named ConfigMap + Deployment + Service, NetworkPolicies (default-deny ingress, gateway ->
-each workload on its port, configured source CIDRs -> gateway), a PodDisruptionBudget for every Deployment with
+an immutable content-named ConfigMap + Deployment + Service, NetworkPolicies (default-deny in both directions, then
+exactly the service graph's flows: `network_policies.py`), a PodDisruptionBudget for every Deployment with
 more than one replica and an optional HorizontalPodAutoscaler per workload.
 
 Balancing is "service". Pod IPs change on every restart, and nginx (1.22 here, 1.27 in the gateway image, without
@@ -19,16 +19,18 @@ import hashlib
 import ipaddress
 import math
 import re
+from typing import cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
 from components.balancing import service_shares
+from components.graph import GATEWAY
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Resources, Spec, Workload
+from components.targets.network_policies import network_policies
 
-GATEWAY = "gateway"
 CONFIG_KEY = "nginx.conf"
 CONFIG_DIR = "/etc/netopt"
 CONFIG_CHECKSUM = "netopt.io/config-sha256"
@@ -100,6 +102,7 @@ class KubernetesTarget:
         self.namespace = kubernetes_namespace(spec)
         self._addresses = kubernetes_address_map(spec)
         self._provider: k8s.Provider | None = None
+        self._policies = network_policies(spec, self.selector)
 
     def address_map(self) -> AddressMap:
         return self._addresses
@@ -181,6 +184,18 @@ class KubernetesTarget:
             opts=self._opts(parent),
         )
 
+    def _network_policies(self, parent: pulumi.Resource, owner: str, namespace: pulumi.Input[str]) -> list[pulumi.Resource]:
+        """The NetworkPolicies of one owner (a workload, the gateway, or "" for the namespace-wide ones)."""
+        return [
+            k8s.networking.v1.NetworkPolicy(
+                f"{self.spec.network.name}-{doc.name}",
+                metadata=self._metadata(doc.name, namespace, self.labels(owner or doc.name, "network-policy")),
+                spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, doc.spec),  # plain dicts in the provider's snake_case form
+                opts=self._opts(parent),
+            )
+            for doc in self._policies if doc.owner == owner
+        ]
+
     # -- the Target protocol ------------------------------------------------------------------------------------
 
     def network(self, parent: pulumi.ComponentResource) -> dict[str, pulumi.Input[str]]:
@@ -205,12 +220,7 @@ class KubernetesTarget:
         }
         namespace = k8s.core.v1.Namespace(f"{net}-namespace", metadata={"name": self.namespace, "labels": labels}, opts=self._opts(parent))
         name = namespace.metadata.apply(lambda m: m.name or self.namespace)
-        k8s.networking.v1.NetworkPolicy(
-            f"{net}-default-deny-ingress",
-            metadata=self._metadata("default-deny-ingress", name, self.labels("default-deny-ingress", "network-policy")),
-            spec={"pod_selector": {}, "policy_types": ["Ingress"]},
-            opts=self._opts(parent),
-        )
+        self._network_policies(parent, "", name)
         return {"namespace": name}
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
@@ -253,18 +263,8 @@ class KubernetesTarget:
                 },
                 opts=self._opts(parent),
             ),
-            k8s.networking.v1.NetworkPolicy(
-                f"{net}-allow-gateway-to-{workload.name}",
-                metadata=self._metadata(f"allow-gateway-to-{workload.name}", namespace, self.labels(workload.name, "network-policy")),
-                spec={
-                    "pod_selector": {"match_labels": self.selector(workload.name)},
-                    "policy_types": ["Ingress"],
-                    "ingress": [{"from_": [{"pod_selector": {"match_labels": self.selector(GATEWAY)}}],
-                                 "ports": [{"port": workload.port, "protocol": "TCP"}]}],
-                },
-                opts=self._opts(parent),
-            ),
         ]
+        resources += self._network_policies(parent, workload.name, namespace)
         if workload.replicas > 1:
             resources.append(self._disruption_budget(parent, workload.name, namespace, labels))
         if scaling:
@@ -339,17 +339,7 @@ class KubernetesTarget:
             service_spec["load_balancer_source_ranges"] = [str(cidr) for cidr in gw.allowed_sources]
         service = k8s.core.v1.Service(f"{net}-gateway", metadata=self._metadata(GATEWAY, namespace, labels), spec=service_spec,
                                       opts=self._opts(parent))
-        k8s.networking.v1.NetworkPolicy(
-            f"{net}-allow-sources-to-gateway",
-            metadata=self._metadata("allow-sources-to-gateway", namespace, self.labels(GATEWAY, "network-policy")),
-            spec={
-                "pod_selector": {"match_labels": self.selector(GATEWAY)},
-                "policy_types": ["Ingress"],
-                "ingress": [{"from_": [{"ip_block": {"cidr": str(cidr)}} for cidr in gw.allowed_sources],
-                             "ports": [{"port": gw.listen_port, "protocol": "TCP"}]}],
-            },
-            opts=self._opts(parent),
-        )
+        self._network_policies(parent, GATEWAY, namespace)
         if gw.replicas > 1:
             self._disruption_budget(parent, GATEWAY, namespace, labels)
         internal = f"http://{kubernetes_service_host(self.spec, GATEWAY)}:{gw.publish.port}"
