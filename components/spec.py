@@ -51,13 +51,53 @@ class Resources(Strict):
 
 
 class HealthCheck(Strict):
-    """HTTP readiness of a replica. `command` overrides the in-container probe for images without wget."""
+    """How often a replica is probed and how many failures take it out of rotation (shared by every kind)."""
 
-    path: Annotated[str, Field(pattern=URI_PATH)] = "/healthz"
     interval_s: Seconds = 5
     timeout_s: Seconds = 2
     retries: PositiveInt = 3
-    command: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class HttpHealth(HealthCheck):
+    """GET `path` on `port` (default: the workload's port); healthy on a 2xx/3xx answer."""
+
+    kind: Literal["http"] = "http"
+    path: Annotated[str, Field(pattern=URI_PATH)] = "/healthz"
+    port: Port | None = None
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], Annotated[str, Field(pattern=r"^[\x20-\x7e]{0,256}$")]] = {}
+
+
+class GrpcHealth(HealthCheck):
+    """The standard gRPC health service (grpc.health.v1.Health/Check) for `service` ("" = the whole server)."""
+
+    kind: Literal["grpc"]
+    service: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]{0,256}$")] = ""
+    port: Port | None = None
+
+
+class TcpHealth(HealthCheck):
+    """A TCP connection to `port` (default: the workload's port) is accepted."""
+
+    kind: Literal["tcp"]
+    port: Port | None = None
+
+
+class ExecHealth(HealthCheck):
+    """`command` run inside the container (argv, no shell) exits 0."""
+
+    kind: Literal["exec"]
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class NoHealth(Strict):
+    """No probe at all: said explicitly, refused in prod by the health-checks policy."""
+
+    kind: Literal["none"]
+
+
+Health = Annotated[HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth, Field(discriminator="kind")]
+Protocol = Literal["http", "grpc", "tcp"]
+_DEFAULT_HEALTH_KIND: dict[str, str] = {"http": "http", "grpc": "grpc", "tcp": "tcp"}
 
 
 class Call(Strict):
@@ -72,8 +112,9 @@ class Call(Strict):
 
 
 class Workload(Strict):
-    """One backend service. `response_time_ms` and `max_concurrency` feed the scores and capacity model; `calls`
-    are the workloads it calls itself (the only service-to-service traffic the network lets through).
+    """One backend service, speaking `protocol` on `port` (http, grpc or plain tcp). `response_time_ms` and
+    `max_concurrency` feed the scores and capacity model; `calls` are the workloads it calls itself (the only
+    service-to-service traffic the network lets through). `health` defaults to the protocol's own probe.
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
@@ -88,10 +129,33 @@ class Workload(Strict):
     replica_weights: list[PositiveInt] | None = None
     idle_timeout_s: Seconds = 75
     resources: Resources = Resources()
-    health: HealthCheck = HealthCheck()
+    protocol: Protocol = "http"
+    health: Health | None = None
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
     read_only_root_fs: bool = True
     calls: list[Call] = []
+
+    @field_validator("health", mode="before")
+    @classmethod
+    def _health_kind_defaults_to_http(cls, value: object) -> object:
+        """`{path: /health}` (no kind) is the http kind, `{command: [...]}` the exec kind, as before kinds existed."""
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "exec" if "command" in value else "http", **value}
+        return value
+
+    @model_validator(mode="after")
+    def _health_is_explicit_when_given(self) -> Workload:
+        if "health" in self.model_fields_set and self.health is None:
+            raise ValueError("health: null is ambiguous; leave health out for the protocol's default probe, or say "
+                             "health: {kind: none} to run without one")
+        return self
+
+    def health_check(self) -> HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth:
+        """The probe this workload gets: its own `health`, else the default for its protocol."""
+        if self.health is not None:
+            return self.health
+        kind = _DEFAULT_HEALTH_KIND[self.protocol]
+        return HttpHealth() if kind == "http" else GrpcHealth(kind="grpc") if kind == "grpc" else TcpHealth(kind="tcp")
 
     @model_validator(mode="after")
     def _per_replica_lists_match_replicas(self) -> Workload:

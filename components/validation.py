@@ -224,6 +224,7 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
             issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), message))
     issues += _latency_optimal_issues(spec)
     issues += _injected_env_issues(spec)
+    issues += _gateway_protocol_issues(spec)
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
@@ -268,6 +269,18 @@ def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
                 shared = key_path(["routes", index[first.name]])
                 yield Issue(key_path(["routes", index[other.name]]), f"is dispatched from the same nginx location as {shared} ('{first.name}', "
                             f"path {location.path}) but sets different timeouts or retry_non_idempotent; make them equal")
+
+
+def _gateway_protocol_issues(spec: Spec) -> Iterable[Issue]:
+    """The gateway is an HTTP/1.1 proxy: a route can only send traffic to http workloads."""
+    index = {w.name: i for i, w in enumerate(spec.workloads)}
+    for i, route in enumerate(spec.routes):
+        for j, backend in enumerate(route.backends):
+            workload = spec.workload(backend.workload)
+            if workload.protocol != "http":
+                yield Issue(key_path(["routes", i, "backends", j, "workload"]), f"workload '{workload.name}' speaks "
+                            f"{workload.protocol} ({key_path(['workloads', index[workload.name], 'protocol'])}), but the gateway proxies "
+                            "HTTP/1.1 only; reach it from an http workload through `calls`, or route to an http workload in front of it")
 
 
 INJECTED_ENV = ("PORT", "NETOPT_REPLICA")

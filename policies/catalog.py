@@ -19,6 +19,7 @@ GATES: tuple[Gate, ...] = (
     containers.BACKENDS_INTERNAL,
     containers.IMAGES_PINNED,
     containers.HEALTH_CHECKS,
+    containers.HEALTH_PROBES_VALID,
     containers.RESOURCE_LIMITS,
     containers.HARDENING,
     containers.READ_ONLY,

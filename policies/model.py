@@ -83,6 +83,7 @@ class ContainerView:
     cpu: str | None
     published: tuple[str, ...]  # host-reachable ports or host networking
     props: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    health_problem: str | None = None  # why the declared health check cannot work, None when it can (or there is none)
 
     @property
     def where(self) -> str:
@@ -121,6 +122,7 @@ def _docker_container(name: str, props: Mapping[str, Any]) -> ContainerView:
     labels = docker_labels(props)
     tests = [str(t) for t in items(get(props, "healthcheck", "tests"))]
     health = None if not tests or tests[0].upper() == "NONE" else " ".join(tests)
+    health_problem = _docker_health_problem(tests) if health else None
     opts = [str(o).replace("=", ":") for o in items(get(props, "securityOpts"))]
     published = [f"{get(p, 'ip', default='0.0.0.0')}:{int(float(get(p, 'external', default=0)))}->{int(float(get(p, 'internal', default=0)))}"
                  for p in items(get(props, "ports"))]
@@ -143,10 +145,38 @@ def _docker_container(name: str, props: Mapping[str, Any]) -> ContainerView:
         cpu=None if not cpus or float(cpus) <= 0 else str(cpus),
         published=tuple(published),
         props=props,
+        health_problem=health_problem,
     )
 
 
+def _docker_health_problem(tests: list[str]) -> str | None:
+    """Docker runs a HEALTHCHECK only in exec form (`CMD`, argv...) or shell form (`CMD-SHELL`, one command)."""
+    if tests[0] not in ("CMD", "CMD-SHELL"):
+        return f"healthcheck test {tests!r} does not start with CMD or CMD-SHELL, so Docker runs no probe at all"
+    if len(tests) < 2 or not all(t.strip() for t in tests[1:]):
+        return f"healthcheck test {tests!r} names no command to run"
+    return None
+
+
 _PROBES = ("httpGet", "tcpSocket", "exec", "grpc")
+
+
+def _k8s_probe_problem(container: Any) -> str | None:
+    """A probe runs when it has exactly one handler and its port is one the container declares (or a number)."""
+    port_names = {str(get(p, "name")) for p in items(get(container, "ports")) if get(p, "name") is not None}
+    for kind in ("readinessProbe", "livenessProbe"):
+        probe = get(container, kind)
+        if probe is None:
+            continue
+        handlers = [k for k in _PROBES if get(probe, k) is not None]
+        if len(handlers) != 1:
+            return f"{kind} has {len(handlers)} handlers ({', '.join(handlers) or 'none'}); it needs exactly one"
+        port = get(probe, handlers[0], "port")
+        if isinstance(port, str) and port not in port_names:
+            return f"{kind}.{handlers[0]}.port names '{port}', which is not a port of the container ({', '.join(sorted(port_names)) or 'none'})"
+        if handlers[0] == "exec" and not items(get(probe, "exec", "command")):
+            return f"{kind}.exec has no command"
+    return None
 
 
 def _k8s_containers(name: str, props: Mapping[str, Any]) -> list[ContainerView]:
@@ -178,6 +208,7 @@ def _k8s_containers(name: str, props: Mapping[str, Any]) -> list[ContainerView]:
             cpu=get(container, "resources", "limits", "cpu"),
             published=tuple(published),
             props=container,
+            health_problem=_k8s_probe_problem(container),
         ))
     return views
 

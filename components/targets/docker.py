@@ -19,6 +19,7 @@ from components.addressing import AddressMap, docker_address_map, docker_replica
 from components.balancing import expected_shares
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Spec, Workload
+from components.targets.probes import docker_test
 
 _HARDENING: dict[str, Any] = {
     "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
@@ -91,7 +92,8 @@ class DockerTarget:
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
         ips = self._ips[workload.name]
-        probe = workload.health.command or ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{workload.port}{workload.health.path}"]
+        probe = docker_test(workload)
+        timing = workload.health_check()
         containers: list[pulumi.Resource] = []
         for replica, ip in enumerate(ips):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
@@ -106,7 +108,7 @@ class DockerTarget:
                 read_only=workload.read_only_root_fs,
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
-                healthcheck=_healthcheck(probe, workload.health),
+                healthcheck=_healthcheck(probe, timing if isinstance(timing, HealthCheck) else HealthCheck()),
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network["internal"], aliases=[workload.name], ipv4_address=ip)],
                 **_HARDENING,
                 opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),

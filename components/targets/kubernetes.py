@@ -19,7 +19,7 @@ import hashlib
 import ipaddress
 import math
 import re
-from typing import cast
+from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -30,6 +30,7 @@ from components.graph import GATEWAY
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Resources, Spec, Workload
 from components.targets.network_policies import network_policies
+from components.targets.probes import kubernetes_handler
 
 CONFIG_KEY = "nginx.conf"
 CONFIG_DIR = "/etc/netopt"
@@ -63,18 +64,39 @@ def _resources(resources: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict
     return {"requests": amount, "limits": dict(amount)}
 
 
-def _probes(path: str, port: str, health: HealthCheck) -> tuple[k8s.core.v1.ProbeArgsDict, k8s.core.v1.ProbeArgsDict]:
+def _probes(handler: dict[str, Any], health: HealthCheck) -> tuple[k8s.core.v1.ProbeArgsDict, k8s.core.v1.ProbeArgsDict]:
     """Readiness takes a pod out of its Service after `retries` failed checks; liveness restarts it only after
     twice as many, so an overloaded pod is drained rather than killed."""
-    readiness: k8s.core.v1.ProbeArgsDict = {
-        "http_get": {"path": path, "port": port},
+    readiness = cast(k8s.core.v1.ProbeArgsDict, {
+        **handler,
         "period_seconds": _seconds(health.interval_s),
         "timeout_seconds": _seconds(health.timeout_s),
         "failure_threshold": health.retries,
         "success_threshold": 1,
-    }
+    })
     liveness: k8s.core.v1.ProbeArgsDict = {**readiness, "failure_threshold": health.retries * 2, "initial_delay_seconds": _seconds(health.interval_s)}
     return readiness, liveness
+
+
+def _workload_probes(workload: Workload) -> dict[str, k8s.core.v1.ProbeArgsDict]:
+    """Readiness and liveness from the workload's health kind; none for kind none."""
+    handler = kubernetes_handler(workload, workload.protocol)
+    probe = workload.health_check()
+    if handler is None or not isinstance(probe, HealthCheck):
+        return {}
+    readiness, liveness = _probes(handler, probe)
+    return {"readiness_probe": readiness, "liveness_probe": liveness}
+
+
+_APP_PROTOCOL = {"http": "http", "grpc": "kubernetes.io/h2c"}
+"""Service appProtocol per workload protocol (plain gRPC is HTTP/2 without TLS); plain tcp states none."""
+
+
+def _service_port(workload: Workload) -> k8s.core.v1.ServicePortArgsDict:
+    port: k8s.core.v1.ServicePortArgsDict = {"name": workload.protocol, "port": workload.port, "target_port": workload.protocol, "protocol": "TCP"}
+    if workload.protocol in _APP_PROTOCOL:
+        port["app_protocol"] = _APP_PROTOCOL[workload.protocol]
+    return port
 
 
 def _pod_security(user: str) -> k8s.core.v1.PodSecurityContextArgsDict:
@@ -231,15 +253,13 @@ class KubernetesTarget:
         env = {k: v for k, v in workload.env.items() if k != "NETOPT_REPLICA"} | {"PORT": str(workload.port)}
         env_vars: list[k8s.core.v1.EnvVarArgsDict] = [{"name": k, "value": v} for k, v in sorted(env.items())]
         env_vars.append({"name": "NETOPT_REPLICA", "value_from": {"field_ref": {"field_path": "metadata.name"}}})
-        readiness, liveness = _probes(workload.health.path, "http", workload.health)
         container: k8s.core.v1.ContainerArgsDict = {
             "name": workload.name,
             "image": workload.image,
-            "ports": [{"name": "http", "container_port": workload.port, "protocol": "TCP"}],
+            "ports": [{"name": workload.protocol, "container_port": workload.port, "protocol": "TCP"}],
             "env": env_vars,
             "resources": _resources(workload.resources),
-            "readiness_probe": readiness,
-            "liveness_probe": liveness,
+            **_workload_probes(workload),  # type: ignore[typeddict-item]
             "security_context": _container_security(workload.read_only_root_fs),
             "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
         }
@@ -258,7 +278,7 @@ class KubernetesTarget:
                 spec={
                     "type": "ClusterIP",
                     "selector": self.selector(workload.name),
-                    "ports": [{"name": "http", "port": workload.port, "target_port": "http", "protocol": "TCP"}],
+                    "ports": [_service_port(workload)],
                     "session_affinity": "None",
                 },
                 opts=self._opts(parent),
@@ -296,7 +316,7 @@ class KubernetesTarget:
             immutable=True,
             opts=self._opts(parent),
         )
-        readiness, liveness = _probes("/healthz", "status", HealthCheck())
+        readiness, liveness = _probes({"http_get": {"path": "/healthz", "port": "status"}}, HealthCheck())
         container: k8s.core.v1.ContainerArgsDict = {
             "name": "nginx",
             "image": gw.image,

@@ -11,6 +11,7 @@ import pytest
 
 from components.app_network import analyse
 from components.nginx import render_nginx
+from components.spec import HttpHealth
 from components.targets.kubernetes import CONFIG_CHECKSUM, config_map_name
 from offline.manifests import manifests
 from offline.program import RecordedResource, run_program
@@ -107,7 +108,7 @@ def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]])
         assert selector.items() <= labels.items()
         assert service["spec"]["selector"] == selector
         assert service["spec"]["type"] == "ClusterIP"
-        assert service["spec"]["ports"] == [{"name": "http", "port": workload.port, "protocol": "TCP", "targetPort": "http"}]
+        assert service["spec"]["ports"] == [{"appProtocol": "http", "name": "http", "port": workload.port, "protocol": "TCP", "targetPort": "http"}]
         scaling = spec.kubernetes.autoscaling.get(workload.name)
         if scaling:
             assert "replicas" not in deployment["spec"], "an autoscaled Deployment leaves its replicas to the autoscaler"
@@ -123,7 +124,8 @@ def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]])
         assert container["image"] == workload.image
         assert container["ports"] == [{"containerPort": workload.port, "name": "http", "protocol": "TCP"}]
         assert container["resources"]["limits"] == {"cpu": f"{round(workload.resources.cpu * 1000)}m", "memory": f"{workload.resources.memory_mb}Mi"}
-        health = workload.health
+        health = workload.health_check()
+        assert isinstance(health, HttpHealth)
         for probe, threshold in (("readinessProbe", health.retries), ("livenessProbe", 2 * health.retries)):
             assert container[probe]["httpGet"] == {"path": health.path, "port": "http"}
             assert container[probe]["periodSeconds"] == health.interval_s
