@@ -80,5 +80,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: s
             "retry_conditions": list(spec.gateway.retries.conditions),
             "replicas": spec.gateway.replicas,
         },
-        "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs} for w in spec.workloads},
+        "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs, "singleton": w.singleton,
+                               "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls]}
+                      for w in spec.workloads},
     }

@@ -100,6 +100,20 @@ Protocol = Literal["http", "grpc", "tcp"]
 _DEFAULT_HEALTH_KIND: dict[str, str] = {"http": "http", "grpc": "grpc", "tcp": "tcp"}
 
 
+class Volume(Strict):
+    """A writable directory under the read-only root filesystem.
+
+    `persistent` keeps its data across restarts and replacements: a Docker named volume, a PersistentVolumeClaim
+    (from a StatefulSet's volumeClaimTemplates) on Kubernetes, one per replica. `scratch` is emptied with the
+    container: a tmpfs on Docker, an emptyDir on Kubernetes. `size_mb` is the claim's size, or the scratch limit.
+    """
+
+    name: Name
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")]
+    kind: Literal["persistent", "scratch"] = "persistent"
+    size_mb: Annotated[int, Field(ge=1, le=1_048_576)] = 1024
+
+
 class Call(Strict):
     """One edge of the service graph: this workload calls `workload`, `ratio` times per request it serves.
 
@@ -115,6 +129,9 @@ class Workload(Strict):
     """One backend service, speaking `protocol` on `port` (http, grpc or plain tcp). `response_time_ms` and
     `max_concurrency` feed the scores and capacity model; `calls` are the workloads it calls itself (the only
     service-to-service traffic the network lets through). `health` defaults to the protocol's own probe.
+    `command`/`args` replace the image's entrypoint/arguments; `volumes` are its writable (or persistent)
+    directories; `singleton: true` declares one instance that holds the state (a cache, a database), which
+    must not be multiplied into independent copies.
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
@@ -134,6 +151,10 @@ class Workload(Strict):
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
     read_only_root_fs: bool = True
     calls: list[Call] = []
+    volumes: list[Volume] = []
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    args: list[str] | None = None
+    singleton: bool = False
 
     @field_validator("health", mode="before")
     @classmethod
@@ -149,6 +170,10 @@ class Workload(Strict):
             raise ValueError("health: null is ambiguous; leave health out for the protocol's default probe, or say "
                              "health: {kind: none} to run without one")
         return self
+
+    def persistent(self) -> bool:
+        """Whether any volume keeps data: the workload then has per-replica storage (a StatefulSet on Kubernetes)."""
+        return any(v.kind == "persistent" for v in self.volumes)
 
     def health_check(self) -> HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth:
         """The probe this workload gets: its own `health`, else the default for its protocol."""

@@ -225,6 +225,7 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
     issues += _latency_optimal_issues(spec)
     issues += _injected_env_issues(spec)
     issues += _gateway_protocol_issues(spec)
+    issues += _state_issues(spec)
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
@@ -281,6 +282,34 @@ def _gateway_protocol_issues(spec: Spec) -> Iterable[Issue]:
                 yield Issue(key_path(["routes", i, "backends", j, "workload"]), f"workload '{workload.name}' speaks "
                             f"{workload.protocol} ({key_path(['workloads', index[workload.name], 'protocol'])}), but the gateway proxies "
                             "HTTP/1.1 only; reach it from an http workload through `calls`, or route to an http workload in front of it")
+
+
+def _state_issues(spec: Spec) -> Iterable[Issue]:
+    """Volumes have distinct names and paths (not /tmp, which is always scratch); a singleton is one stateful instance."""
+    for i, workload in enumerate(spec.workloads):
+        names: dict[str, int] = {}
+        paths: dict[str, int] = {}
+        for j, volume in enumerate(workload.volumes):
+            where = key_path(["workloads", i, "volumes", j])
+            if volume.name in names:
+                yield Issue(f"{where}.name", f"duplicate volume name '{volume.name}' (also volumes[{names[volume.name]}]); rename one")
+            if volume.path in paths or volume.path == "/tmp":
+                also = f"volumes[{paths[volume.path]}]" if volume.path in paths else "the scratch /tmp every container gets"
+                yield Issue(f"{where}.path", f"{volume.path} is already mounted ({also}); choose another directory")
+            names.setdefault(volume.name, j)
+            paths.setdefault(volume.path, j)
+        if not workload.singleton:
+            continue
+        where = key_path(["workloads", i, "singleton"])
+        if workload.replicas != 1:
+            yield Issue(where, f"a singleton runs exactly one instance, but replicas is {workload.replicas}; set replicas: 1, or drop "
+                        "singleton if the replicas are interchangeable")
+        if spec.target == "kubernetes" and workload.name in spec.kubernetes.autoscaling:
+            yield Issue(key_path(["kubernetes", "autoscaling", workload.name]), f"'{workload.name}' is a singleton: an autoscaler would "
+                        "start independent copies of its state; remove the autoscaling entry")
+        if not workload.persistent():
+            yield Issue(where, "a singleton holds state, but the workload has no persistent volume, so the state is lost on every "
+                        "restart; add volumes: [{name: data, path: /data}] or drop singleton")
 
 
 INJECTED_ENV = ("PORT", "NETOPT_REPLICA")

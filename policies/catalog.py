@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from policies import containers, gateway, kubernetes, strategy
+from policies import containers, gateway, kubernetes, state, strategy
 from policies.framework import Gate
 
 GATES: tuple[Gate, ...] = (
@@ -25,11 +25,12 @@ GATES: tuple[Gate, ...] = (
     containers.READ_ONLY,
     kubernetes.DEFAULT_DENY,
     kubernetes.PDB,
+    state.SINGLETONS,
 )
 
 
 def all_policies() -> list[Policy]:
-    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies()]
+    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(), *state.policies()]
     by_name = {p.name: p for p in policies}
     assert sorted(by_name) == sorted(g.name for g in GATES), "catalog.GATES and the policy modules disagree"
     return [by_name[g.name] for g in GATES]

@@ -17,8 +17,8 @@ from policies.model import (
     APP_NETWORK,
     DOCKER_CONTAINER,
     DOCKER_NETWORK,
-    K8S_DEPLOYMENT,
     K8S_SERVICE,
+    K8S_WORKLOADS,
     ContainerView,
     containers_of,
     get,
@@ -98,7 +98,7 @@ READ_ONLY = Gate(
 # -- resource gates over container views --------------------------------------------------------------------------
 
 def _views(args: ResourceValidationArgs) -> list[ContainerView]:
-    if args.resource_type not in (DOCKER_CONTAINER, K8S_DEPLOYMENT):
+    if args.resource_type not in (DOCKER_CONTAINER, *K8S_WORKLOADS):
         return []
     return containers_of(args.resource_type, args.name, args.props)
 

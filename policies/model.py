@@ -17,6 +17,8 @@ APP_NETWORK = "netopt:index:AppNetwork"
 DOCKER_CONTAINER = "docker:index/container:Container"
 DOCKER_NETWORK = "docker:index/network:Network"
 K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+K8S_STATEFULSET = "kubernetes:apps/v1:StatefulSet"
+K8S_WORKLOADS = (K8S_DEPLOYMENT, K8S_STATEFULSET)  # what runs pods: a stateful workload is a StatefulSet
 K8S_SERVICE = "kubernetes:core/v1:Service"
 K8S_CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 K8S_NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -108,7 +110,7 @@ def containers_of(resource_type: str, name: str, props: Mapping[str, Any]) -> li
         return list(entry[3])
     if resource_type == DOCKER_CONTAINER:
         views = [_docker_container(name, props)]
-    elif resource_type == K8S_DEPLOYMENT:
+    elif resource_type in K8S_WORKLOADS:
         views = _k8s_containers(name, props)
     else:
         return []

@@ -48,6 +48,16 @@ def _healthcheck(command: list[str], health: HealthCheck) -> docker.ContainerHea
     )
 
 
+def _process(workload: Workload) -> dict[str, Any]:
+    """`command` replaces the image's ENTRYPOINT, `args` its CMD (Docker's names: entrypoints, command)."""
+    process: dict[str, Any] = {}
+    if workload.command is not None:
+        process["entrypoints"] = list(workload.command)
+    if workload.args is not None:
+        process["command"] = list(workload.args)
+    return process
+
+
 def _ipam(subnet: ipaddress.IPv4Network) -> list[docker.NetworkIpamConfigArgs]:
     return [docker.NetworkIpamConfigArgs(subnet=str(subnet), gateway=str(subnet.network_address + 1))]
 
@@ -95,8 +105,12 @@ class DockerTarget:
         probe = docker_test(workload)
         timing = workload.health_check()
         containers: list[pulumi.Resource] = []
+        scratch = {v.path: f"rw,noexec,nosuid,size={v.size_mb}m" for v in workload.volumes if v.kind == "scratch"}
         for replica, ip in enumerate(ips):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
+            volumes = [docker.ContainerVolumeArgs(container_path=v.path, volume_name=docker.Volume(
+                f"{name}-{v.name}", name=f"{name}-{v.name}", labels=[docker.VolumeLabelArgs(label="netopt.workload", value=workload.name)],
+                opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True)).name) for v in workload.volumes if v.kind == "persistent"]
             env = {**workload.env, "PORT": str(workload.port), "NETOPT_REPLICA": f"{workload.name}-{replica}"}
             containers.append(docker.Container(
                 name,
@@ -110,7 +124,9 @@ class DockerTarget:
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
                 healthcheck=_healthcheck(probe, timing if isinstance(timing, HealthCheck) else HealthCheck()),
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network["internal"], aliases=[workload.name], ipv4_address=ip)],
-                **_HARDENING,
+                **_process(workload),
+                volumes=volumes or None,
+                **{**_HARDENING, "tmpfs": {**_HARDENING["tmpfs"], **scratch}},
                 opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True),
             ))
         return containers

@@ -88,6 +88,16 @@ def _workload_probes(workload: Workload) -> dict[str, k8s.core.v1.ProbeArgsDict]
     return {"readiness_probe": readiness, "liveness_probe": liveness}
 
 
+def _process(workload: Workload) -> dict[str, list[str]]:
+    """`command` replaces the image's ENTRYPOINT, `args` its CMD (Kubernetes' names, too)."""
+    process = {}
+    if workload.command is not None:
+        process["command"] = list(workload.command)
+    if workload.args is not None:
+        process["args"] = list(workload.args)
+    return process
+
+
 _APP_PROTOCOL = {"http": "http", "grpc": "kubernetes.io/h2c"}
 """Service appProtocol per workload protocol (plain gRPC is HTTP/2 without TLS); plain tcp states none."""
 
@@ -197,6 +207,26 @@ class KubernetesTarget:
             spec["replicas"] = replicas
         return spec
 
+    def _stateful_set_spec(self, workload: Workload, replicas: int | None,
+                           template: k8s.core.v1.PodTemplateSpecArgsDict) -> k8s.apps.v1.StatefulSetSpecArgsDict:
+        """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away."""
+        spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
+            "selector": {"match_labels": self.selector(workload.name)},
+            "service_name": workload.name,
+            # One pod at a time, each Ready before the next: a stateful replica is never replaced alongside its peers.
+            "update_strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 1}},
+            "revision_history_limit": 5,
+            "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
+            "template": template,
+            "volume_claim_templates": [{
+                "metadata": {"name": v.name, "labels": self.selector(workload.name)},
+                "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{v.size_mb}Mi"}}},
+            } for v in workload.volumes if v.kind == "persistent"],
+        }
+        if replicas is not None:
+            spec["replicas"] = replicas
+        return spec
+
     def _disruption_budget(self, parent: pulumi.Resource, name: str, namespace: pulumi.Input[str],
                            labels: dict[str, str]) -> k8s.policy.v1.PodDisruptionBudget:
         return k8s.policy.v1.PodDisruptionBudget(
@@ -261,17 +291,21 @@ class KubernetesTarget:
             "resources": _resources(workload.resources),
             **_workload_probes(workload),  # type: ignore[typeddict-item]
             "security_context": _container_security(workload.read_only_root_fs),
-            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}, *({"name": v.name, "mount_path": v.path} for v in workload.volumes)],
+            **_process(workload),
         }
-        template = self._pod_template(workload.name, labels, self.spec.kubernetes.run_as_user, container,
-                                      [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}], spread=self.spec.max_replicas(workload.name) > 1)
+        volumes: list[k8s.core.v1.VolumeArgsDict] = [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}]
+        volumes += [{"name": v.name, "empty_dir": {"size_limit": f"{v.size_mb}Mi"}} for v in workload.volumes if v.kind == "scratch"]
+        template = self._pod_template(workload.name, labels, self.spec.kubernetes.run_as_user, container, volumes,
+                                      spread=self.spec.max_replicas(workload.name) > 1)
+        replicas = None if scaling else workload.replicas
+        metadata = self._metadata(workload.name, namespace, labels)
         resources: list[pulumi.Resource] = [
-            k8s.apps.v1.Deployment(
-                f"{net}-{workload.name}",
-                metadata=self._metadata(workload.name, namespace, labels),
-                spec=self._deployment_spec(workload.name, None if scaling else workload.replicas, template),
-                opts=self._opts(parent),
-            ),
+            k8s.apps.v1.StatefulSet(f"{net}-{workload.name}", metadata=metadata, spec=self._stateful_set_spec(workload, replicas, template),
+                                    opts=self._opts(parent))
+            if workload.persistent() else
+            k8s.apps.v1.Deployment(f"{net}-{workload.name}", metadata=metadata, spec=self._deployment_spec(workload.name, replicas, template),
+                                   opts=self._opts(parent)),
             k8s.core.v1.Service(
                 f"{net}-{workload.name}",
                 metadata=self._metadata(workload.name, namespace, labels),
@@ -292,7 +326,8 @@ class KubernetesTarget:
                 f"{net}-{workload.name}",
                 metadata=self._metadata(workload.name, namespace, labels),
                 spec={
-                    "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": workload.name},
+                    "scale_target_ref": {"api_version": "apps/v1", "kind": "StatefulSet" if workload.persistent() else "Deployment",
+                                         "name": workload.name},
                     "min_replicas": workload.replicas,
                     "max_replicas": scaling.max_replicas,
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {

@@ -31,12 +31,16 @@ def _range(cidr: Any) -> str:
 def declared(spec: Spec, namespace: str) -> set[Connection]:
     """The connections the spec asks for, written out from the spec's own keys (not from components.graph)."""
     ports = {w.name: w.port for w in spec.workloads}
-    gateway = deployment(namespace, "gateway")
-    expected = {Connection(deployment(namespace, pod), DNS_POD, DNS) for pod in ["gateway", *ports]}
+    kinds = {w.name: "StatefulSet" if any(v.kind == "persistent" for v in w.volumes) else "Deployment" for w in spec.workloads}
+
+    def pod(name: str) -> str:
+        return deployment(namespace, name) if kinds.get(name, "Deployment") == "Deployment" else f"{namespace}/{name}[{kinds[name]}]"
+
+    gateway = pod("gateway")
+    expected = {Connection(pod(name), DNS_POD, DNS) for name in ["gateway", *ports]}
     expected |= {Connection(_range(cidr), gateway, tcp(spec.gateway.listen_port)) for cidr in spec.gateway.allowed_sources}
-    expected |= {Connection(gateway, deployment(namespace, b.workload), tcp(ports[b.workload])) for r in spec.routes for b in r.backends}
-    expected |= {Connection(deployment(namespace, w.name), deployment(namespace, c.workload), tcp(ports[c.workload]))
-                 for w in spec.workloads for c in w.calls}
+    expected |= {Connection(gateway, pod(b.workload), tcp(ports[b.workload])) for r in spec.routes for b in r.backends}
+    expected |= {Connection(pod(w.name), pod(c.workload), tcp(ports[c.workload])) for w in spec.workloads for c in w.calls}
     return expected
 
 
