@@ -38,7 +38,18 @@ def capacity_document(capacity: Capacity) -> dict[str, Any]:
         "replicas": [asdict(row) for row in capacity.replicas],
         "routes": [asdict(row) for row in capacity.routes],
         "peak_utilization": capacity.peak_utilization(),
+        "workloads": [asdict(row) for row in capacity.workloads],
+        "saturates_first": _saturates_first(capacity),
     }
+
+
+def _saturates_first(capacity: Capacity) -> dict[str, Any] | None:
+    """The workload that saturates first as every declared peak grows alike, and by how much they may grow."""
+    first = capacity.saturates_first()
+    if first is None:
+        return None
+    headroom = 1.0 / first.peak_utilization if first.peak_utilization > 0 else None
+    return {"workload": first.workload, "peak_utilization": first.peak_utilization, "headroom": headroom}
 
 
 def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: str) -> dict[str, Any]:
@@ -69,5 +80,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: s
             "retry_conditions": list(spec.gateway.retries.conditions),
             "replicas": spec.gateway.replicas,
         },
-        "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs} for w in spec.workloads},
+        "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs, "singleton": w.singleton,
+                               "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls]}
+                      for w in spec.workloads},
     }

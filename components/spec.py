@@ -51,17 +51,87 @@ class Resources(Strict):
 
 
 class HealthCheck(Strict):
-    """HTTP readiness of a replica. `command` overrides the in-container probe for images without wget."""
+    """How often a replica is probed and how many failures take it out of rotation (shared by every kind)."""
 
-    path: Annotated[str, Field(pattern=URI_PATH)] = "/healthz"
     interval_s: Seconds = 5
     timeout_s: Seconds = 2
     retries: PositiveInt = 3
-    command: Annotated[list[str], Field(min_length=1)] | None = None
+
+
+class HttpHealth(HealthCheck):
+    """GET `path` on `port` (default: the workload's port); healthy on a 2xx/3xx answer."""
+
+    kind: Literal["http"] = "http"
+    path: Annotated[str, Field(pattern=URI_PATH)] = "/healthz"
+    port: Port | None = None
+    headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], Annotated[str, Field(pattern=r"^[\x20-\x7e]{0,256}$")]] = {}
+
+
+class GrpcHealth(HealthCheck):
+    """The standard gRPC health service (grpc.health.v1.Health/Check) for `service` ("" = the whole server)."""
+
+    kind: Literal["grpc"]
+    service: Annotated[str, Field(pattern=r"^[A-Za-z0-9._/-]{0,256}$")] = ""
+    port: Port | None = None
+
+
+class TcpHealth(HealthCheck):
+    """A TCP connection to `port` (default: the workload's port) is accepted."""
+
+    kind: Literal["tcp"]
+    port: Port | None = None
+
+
+class ExecHealth(HealthCheck):
+    """`command` run inside the container (argv, no shell) exits 0."""
+
+    kind: Literal["exec"]
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+
+
+class NoHealth(Strict):
+    """No probe at all: said explicitly, refused in prod by the health-checks policy."""
+
+    kind: Literal["none"]
+
+
+Health = Annotated[HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth, Field(discriminator="kind")]
+Protocol = Literal["http", "grpc", "tcp"]
+_DEFAULT_HEALTH_KIND: dict[str, str] = {"http": "http", "grpc": "grpc", "tcp": "tcp"}
+
+
+class Volume(Strict):
+    """A writable directory under the read-only root filesystem.
+
+    `persistent` keeps its data across restarts and replacements: a Docker named volume, a PersistentVolumeClaim
+    (from a StatefulSet's volumeClaimTemplates) on Kubernetes, one per replica. `scratch` is emptied with the
+    container: a tmpfs on Docker, an emptyDir on Kubernetes. `size_mb` is the claim's size, or the scratch limit.
+    """
+
+    name: Name
+    path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")]
+    kind: Literal["persistent", "scratch"] = "persistent"
+    size_mb: Annotated[int, Field(ge=1, le=1_048_576)] = 1024
+
+
+class Call(Strict):
+    """One edge of the service graph: this workload calls `workload`, `ratio` times per request it serves.
+
+    A ratio above 1 is a fan-out (a page that asks the catalog for 3 items), below 1 a call made by some requests
+    only (a cart lookup on 60 % of page views). Calls go service to service, not through the gateway.
+    """
+
+    workload: Name
+    ratio: PositiveFloat = 1.0
 
 
 class Workload(Strict):
-    """One backend service. `response_time_ms` and `max_concurrency` feed the scores and capacity model.
+    """One backend service, speaking `protocol` on `port` (http, grpc or plain tcp). `response_time_ms` and
+    `max_concurrency` feed the scores and capacity model; `calls` are the workloads it calls itself (the only
+    service-to-service traffic the network lets through). `health` defaults to the protocol's own probe.
+    `command`/`args` replace the image's entrypoint/arguments; `volumes` are its writable (or persistent)
+    directories; `singleton: true` declares one instance that holds the state (a cache, a database), which
+    must not be multiplied into independent copies.
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
@@ -76,9 +146,41 @@ class Workload(Strict):
     replica_weights: list[PositiveInt] | None = None
     idle_timeout_s: Seconds = 75
     resources: Resources = Resources()
-    health: HealthCheck = HealthCheck()
+    protocol: Protocol = "http"
+    health: Health | None = None
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
     read_only_root_fs: bool = True
+    calls: list[Call] = []
+    volumes: list[Volume] = []
+    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
+    args: list[str] | None = None
+    singleton: bool = False
+
+    @field_validator("health", mode="before")
+    @classmethod
+    def _health_kind_defaults_to_http(cls, value: object) -> object:
+        """`{path: /health}` (no kind) is the http kind, `{command: [...]}` the exec kind, as before kinds existed."""
+        if isinstance(value, dict) and "kind" not in value:
+            return {"kind": "exec" if "command" in value else "http", **value}
+        return value
+
+    @model_validator(mode="after")
+    def _health_is_explicit_when_given(self) -> Workload:
+        if "health" in self.model_fields_set and self.health is None:
+            raise ValueError("health: null is ambiguous; leave health out for the protocol's default probe, or say "
+                             "health: {kind: none} to run without one")
+        return self
+
+    def persistent(self) -> bool:
+        """Whether any volume keeps data: the workload then has per-replica storage (a StatefulSet on Kubernetes)."""
+        return any(v.kind == "persistent" for v in self.volumes)
+
+    def health_check(self) -> HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth:
+        """The probe this workload gets: its own `health`, else the default for its protocol."""
+        if self.health is not None:
+            return self.health
+        kind = _DEFAULT_HEALTH_KIND[self.protocol]
+        return HttpHealth() if kind == "http" else GrpcHealth(kind="grpc") if kind == "grpc" else TcpHealth(kind="tcp")
 
     @model_validator(mode="after")
     def _per_replica_lists_match_replicas(self) -> Workload:
@@ -282,7 +384,8 @@ class KubernetesSettings(Strict):
 
     `render_yaml_to_directory` is render-only mode: the provider writes the manifests there and never contacts a
     cluster. `run_as_user` is the uid:gid every workload pod runs as (the gateway uses `gateway.run_as_user`);
-    `drain_s` is how long a terminating pod keeps serving while its endpoint is withdrawn.
+    `drain_s` is how long a terminating pod keeps serving while its endpoint is withdrawn. `dns_namespace` and
+    `dns_pod_labels` find the cluster DNS pods, the one egress every pod keeps under default-deny.
     """
 
     context: Annotated[str, Field(min_length=1)] | None = None
@@ -291,6 +394,9 @@ class KubernetesSettings(Strict):
     run_as_user: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}:[0-9]{1,10}$")] = "65532:65532"
     drain_s: Annotated[int, Field(ge=0, le=60)] = 5
     autoscaling: dict[Name, Autoscaling] = {}
+    dns_namespace: Name = "kube-system"
+    dns_pod_labels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9./_-]{1,253}$")], Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{0,63}$")]] = {
+        "k8s-app": "kube-dns"}
 
 
 class Spec(Strict):

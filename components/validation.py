@@ -169,6 +169,7 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
                 kind = field.replace("_", " ")
                 message = f"unknown {kind} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"
                 issues.append(Issue(key_path(["routes", i, field]), message))
+    issues += _call_issues(raw, workloads)
     routes = _names(raw, "routes")
     traffic = raw.get("traffic")
     if isinstance(traffic, Mapping):
@@ -180,9 +181,40 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
+def _call_issues(raw: Mapping[str, Any], workloads: list[str]) -> Iterable[Issue]:
+    """Each call names another declared workload, once per caller."""
+    for i, workload in _items(raw, "workloads"):
+        caller = workload.get("name")
+        seen: set[str] = set()
+        for j, call in enumerate(workload.get("calls") or []):
+            target = call.get("workload") if isinstance(call, Mapping) else None
+            if not isinstance(target, str):
+                continue
+            path = key_path(["workloads", i, "calls", j, "workload"])
+            if target not in workloads:
+                declared = ", ".join(workloads) or "none"
+                yield Issue(path, f"unknown workload '{target}'.{_did_you_mean(target, workloads)} Declared workloads: {declared}")
+            elif target == caller:
+                yield Issue(path, f"workload '{caller}' calls itself; a call is between two workloads (work a replica does "
+                            "for itself belongs in its response_time_ms), remove it")
+            elif target in seen:
+                yield Issue(path, f"workload '{target}' is called twice by '{caller}'; merge the entries and add their ratios")
+            seen.add(target)
+
+
+def _cycle_issues(spec: Spec) -> Iterable[Issue]:
+    from components.graph import find_cycle
+
+    cycle = find_cycle(spec)
+    if cycle:
+        index = {w.name: i for i, w in enumerate(spec.workloads)}
+        yield Issue(key_path(["workloads", index[cycle[0]], "calls"]), f"the calls form a cycle ({' -> '.join(cycle)}): a request would "
+                    "call itself again with no end, so the load along it has no steady state; remove one of these calls")
+
+
 def _consistency_issues(spec: Spec) -> list[Issue]:
     """Checks that need the typed values: conflicting routes, keepalive vs idle timeouts, address room."""
-    issues = list(_route_conflicts(spec))
+    issues = list(_route_conflicts(spec)) + list(_cycle_issues(spec))
     if not issues:
         issues += _shared_location_issues(spec)
     for i, workload in enumerate(spec.workloads):
@@ -191,6 +223,9 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
                        f"({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout")
             issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), message))
     issues += _latency_optimal_issues(spec)
+    issues += _injected_env_issues(spec)
+    issues += _gateway_protocol_issues(spec)
+    issues += _state_issues(spec)
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
@@ -235,6 +270,64 @@ def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
                 shared = key_path(["routes", index[first.name]])
                 yield Issue(key_path(["routes", index[other.name]]), f"is dispatched from the same nginx location as {shared} ('{first.name}', "
                             f"path {location.path}) but sets different timeouts or retry_non_idempotent; make them equal")
+
+
+def _gateway_protocol_issues(spec: Spec) -> Iterable[Issue]:
+    """The gateway is an HTTP/1.1 proxy: a route can only send traffic to http workloads."""
+    index = {w.name: i for i, w in enumerate(spec.workloads)}
+    for i, route in enumerate(spec.routes):
+        for j, backend in enumerate(route.backends):
+            workload = spec.workload(backend.workload)
+            if workload.protocol != "http":
+                yield Issue(key_path(["routes", i, "backends", j, "workload"]), f"workload '{workload.name}' speaks "
+                            f"{workload.protocol} ({key_path(['workloads', index[workload.name], 'protocol'])}), but the gateway proxies "
+                            "HTTP/1.1 only; reach it from an http workload through `calls`, or route to an http workload in front of it")
+
+
+def _state_issues(spec: Spec) -> Iterable[Issue]:
+    """Volumes have distinct names and paths (not /tmp, which is always scratch); a singleton is one stateful instance."""
+    for i, workload in enumerate(spec.workloads):
+        names: dict[str, int] = {}
+        paths: dict[str, int] = {}
+        for j, volume in enumerate(workload.volumes):
+            where = key_path(["workloads", i, "volumes", j])
+            if volume.name in names:
+                yield Issue(f"{where}.name", f"duplicate volume name '{volume.name}' (also volumes[{names[volume.name]}]); rename one")
+            if volume.path in paths or volume.path == "/tmp":
+                also = f"volumes[{paths[volume.path]}]" if volume.path in paths else "the scratch /tmp every container gets"
+                yield Issue(f"{where}.path", f"{volume.path} is already mounted ({also}); choose another directory")
+            names.setdefault(volume.name, j)
+            paths.setdefault(volume.path, j)
+        if not workload.singleton:
+            continue
+        where = key_path(["workloads", i, "singleton"])
+        if workload.replicas != 1:
+            yield Issue(where, f"a singleton runs exactly one instance, but replicas is {workload.replicas}; set replicas: 1, or drop "
+                        "singleton if the replicas are interchangeable")
+        if spec.target == "kubernetes" and workload.name in spec.kubernetes.autoscaling:
+            yield Issue(key_path(["kubernetes", "autoscaling", workload.name]), f"'{workload.name}' is a singleton: an autoscaler would "
+                        "start independent copies of its state; remove the autoscaling entry")
+        if not workload.persistent():
+            yield Issue(where, "a singleton holds state, but the workload has no persistent volume, so the state is lost on every "
+                        "restart; add volumes: [{name: data, path: /data}] or drop singleton")
+
+
+INJECTED_ENV = ("PORT", "NETOPT_REPLICA")
+"""Set in every backend container by both targets: PORT = the workload's `port`, NETOPT_REPLICA = the replica's
+name (`<workload>-<i>` on Docker, the pod name on Kubernetes)."""
+
+
+def _injected_env_issues(spec: Spec) -> Iterable[Issue]:
+    """A user's own PORT or NETOPT_REPLICA would be overridden by what the targets inject: say so instead."""
+    for i, workload in enumerate(spec.workloads):
+        port = workload.env.get("PORT")
+        if port is not None and port != str(workload.port):
+            yield Issue(key_path(["workloads", i, "env", "PORT"]), f"is {port!r}, but the targets set PORT to the workload's port "
+                        f"({workload.port}) so the process listens where the gateway and the health check connect; change "
+                        f"{key_path(['workloads', i, 'port'])} instead, or remove env.PORT")
+        if "NETOPT_REPLICA" in workload.env:
+            yield Issue(key_path(["workloads", i, "env", "NETOPT_REPLICA"]), "is set by the targets to each replica's name "
+                        "(<workload>-<i> on Docker, the pod name on Kubernetes); remove it or use another name")
 
 
 def _latency_optimal_issues(spec: Spec) -> Iterable[Issue]:

@@ -25,7 +25,7 @@ KUBERNETES_VERSIONS = ("1.30", "1.37")
 """The oldest Kubernetes the target supports (preStop `sleep` is on by default from 1.30) and the newest schema set."""
 
 _TYPE_PREFIX = "kubernetes:"
-_APPLY_ORDER = ("Namespace", "NetworkPolicy", "ConfigMap", "Service", "Deployment", "PodDisruptionBudget", "HorizontalPodAutoscaler")
+_APPLY_ORDER = ("Namespace", "NetworkPolicy", "ConfigMap", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "HorizontalPodAutoscaler")
 
 
 class ManifestError(ProgramError):

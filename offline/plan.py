@@ -80,10 +80,26 @@ def render_text(document: dict[str, Any]) -> str:
         flag = "  OVERLOADED" if row["overloaded"] else ""
         lines.append(f"  {row['workload'] + '/' + str(row['replica']):<28}{row['offered_rps']:>12.1f}{row['service_rate_rps']:>14.1f}"
                      f"{row['utilization']:>7.2f}{_fmt(row['mean_latency_ms'], 1):>12}{_fmt(row['admitted_utilization'], 2):>15}{flag}")
+    lines += _workload_capacity_lines(document["capacity"])
     lines += ["", "Artifacts:"] + [f"  {name}: {path}" for name, path in document["artifacts"].items()]
     if document.get("policy") is not None:
         lines += ["", *policy_gate.render_table(document["policy"])]
     return "\n".join(lines)
+
+
+def _workload_capacity_lines(capacity: dict[str, Any]) -> list[str]:
+    """Per workload: the load from the gateway and from its callers, and which one saturates first."""
+    lines = ["", "Capacity per workload (gateway routes + calls along the service graph):",
+             f"  {'workload':<28}{'arrival rps':>12}{'gateway rps':>12}{'calls rps':>11}{'peak util':>11}{'latency ms':>12}"]
+    for row in capacity["workloads"]:
+        flag = "" if row["admits_peak"] else "  OVERLOADED"
+        lines.append(f"  {row['workload']:<28}{row['arrival_rps']:>12.1f}{row['from_gateway_rps']:>12.1f}{row['from_calls_rps']:>11.1f}"
+                     f"{row['peak_utilization']:>11.2f}{_fmt(row['mean_latency_ms'], 1):>12}{flag}")
+    first = capacity.get("saturates_first")
+    if first:
+        headroom = "never (no load)" if first["headroom"] is None else f"when every declared peak grows {first['headroom']:.2f}×"
+        lines.append(f"  saturates first: {first['workload']} (peak utilization {first['peak_utilization']:.2f}; saturates {headroom})")
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from policies import containers, gateway, kubernetes, strategy
+from policies import containers, gateway, kubernetes, state, strategy
 from policies.framework import Gate
 
 GATES: tuple[Gate, ...] = (
@@ -19,16 +19,18 @@ GATES: tuple[Gate, ...] = (
     containers.BACKENDS_INTERNAL,
     containers.IMAGES_PINNED,
     containers.HEALTH_CHECKS,
+    containers.HEALTH_PROBES_VALID,
     containers.RESOURCE_LIMITS,
     containers.HARDENING,
     containers.READ_ONLY,
     kubernetes.DEFAULT_DENY,
     kubernetes.PDB,
+    state.SINGLETONS,
 )
 
 
 def all_policies() -> list[Policy]:
-    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies()]
+    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(), *state.policies()]
     by_name = {p.name: p for p in policies}
     assert sorted(by_name) == sorted(g.name for g in GATES), "catalog.GATES and the policy modules disagree"
     return [by_name[g.name] for g in GATES]

@@ -17,8 +17,8 @@ from policies.model import (
     APP_NETWORK,
     DOCKER_CONTAINER,
     DOCKER_NETWORK,
-    K8S_DEPLOYMENT,
     K8S_SERVICE,
+    K8S_WORKLOADS,
     ContainerView,
     containers_of,
     get,
@@ -55,7 +55,17 @@ HEALTH_CHECKS = Gate(
     "health-checks", "structure",
     "Every container has a health check (Docker HEALTHCHECK, Kubernetes readinessProbe), so unhealthy replicas leave the rotation.",
     {},
-    "Declare `health` on the workload (path, interval); the targets turn it into a Docker healthcheck or readiness/liveness probes.",
+    "Give the workload a health check (`health: {kind: http|grpc|tcp|exec, ...}`, or leave `health` out for its protocol's "
+    "default) instead of `health: {kind: none}`; the targets turn it into a Docker healthcheck or readiness/liveness probes.",
+)
+
+HEALTH_PROBES_VALID = Gate(
+    "health-probes-valid", "structure",
+    "Every health check that is declared can run: a Docker test in CMD or CMD-SHELL form with a command; a Kubernetes probe with "
+    "exactly one handler whose port is one the container declares.",
+    {},
+    "Declare the check through the workload's `health` (kinds http, grpc, tcp, exec), which the targets render in a form that runs; "
+    "for exec give the command's argv.",
 )
 
 RESOURCE_LIMITS = Gate(
@@ -88,7 +98,7 @@ READ_ONLY = Gate(
 # -- resource gates over container views --------------------------------------------------------------------------
 
 def _views(args: ResourceValidationArgs) -> list[ContainerView]:
-    if args.resource_type not in (DOCKER_CONTAINER, K8S_DEPLOYMENT):
+    if args.resource_type not in (DOCKER_CONTAINER, *K8S_WORKLOADS):
         return []
     return containers_of(args.resource_type, args.name, args.props)
 
@@ -134,6 +144,12 @@ def _health_checks(args: ResourceValidationArgs, config: dict[str, Any], report_
             what = "no healthcheck (or `NONE`)" if view.target == "docker" else "no readinessProbe"
             report_violation(f"{view.where}: {what}, so an unhealthy replica keeps receiving traffic (required: a health check). "
                              f"Fix: {HEALTH_CHECKS.remediation}")
+
+
+def _health_probes_valid(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
+    for view in _views(args):
+        if view.health_problem:
+            report_violation(f"{view.where}: {view.health_problem} (required: a health check that runs). Fix: {HEALTH_PROBES_VALID.remediation}")
 
 
 def _resource_limits(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
@@ -239,6 +255,7 @@ def policies() -> list[Policy]:
         stack_policy(BACKENDS_INTERNAL, _backends_internal),
         resource_policy(IMAGES_PINNED, _images_pinned),
         resource_policy(HEALTH_CHECKS, _health_checks),
+        resource_policy(HEALTH_PROBES_VALID, _health_probes_valid),
         resource_policy(RESOURCE_LIMITS, _resource_limits),
         resource_policy(HARDENING, _hardening),
         stack_policy(READ_ONLY, _read_only),

@@ -51,6 +51,8 @@ def _min_replicas(args: ResourceValidationArgs, config: dict[str, Any], report_v
     workloads = report["workloads"]
     for name in workloads:
         replicas = int(number(workloads[name]["replicas"]))
+        if get(workloads[name], "singleton", default=False):
+            continue  # one instance by declaration: stateful-singletons checks it runs as one, on persistent storage
         if replicas < minimum:
             report_violation(f"AppNetwork '{args.name}': workload '{name}' declares {replicas} replica(s), below the minimum {minimum} "
                              f"for environment {get(report, 'environment', default='?')}. Fix: set replicas: {minimum} (or more) on "

@@ -14,7 +14,7 @@ from typing import Any
 from pulumi_policy import Policy, StackValidationArgs
 
 from policies.framework import Gate, StackReport, number, stack_policy
-from policies.model import K8S_DEPLOYMENT, K8S_HPA, K8S_NAMESPACE, K8S_NETWORK_POLICY, K8S_PDB, get, items
+from policies.model import K8S_HPA, K8S_NAMESPACE, K8S_NETWORK_POLICY, K8S_PDB, K8S_WORKLOADS, get, items
 
 DEFAULT_DENY = Gate(
     "k8s-default-deny-network-policy", "security",
@@ -22,7 +22,7 @@ DEFAULT_DENY = Gate(
     "so only explicitly allowed traffic (gateway -> workload) reaches a pod.",
     {"requireEgress": {"type": "boolean", "default": False, "description": "also require default-deny for egress"}},
     "Add a NetworkPolicy with podSelector: {} and policyTypes: [Ingress] (and Egress where required) and no rules; "
-    "the kubernetes target creates one named default-deny-ingress.",
+    "the kubernetes target creates one named default-deny (both directions).",
 )
 
 PDB = Gate(
@@ -39,7 +39,7 @@ def _namespace(props: Mapping[str, Any]) -> str:
 
 
 def _deployments(args: StackValidationArgs) -> list[Any]:
-    deployments = [r for r in args.resources if r.resource_type == K8S_DEPLOYMENT]
+    deployments = [r for r in args.resources if r.resource_type in K8S_WORKLOADS]
     if not deployments:
         args.not_applicable("no Kubernetes Deployments in this stack (docker target: see backends-internal-only)")
     return deployments
@@ -88,7 +88,7 @@ def _pdb(args: StackValidationArgs, config: dict[str, Any], report_violation: St
     budgets = [r for r in args.resources if r.resource_type == K8S_PDB]
     autoscaled = {
         (_namespace(h.props), str(get(h.props, "spec", "scaleTargetRef", "name"))): int(number(get(h.props, "spec", "minReplicas", default=1)))
-        for h in args.resources if h.resource_type == K8S_HPA and get(h.props, "spec", "scaleTargetRef", "kind") == "Deployment"
+        for h in args.resources if h.resource_type == K8S_HPA and get(h.props, "spec", "scaleTargetRef", "kind") in ("Deployment", "StatefulSet")
     }
     for deployment in deployments:
         namespace = _namespace(deployment.props)

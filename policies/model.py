@@ -17,6 +17,8 @@ APP_NETWORK = "netopt:index:AppNetwork"
 DOCKER_CONTAINER = "docker:index/container:Container"
 DOCKER_NETWORK = "docker:index/network:Network"
 K8S_DEPLOYMENT = "kubernetes:apps/v1:Deployment"
+K8S_STATEFULSET = "kubernetes:apps/v1:StatefulSet"
+K8S_WORKLOADS = (K8S_DEPLOYMENT, K8S_STATEFULSET)  # what runs pods: a stateful workload is a StatefulSet
 K8S_SERVICE = "kubernetes:core/v1:Service"
 K8S_CONFIG_MAP = "kubernetes:core/v1:ConfigMap"
 K8S_NETWORK_POLICY = "kubernetes:networking.k8s.io/v1:NetworkPolicy"
@@ -83,6 +85,7 @@ class ContainerView:
     cpu: str | None
     published: tuple[str, ...]  # host-reachable ports or host networking
     props: Mapping[str, Any] = field(repr=False, compare=False, default_factory=dict)
+    health_problem: str | None = None  # why the declared health check cannot work, None when it can (or there is none)
 
     @property
     def where(self) -> str:
@@ -107,7 +110,7 @@ def containers_of(resource_type: str, name: str, props: Mapping[str, Any]) -> li
         return list(entry[3])
     if resource_type == DOCKER_CONTAINER:
         views = [_docker_container(name, props)]
-    elif resource_type == K8S_DEPLOYMENT:
+    elif resource_type in K8S_WORKLOADS:
         views = _k8s_containers(name, props)
     else:
         return []
@@ -121,6 +124,7 @@ def _docker_container(name: str, props: Mapping[str, Any]) -> ContainerView:
     labels = docker_labels(props)
     tests = [str(t) for t in items(get(props, "healthcheck", "tests"))]
     health = None if not tests or tests[0].upper() == "NONE" else " ".join(tests)
+    health_problem = _docker_health_problem(tests) if health else None
     opts = [str(o).replace("=", ":") for o in items(get(props, "securityOpts"))]
     published = [f"{get(p, 'ip', default='0.0.0.0')}:{int(float(get(p, 'external', default=0)))}->{int(float(get(p, 'internal', default=0)))}"
                  for p in items(get(props, "ports"))]
@@ -143,10 +147,38 @@ def _docker_container(name: str, props: Mapping[str, Any]) -> ContainerView:
         cpu=None if not cpus or float(cpus) <= 0 else str(cpus),
         published=tuple(published),
         props=props,
+        health_problem=health_problem,
     )
 
 
+def _docker_health_problem(tests: list[str]) -> str | None:
+    """Docker runs a HEALTHCHECK only in exec form (`CMD`, argv...) or shell form (`CMD-SHELL`, one command)."""
+    if tests[0] not in ("CMD", "CMD-SHELL"):
+        return f"healthcheck test {tests!r} does not start with CMD or CMD-SHELL, so Docker runs no probe at all"
+    if len(tests) < 2 or not all(t.strip() for t in tests[1:]):
+        return f"healthcheck test {tests!r} names no command to run"
+    return None
+
+
 _PROBES = ("httpGet", "tcpSocket", "exec", "grpc")
+
+
+def _k8s_probe_problem(container: Any) -> str | None:
+    """A probe runs when it has exactly one handler and its port is one the container declares (or a number)."""
+    port_names = {str(get(p, "name")) for p in items(get(container, "ports")) if get(p, "name") is not None}
+    for kind in ("readinessProbe", "livenessProbe"):
+        probe = get(container, kind)
+        if probe is None:
+            continue
+        handlers = [k for k in _PROBES if get(probe, k) is not None]
+        if len(handlers) != 1:
+            return f"{kind} has {len(handlers)} handlers ({', '.join(handlers) or 'none'}); it needs exactly one"
+        port = get(probe, handlers[0], "port")
+        if isinstance(port, str) and port not in port_names:
+            return f"{kind}.{handlers[0]}.port names '{port}', which is not a port of the container ({', '.join(sorted(port_names)) or 'none'})"
+        if handlers[0] == "exec" and not items(get(probe, "exec", "command")):
+            return f"{kind}.exec has no command"
+    return None
 
 
 def _k8s_containers(name: str, props: Mapping[str, Any]) -> list[ContainerView]:
@@ -178,6 +210,7 @@ def _k8s_containers(name: str, props: Mapping[str, Any]) -> list[ContainerView]:
             cpu=get(container, "resources", "limits", "cpu"),
             published=tuple(published),
             props=container,
+            health_problem=_k8s_probe_problem(container),
         ))
     return views
 

@@ -24,6 +24,7 @@ from components.addressing import AddressMap, docker_address_map, docker_replica
 from components.balancing import expected_shares
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Spec, Workload
+from components.targets.probes import docker_test
 
 _HARDENING: dict[str, Any] = {
     "capabilities": docker.ContainerCapabilitiesArgs(drops=["ALL"]),
@@ -66,6 +67,16 @@ def _docker_host_env() -> dict[str, str] | None:
     provider itself falls back to), so the gateway's reload command reaches the same daemon."""
     host = pulumi.Config("docker").get("host")
     return {"DOCKER_HOST": host} if host else None
+
+
+def _process(workload: Workload) -> dict[str, Any]:
+    """`command` replaces the image's ENTRYPOINT, `args` its CMD (Docker's names: entrypoints, command)."""
+    process: dict[str, Any] = {}
+    if workload.command is not None:
+        process["entrypoints"] = list(workload.command)
+    if workload.args is not None:
+        process["command"] = list(workload.args)
+    return process
 
 
 def _ipam(subnet: ipaddress.IPv4Network) -> list[docker.NetworkIpamConfigArgs]:
@@ -112,11 +123,17 @@ class DockerTarget:
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
         ips = self._ips[workload.name]
-        probe = workload.health.command or ["CMD", "wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{workload.port}{workload.health.path}"]
+        probe = docker_test(workload)
+        timing = workload.health_check()
+        health = timing if isinstance(timing, HealthCheck) else HealthCheck()
         containers: list[pulumi.Resource] = []
         previous: pulumi.Resource | None = None
+        scratch = {v.path: f"rw,noexec,nosuid,size={v.size_mb}m" for v in workload.volumes if v.kind == "scratch"}
         for replica, ip in enumerate(ips):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
+            volumes = [docker.ContainerVolumeArgs(container_path=v.path, volume_name=docker.Volume(
+                f"{name}-{v.name}", name=f"{name}-{v.name}", labels=[docker.VolumeLabelArgs(label="netopt.workload", value=workload.name)],
+                opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True)).name) for v in workload.volumes if v.kind == "persistent"]
             env = {**workload.env, "PORT": str(workload.port), "NETOPT_REPLICA": f"{workload.name}-{replica}"}
             container = docker.Container(
                 name,
@@ -128,11 +145,13 @@ class DockerTarget:
                 read_only=workload.read_only_root_fs,
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
-                healthcheck=_healthcheck(probe, workload.health),
+                healthcheck=_healthcheck(probe, health),
                 wait=True,
-                wait_timeout=_wait_timeout(workload.health),
+                wait_timeout=_wait_timeout(health),
                 networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network["internal"], aliases=[workload.name], ipv4_address=ip)],
-                **_HARDENING,
+                **_process(workload),
+                volumes=volumes or None,
+                **{**_HARDENING, "tmpfs": {**_HARDENING["tmpfs"], **scratch}},
                 opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=[previous] if previous else None),
             )
             containers.append(container)

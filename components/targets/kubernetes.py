@@ -1,8 +1,8 @@
 """Kubernetes target (pulumi-kubernetes): the same plan as Docker, for a stack that outgrows one machine.
 
 One namespace (Pod Security "restricted"), per workload a Deployment and a ClusterIP Service, the nginx gateway as
-an immutable content-named ConfigMap + Deployment + Service, NetworkPolicies (default-deny ingress, gateway ->
-each workload on its port, configured source CIDRs -> gateway), a PodDisruptionBudget for every Deployment with
+an immutable content-named ConfigMap + Deployment + Service, NetworkPolicies (default-deny in both directions, then
+exactly the service graph's flows: `network_policies.py`), a PodDisruptionBudget for every Deployment with
 more than one replica and an optional HorizontalPodAutoscaler per workload.
 
 Balancing is "service". Pod IPs change on every restart, and nginx (1.22 here, 1.27 in the gateway image, without
@@ -19,16 +19,19 @@ import hashlib
 import ipaddress
 import math
 import re
+from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
 from components.balancing import service_shares
+from components.graph import GATEWAY
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Resources, Spec, Workload
+from components.targets.network_policies import network_policies
+from components.targets.probes import kubernetes_handler
 
-GATEWAY = "gateway"
 CONFIG_KEY = "nginx.conf"
 CONFIG_DIR = "/etc/netopt"
 CONFIG_CHECKSUM = "netopt.io/config-sha256"
@@ -61,18 +64,49 @@ def _resources(resources: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict
     return {"requests": amount, "limits": dict(amount)}
 
 
-def _probes(path: str, port: str, health: HealthCheck) -> tuple[k8s.core.v1.ProbeArgsDict, k8s.core.v1.ProbeArgsDict]:
+def _probes(handler: dict[str, Any], health: HealthCheck) -> tuple[k8s.core.v1.ProbeArgsDict, k8s.core.v1.ProbeArgsDict]:
     """Readiness takes a pod out of its Service after `retries` failed checks; liveness restarts it only after
     twice as many, so an overloaded pod is drained rather than killed."""
-    readiness: k8s.core.v1.ProbeArgsDict = {
-        "http_get": {"path": path, "port": port},
+    readiness = cast(k8s.core.v1.ProbeArgsDict, {
+        **handler,
         "period_seconds": _seconds(health.interval_s),
         "timeout_seconds": _seconds(health.timeout_s),
         "failure_threshold": health.retries,
         "success_threshold": 1,
-    }
+    })
     liveness: k8s.core.v1.ProbeArgsDict = {**readiness, "failure_threshold": health.retries * 2, "initial_delay_seconds": _seconds(health.interval_s)}
     return readiness, liveness
+
+
+def _workload_probes(workload: Workload) -> dict[str, k8s.core.v1.ProbeArgsDict]:
+    """Readiness and liveness from the workload's health kind; none for kind none."""
+    handler = kubernetes_handler(workload, workload.protocol)
+    probe = workload.health_check()
+    if handler is None or not isinstance(probe, HealthCheck):
+        return {}
+    readiness, liveness = _probes(handler, probe)
+    return {"readiness_probe": readiness, "liveness_probe": liveness}
+
+
+def _process(workload: Workload) -> dict[str, list[str]]:
+    """`command` replaces the image's ENTRYPOINT, `args` its CMD (Kubernetes' names, too)."""
+    process = {}
+    if workload.command is not None:
+        process["command"] = list(workload.command)
+    if workload.args is not None:
+        process["args"] = list(workload.args)
+    return process
+
+
+_APP_PROTOCOL = {"http": "http", "grpc": "kubernetes.io/h2c"}
+"""Service appProtocol per workload protocol (plain gRPC is HTTP/2 without TLS); plain tcp states none."""
+
+
+def _service_port(workload: Workload) -> k8s.core.v1.ServicePortArgsDict:
+    port: k8s.core.v1.ServicePortArgsDict = {"name": workload.protocol, "port": workload.port, "target_port": workload.protocol, "protocol": "TCP"}
+    if workload.protocol in _APP_PROTOCOL:
+        port["app_protocol"] = _APP_PROTOCOL[workload.protocol]
+    return port
 
 
 def _pod_security(user: str) -> k8s.core.v1.PodSecurityContextArgsDict:
@@ -100,6 +134,7 @@ class KubernetesTarget:
         self.namespace = kubernetes_namespace(spec)
         self._addresses = kubernetes_address_map(spec)
         self._provider: k8s.Provider | None = None
+        self._policies = network_policies(spec, self.selector)
 
     def address_map(self) -> AddressMap:
         return self._addresses
@@ -181,6 +216,26 @@ class KubernetesTarget:
             spec["replicas"] = replicas
         return spec
 
+    def _stateful_set_spec(self, workload: Workload, replicas: int | None,
+                           template: k8s.core.v1.PodTemplateSpecArgsDict) -> k8s.apps.v1.StatefulSetSpecArgsDict:
+        """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away."""
+        spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
+            "selector": {"match_labels": self.selector(workload.name)},
+            "service_name": workload.name,
+            # One pod at a time, each Ready before the next: a stateful replica is never replaced alongside its peers.
+            "update_strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 1}},
+            "revision_history_limit": 5,
+            "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
+            "template": template,
+            "volume_claim_templates": [{
+                "metadata": {"name": v.name, "labels": self.selector(workload.name)},
+                "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{v.size_mb}Mi"}}},
+            } for v in workload.volumes if v.kind == "persistent"],
+        }
+        if replicas is not None:
+            spec["replicas"] = replicas
+        return spec
+
     def _disruption_budget(self, parent: pulumi.Resource, name: str, namespace: pulumi.Input[str],
                            labels: dict[str, str]) -> k8s.policy.v1.PodDisruptionBudget:
         return k8s.policy.v1.PodDisruptionBudget(
@@ -189,6 +244,18 @@ class KubernetesTarget:
             spec={"max_unavailable": 1, "selector": {"match_labels": self.selector(name)}},
             opts=self._opts(parent),
         )
+
+    def _network_policies(self, parent: pulumi.Resource, owner: str, namespace: pulumi.Input[str]) -> list[pulumi.Resource]:
+        """The NetworkPolicies of one owner (a workload, the gateway, or "" for the namespace-wide ones)."""
+        return [
+            k8s.networking.v1.NetworkPolicy(
+                f"{self.spec.network.name}-{doc.name}",
+                metadata=self._metadata(doc.name, namespace, self.labels(owner or doc.name, "network-policy")),
+                spec=cast(k8s.networking.v1.NetworkPolicySpecArgsDict, doc.spec),  # plain dicts in the provider's snake_case form
+                opts=self._opts(parent),
+            )
+            for doc in self._policies if doc.owner == owner
+        ]
 
     # -- the Target protocol ------------------------------------------------------------------------------------
 
@@ -214,12 +281,7 @@ class KubernetesTarget:
         }
         namespace = k8s.core.v1.Namespace(f"{net}-namespace", metadata={"name": self.namespace, "labels": labels}, opts=self._opts(parent))
         name = namespace.metadata.apply(lambda m: m.name or self.namespace)
-        k8s.networking.v1.NetworkPolicy(
-            f"{net}-default-deny-ingress",
-            metadata=self._metadata("default-deny-ingress", name, self.labels("default-deny-ingress", "network-policy")),
-            spec={"pod_selector": {}, "policy_types": ["Ingress"]},
-            opts=self._opts(parent),
-        )
+        self._network_policies(parent, "", name)
         return {"namespace": name}
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
@@ -230,50 +292,42 @@ class KubernetesTarget:
         env = {k: v for k, v in workload.env.items() if k != "NETOPT_REPLICA"} | {"PORT": str(workload.port)}
         env_vars: list[k8s.core.v1.EnvVarArgsDict] = [{"name": k, "value": v} for k, v in sorted(env.items())]
         env_vars.append({"name": "NETOPT_REPLICA", "value_from": {"field_ref": {"field_path": "metadata.name"}}})
-        readiness, liveness = _probes(workload.health.path, "http", workload.health)
         container: k8s.core.v1.ContainerArgsDict = {
             "name": workload.name,
             "image": workload.image,
-            "ports": [{"name": "http", "container_port": workload.port, "protocol": "TCP"}],
+            "ports": [{"name": workload.protocol, "container_port": workload.port, "protocol": "TCP"}],
             "env": env_vars,
             "resources": _resources(workload.resources),
-            "readiness_probe": readiness,
-            "liveness_probe": liveness,
+            **_workload_probes(workload),  # type: ignore[typeddict-item]
             "security_context": _container_security(workload.read_only_root_fs),
-            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
+            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}, *({"name": v.name, "mount_path": v.path} for v in workload.volumes)],
+            **_process(workload),
         }
-        template = self._pod_template(workload.name, labels, self.spec.kubernetes.run_as_user, container,
-                                      [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}], spread=self.spec.max_replicas(workload.name) > 1)
+        volumes: list[k8s.core.v1.VolumeArgsDict] = [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}]
+        volumes += [{"name": v.name, "empty_dir": {"size_limit": f"{v.size_mb}Mi"}} for v in workload.volumes if v.kind == "scratch"]
+        template = self._pod_template(workload.name, labels, self.spec.kubernetes.run_as_user, container, volumes,
+                                      spread=self.spec.max_replicas(workload.name) > 1)
+        replicas = None if scaling else workload.replicas
+        metadata = self._metadata(workload.name, namespace, labels)
         resources: list[pulumi.Resource] = [
-            k8s.apps.v1.Deployment(
-                f"{net}-{workload.name}",
-                metadata=self._metadata(workload.name, namespace, labels),
-                spec=self._deployment_spec(workload.name, None if scaling else workload.replicas, template),
-                opts=self._opts(parent),
-            ),
+            k8s.apps.v1.StatefulSet(f"{net}-{workload.name}", metadata=metadata, spec=self._stateful_set_spec(workload, replicas, template),
+                                    opts=self._opts(parent))
+            if workload.persistent() else
+            k8s.apps.v1.Deployment(f"{net}-{workload.name}", metadata=metadata, spec=self._deployment_spec(workload.name, replicas, template),
+                                   opts=self._opts(parent)),
             k8s.core.v1.Service(
                 f"{net}-{workload.name}",
                 metadata=self._metadata(workload.name, namespace, labels),
                 spec={
                     "type": "ClusterIP",
                     "selector": self.selector(workload.name),
-                    "ports": [{"name": "http", "port": workload.port, "target_port": "http", "protocol": "TCP"}],
+                    "ports": [_service_port(workload)],
                     "session_affinity": "None",
                 },
                 opts=self._opts(parent),
             ),
-            k8s.networking.v1.NetworkPolicy(
-                f"{net}-allow-gateway-to-{workload.name}",
-                metadata=self._metadata(f"allow-gateway-to-{workload.name}", namespace, self.labels(workload.name, "network-policy")),
-                spec={
-                    "pod_selector": {"match_labels": self.selector(workload.name)},
-                    "policy_types": ["Ingress"],
-                    "ingress": [{"from_": [{"pod_selector": {"match_labels": self.selector(GATEWAY)}}],
-                                 "ports": [{"port": workload.port, "protocol": "TCP"}]}],
-                },
-                opts=self._opts(parent),
-            ),
         ]
+        resources += self._network_policies(parent, workload.name, namespace)
         if workload.replicas > 1:
             resources.append(self._disruption_budget(parent, workload.name, namespace, labels))
         if scaling:
@@ -281,7 +335,8 @@ class KubernetesTarget:
                 f"{net}-{workload.name}",
                 metadata=self._metadata(workload.name, namespace, labels),
                 spec={
-                    "scale_target_ref": {"api_version": "apps/v1", "kind": "Deployment", "name": workload.name},
+                    "scale_target_ref": {"api_version": "apps/v1", "kind": "StatefulSet" if workload.persistent() else "Deployment",
+                                         "name": workload.name},
                     "min_replicas": workload.replicas,
                     "max_replicas": scaling.max_replicas,
                     "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
@@ -305,7 +360,7 @@ class KubernetesTarget:
             immutable=True,
             opts=self._opts(parent),
         )
-        readiness, liveness = _probes("/healthz", "status", HealthCheck())
+        readiness, liveness = _probes({"http_get": {"path": "/healthz", "port": "status"}}, HealthCheck())
         container: k8s.core.v1.ContainerArgsDict = {
             "name": "nginx",
             "image": gw.image,
@@ -349,17 +404,7 @@ class KubernetesTarget:
             service_spec["load_balancer_source_ranges"] = [str(cidr) for cidr in gw.allowed_sources]
         service = k8s.core.v1.Service(f"{net}-gateway", metadata=self._metadata(GATEWAY, namespace, labels), spec=service_spec,
                                       opts=self._opts(parent))
-        k8s.networking.v1.NetworkPolicy(
-            f"{net}-allow-sources-to-gateway",
-            metadata=self._metadata("allow-sources-to-gateway", namespace, self.labels(GATEWAY, "network-policy")),
-            spec={
-                "pod_selector": {"match_labels": self.selector(GATEWAY)},
-                "policy_types": ["Ingress"],
-                "ingress": [{"from_": [{"ip_block": {"cidr": str(cidr)}} for cidr in gw.allowed_sources],
-                             "ports": [{"port": gw.listen_port, "protocol": "TCP"}]}],
-            },
-            opts=self._opts(parent),
-        )
+        self._network_policies(parent, GATEWAY, namespace)
         if gw.replicas > 1:
             self._disruption_budget(parent, GATEWAY, namespace, labels)
         internal = f"http://{kubernetes_service_host(self.spec, GATEWAY)}:{gw.publish.port}"

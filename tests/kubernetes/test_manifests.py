@@ -27,7 +27,7 @@ def test_every_manifest_validates_strictly_against_1_30_and_1_37(prod_manifests:
 
 def test_every_kubernetes_resource_becomes_a_manifest(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
     kubernetes = [r for r in prod_resources if r.type.startswith("kubernetes:")]
-    assert len(prod_manifests) == len(kubernetes) == 28
+    assert len(prod_manifests) == len(kubernetes) == 33
     for manifest in prod_manifests:
         assert list(manifest)[:3] == ["apiVersion", "kind", "metadata"]
         assert manifest["kind"] == "Namespace" or manifest["metadata"]["namespace"] == "shop-prod"

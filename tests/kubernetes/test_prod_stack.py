@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from collections import Counter
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from components.app_network import analyse
 from components.nginx import render_nginx
+from components.spec import HttpHealth
 from components.targets.kubernetes import CONFIG_CHECKSUM, config_map_name
 from offline.manifests import manifests
 from offline.program import RecordedResource, run_program
@@ -44,11 +43,12 @@ def test_kinds_and_counts(prod_resources: list[RecordedResource], prod_manifests
         "Deployment": workloads + 1,
         "Service": workloads + 1,
         "ConfigMap": 1,
-        "NetworkPolicy": 1 + workloads + 1,
+        # default-deny, DNS, sources -> gateway, gateway's egress; ingress per routed or called workload; egress per caller
+        "NetworkPolicy": 4 + workloads + sum(bool(w.calls) for w in spec.workloads),
         "PodDisruptionBudget": multi,
         "HorizontalPodAutoscaler": len(spec.kubernetes.autoscaling),
     }
-    assert kinds == {"Namespace": 1, "Deployment": 6, "Service": 6, "ConfigMap": 1, "NetworkPolicy": 7, "PodDisruptionBudget": 6,
+    assert kinds == {"Namespace": 1, "Deployment": 6, "Service": 6, "ConfigMap": 1, "NetworkPolicy": 12, "PodDisruptionBudget": 6,
                      "HorizontalPodAutoscaler": 1}
     assert not [r for r in prod_resources if r.type.startswith("docker:")]
 
@@ -108,7 +108,7 @@ def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]])
         assert selector.items() <= labels.items()
         assert service["spec"]["selector"] == selector
         assert service["spec"]["type"] == "ClusterIP"
-        assert service["spec"]["ports"] == [{"name": "http", "port": workload.port, "protocol": "TCP", "targetPort": "http"}]
+        assert service["spec"]["ports"] == [{"appProtocol": "http", "name": "http", "port": workload.port, "protocol": "TCP", "targetPort": "http"}]
         scaling = spec.kubernetes.autoscaling.get(workload.name)
         if scaling:
             assert "replicas" not in deployment["spec"], "an autoscaled Deployment leaves its replicas to the autoscaler"
@@ -124,7 +124,8 @@ def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]])
         assert container["image"] == workload.image
         assert container["ports"] == [{"containerPort": workload.port, "name": "http", "protocol": "TCP"}]
         assert container["resources"]["limits"] == {"cpu": f"{round(workload.resources.cpu * 1000)}m", "memory": f"{workload.resources.memory_mb}Mi"}
-        health = workload.health
+        health = workload.health_check()
+        assert isinstance(health, HttpHealth)
         for probe, threshold in (("readinessProbe", health.retries), ("livenessProbe", 2 * health.retries)):
             assert container[probe]["httpGet"] == {"path": health.path, "port": "http"}
             assert container[probe]["periodSeconds"] == health.interval_s
@@ -187,94 +188,6 @@ def test_the_service_type_comes_from_stack_config() -> None:
     assert gateway_service("ClusterIP")["type"] == "ClusterIP"
     assert "externalTrafficPolicy" not in gateway_service("ClusterIP")
     assert gateway_service("NodePort")["type"] == "NodePort"
-
-
-# -- NetworkPolicies -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Source:
-    labels: dict[str, str] | None = None  # a pod in the namespace
-    ip: str | None = None  # an address outside the cluster
-
-
-def _selects(selector: dict[str, Any], labels: dict[str, str]) -> bool:
-    assert set(selector) <= {"matchLabels"}, "the evaluator knows matchLabels only"
-    wanted: dict[str, str] = selector.get("matchLabels", {})
-    return wanted.items() <= labels.items()
-
-
-def _peer_matches(peer: dict[str, Any], source: Source) -> bool:
-    assert set(peer) <= {"podSelector", "ipBlock"}, "the evaluator knows podSelector and ipBlock only"
-    if "podSelector" in peer:
-        return source.labels is not None and _selects(peer["podSelector"], source.labels)
-    block = peer["ipBlock"]
-    if source.ip is None:
-        return False
-    address = ipaddress.ip_address(source.ip)
-    inside = address in ipaddress.ip_network(block["cidr"])
-    return inside and not any(address in ipaddress.ip_network(cidr) for cidr in block.get("except", []))
-
-
-def allowed(policies: list[dict[str, Any]], destination: dict[str, str], source: Source, port: int) -> bool:
-    """Kubernetes NetworkPolicy semantics for ingress: isolated once any policy selects the pod, then the union."""
-    selecting = [p for p in policies if "Ingress" in p["spec"]["policyTypes"] and _selects(p["spec"]["podSelector"], destination)]
-    if not selecting:
-        return True
-    for policy in selecting:
-        for rule in policy["spec"].get("ingress", []):
-            ports = rule.get("ports")
-            port_ok = not ports or any(p["port"] == port and p.get("protocol", "TCP") == "TCP" for p in ports)
-            peers = rule.get("from")
-            source_ok = not peers or any(_peer_matches(peer, source) for peer in peers)
-            if port_ok and source_ok:
-                return True
-    return False
-
-
-def _pods(documents: list[dict[str, Any]]) -> dict[str, dict[str, str]]:
-    return {name: d["spec"]["template"]["metadata"]["labels"] for name, d in by_kind(documents)["Deployment"].items()}
-
-
-def test_network_policies_isolate_the_workloads(prod_manifests: list[dict[str, Any]]) -> None:
-    spec = stack_spec(PROD)
-    policies = list(by_kind(prod_manifests)["NetworkPolicy"].values())
-    pods = _pods(prod_manifests)
-    default_deny = by_kind(prod_manifests)["NetworkPolicy"]["default-deny-ingress"]["spec"]
-    assert default_deny == {"podSelector": {}, "policyTypes": ["Ingress"]}, "default-deny: selects every pod, allows nothing"
-    ports = {w.name: w.port for w in spec.workloads} | {"gateway": spec.gateway.listen_port}
-    every_port = sorted(set(ports.values()) | {spec.gateway.status_port, 22, 443})
-    gateway = Source(labels=pods["gateway"])
-    outside = Source(ip="198.51.100.7")
-    for workload in spec.workloads:
-        target = pods[workload.name]
-        assert allowed(policies, target, gateway, workload.port), f"gateway -> {workload.name}:{workload.port}"
-        for port in every_port:
-            if port != workload.port:
-                assert not allowed(policies, target, gateway, port), f"gateway -> {workload.name}:{port} must be closed"
-            assert not allowed(policies, target, outside, port), f"outside -> {workload.name}:{port}"
-            for other in spec.workloads:
-                assert not allowed(policies, target, Source(labels=pods[other.name]), port), f"{other.name} -> {workload.name}:{port}"
-            assert not allowed(policies, target, Source(labels={"app.kubernetes.io/name": "intruder"}), port)
-    assert allowed(policies, pods["gateway"], outside, spec.gateway.listen_port)
-    assert allowed(policies, pods["gateway"], Source(ip="2001:db8::1"), spec.gateway.listen_port)
-    assert not allowed(policies, pods["gateway"], outside, spec.gateway.status_port), "the status port is never exposed"
-    for workload in spec.workloads:
-        assert not allowed(policies, pods["gateway"], Source(labels=pods[workload.name]), spec.gateway.listen_port)
-
-
-def test_only_the_configured_sources_reach_the_gateway() -> None:
-    config = _with(_config(), "netopt:gateway", lambda g: g.update(allowed_sources=["203.0.113.0/24", "2001:db8:1::/48"]))
-    documents = manifests(run_program(config, PROD))
-    policies = list(by_kind(documents)["NetworkPolicy"].values())
-    gateway = _pods(documents)["gateway"]
-    port = stack_spec(PROD).gateway.listen_port
-    assert allowed(policies, gateway, Source(ip="203.0.113.9"), port)
-    assert allowed(policies, gateway, Source(ip="2001:db8:1::5"), port)
-    assert not allowed(policies, gateway, Source(ip="198.51.100.7"), port)
-    assert not allowed(policies, gateway, Source(ip="2001:db8:2::5"), port)
-    service = by_kind(documents)["Service"]["gateway"]["spec"]
-    assert service["loadBalancerSourceRanges"] == ["203.0.113.0/24", "2001:db8:1::/48"]
 
 
 # -- rolling the gateway on a config change --------------------------------------------------------------------

@@ -1,0 +1,64 @@
+"""NetworkPolicies derived from the service graph: default-deny both ways, then exactly the declared flows.
+
+Allowed, and nothing else: DNS from every pod to the cluster DNS; the configured sources to the gateway's listen
+port; the gateway to each workload a route sends traffic to, on its port; each declared call, caller to callee
+on the callee's port. Every flow is opened on both ends (the caller's egress and the callee's ingress), as
+NetworkPolicy requires once both directions are denied. Pure data: the kubernetes target turns each into a
+resource. `network-config-analyzer` checks the result against `graph.flows` in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from components.graph import GATEWAY, flows
+from components.spec import Spec
+
+Selector = Callable[[str], dict[str, str]]
+
+
+@dataclass(frozen=True)
+class PolicyDoc:
+    """One NetworkPolicy: its name, the workload (or gateway, or "" for the namespace) it belongs to, its spec."""
+
+    name: str
+    owner: str
+    spec: dict[str, Any]
+
+
+def network_policies(spec: Spec, selector: Selector) -> list[PolicyDoc]:
+    settings = spec.kubernetes
+    dns_peer = {"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": settings.dns_namespace}},
+                "pod_selector": {"match_labels": dict(settings.dns_pod_labels)}}
+    docs = [
+        PolicyDoc("default-deny", "", {"pod_selector": {}, "policy_types": ["Ingress", "Egress"]}),
+        PolicyDoc("allow-dns", "", {"pod_selector": {}, "policy_types": ["Egress"], "egress": [{
+            "to": [dns_peer], "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}]}),
+        PolicyDoc("allow-sources-to-gateway", GATEWAY, {
+            "pod_selector": {"match_labels": selector(GATEWAY)},
+            "policy_types": ["Ingress"],
+            "ingress": [{"from_": [{"ip_block": {"cidr": str(cidr)}} for cidr in spec.gateway.allowed_sources],
+                         "ports": [{"port": spec.gateway.listen_port, "protocol": "TCP"}]}],
+        }),
+    ]
+    needed = flows(spec)
+    for name in [GATEWAY, *(w.name for w in spec.workloads)]:
+        inbound = [f for f in needed if f.destination == name]
+        outbound = [f for f in needed if f.source == name]
+        if inbound:
+            docs.append(PolicyDoc(f"allow-to-{name}", name, {
+                "pod_selector": {"match_labels": selector(name)},
+                "policy_types": ["Ingress"],
+                "ingress": [{"from_": [{"pod_selector": {"match_labels": selector(f.source)}}],
+                             "ports": [{"port": f.port, "protocol": "TCP"}]} for f in inbound],
+            }))
+        if outbound:
+            docs.append(PolicyDoc(f"allow-from-{name}", name, {
+                "pod_selector": {"match_labels": selector(name)},
+                "policy_types": ["Egress"],
+                "egress": [{"to": [{"pod_selector": {"match_labels": selector(f.destination)}}],
+                            "ports": [{"port": f.port, "protocol": "TCP"}]} for f in outbound],
+            }))
+    return docs

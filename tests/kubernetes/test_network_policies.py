@@ -1,0 +1,97 @@
+"""NetworkPolicies on the kubernetes target, checked by network-config-analyzer: the connectivity it computes from
+the rendered manifests is exactly the declared service graph — the gateway to routed workloads, each declared
+call, DNS, the configured sources to the gateway — and nothing else, in either direction."""
+
+from __future__ import annotations
+
+import copy
+import ipaddress
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from components.spec import Spec
+from components.validation import parse_spec
+from offline.manifests import manifests
+from offline.program import run_program
+from offline.stack_config import cli_config, stack_file
+from tests.conftest import stack_spec
+from tests.kubernetes.conftest import PROD, by_kind
+from tests.kubernetes.nca import DNS, DNS_POD, Connection, connectivity, deployment, in_namespace, tcp
+
+
+def _range(cidr: Any) -> str:
+    """How nca prints an address block: `first-last`, or the address alone for a single one."""
+    network = ipaddress.ip_network(str(cidr))
+    return str(network[0]) if network.num_addresses == 1 else f"{network[0]}-{network[-1]}"
+
+
+def declared(spec: Spec, namespace: str) -> set[Connection]:
+    """The connections the spec asks for, written out from the spec's own keys (not from components.graph)."""
+    ports = {w.name: w.port for w in spec.workloads}
+    kinds = {w.name: "StatefulSet" if any(v.kind == "persistent" for v in w.volumes) else "Deployment" for w in spec.workloads}
+
+    def pod(name: str) -> str:
+        return deployment(namespace, name) if kinds.get(name, "Deployment") == "Deployment" else f"{namespace}/{name}[{kinds[name]}]"
+
+    gateway = pod("gateway")
+    expected = {Connection(pod(name), DNS_POD, DNS) for name in ["gateway", *ports]}
+    expected |= {Connection(_range(cidr), gateway, tcp(spec.gateway.listen_port)) for cidr in spec.gateway.allowed_sources}
+    expected |= {Connection(gateway, pod(b.workload), tcp(ports[b.workload])) for r in spec.routes for b in r.backends}
+    expected |= {Connection(pod(w.name), pod(c.workload), tcp(ports[c.workload])) for w in spec.workloads for c in w.calls}
+    return expected
+
+
+def test_prod_connectivity_is_exactly_the_declared_graph(prod_manifests: list[dict[str, Any]], tmp_path: Path) -> None:
+    spec = stack_spec(PROD)
+    assert any(w.calls for w in spec.workloads), "prod declares service-to-service calls"
+    namespace = "shop-prod"
+    found = in_namespace(connectivity(prod_manifests, tmp_path), namespace)
+    expected = declared(spec, namespace)
+    assert found - expected == set(), "allowed but not declared"
+    assert expected - found == set(), "declared but denied"
+
+
+def test_default_deny_covers_both_directions(prod_manifests: list[dict[str, Any]]) -> None:
+    policies = by_kind(prod_manifests)["NetworkPolicy"]
+    assert policies["default-deny"]["spec"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
+    assert "default-deny-ingress" not in policies
+
+
+def _k8s(raw: dict[str, Any]) -> dict[str, str]:
+    """CLI form, as the engine passes config to a program: strings as they are, everything else as JSON."""
+    return {f"netopt:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
+
+
+def test_a_call_opens_exactly_caller_to_callee_and_an_unrouted_workload_is_closed_to_the_gateway(
+        k8s_minimal: dict[str, Any], tmp_path: Path) -> None:
+    raw = copy.deepcopy(k8s_minimal)
+    raw["workloads"].append({**copy.deepcopy(raw["workloads"][0]), "name": "ledger", "port": 7000})
+    raw["workloads"][0]["calls"] = [{"workload": "ledger", "ratio": 0.5}]  # internal-only: no route reaches it
+    spec = parse_spec(raw)
+    caller = raw["workloads"][0]["name"]
+    found = in_namespace(connectivity(manifests(run_program(_k8s(raw), "dev")), tmp_path / "a"), "t")
+    assert found == declared(spec, "t")
+    assert Connection(deployment("t", caller), deployment("t", "ledger"), tcp(7000)) in found
+    assert not any(c.destination == deployment("t", "ledger") and c.source != deployment("t", caller) for c in found)
+    assert not any(c.source == deployment("t", "ledger") and c.destination != DNS_POD for c in found), "ledger calls no one"
+
+    del raw["workloads"][0]["calls"]
+    closed = in_namespace(connectivity(manifests(run_program(_k8s(raw), "dev")), tmp_path / "b"), "t")
+    assert not any(c.destination == deployment("t", "ledger") for c in closed), "without the call nobody reaches ledger"
+
+
+@pytest.mark.parametrize("sources", [["203.0.113.0/24", "2001:db8:1::/48"], ["198.51.100.7/32"]])
+def test_only_the_configured_sources_reach_the_gateway(sources: list[str], tmp_path: Path) -> None:
+    config = cli_config(stack_file(PROD))
+    gateway = json.loads(config["netopt:gateway"])
+    gateway["allowed_sources"] = sources
+    config = {**config, "netopt:gateway": json.dumps(gateway)}
+    documents = manifests(run_program(config, PROD))
+    found = in_namespace(connectivity(documents, tmp_path), "shop-prod")
+    inbound = {c.source for c in found if c.destination == deployment("shop-prod", "gateway")}
+    assert inbound == {_range(s) for s in sources}
+    service = by_kind(documents)["Service"]["gateway"]["spec"]
+    assert service["loadBalancerSourceRanges"] == sources
