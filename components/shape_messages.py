@@ -57,9 +57,9 @@ def _hint(expected: str, value: Any) -> str:
         return f"; quote it if you mean the text ('{str(value).lower()}')"
     if isinstance(value, bool) and expected != "true or false":
         return "; a boolean is not a number, write the number itself"
-    if expected in ("a whole number", "a number", "a finite number") and isinstance(value, str):
-        if re.fullmatch(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*", value):
-            return "; write the number without quotes"
+    numeric_text = isinstance(value, str) and re.fullmatch(r"\s*[-+]?[0-9]+(\.[0-9]*)?\s*", value)
+    if expected in ("a whole number", "a number", "a finite number") and numeric_text:
+        return "; write the number without quotes"
     if expected == "true or false" and isinstance(value, str):
         return "; write true or false without quotes"
     if expected == "a whole number" and isinstance(value, float) and value.is_integer():

@@ -87,12 +87,12 @@ def _pydantic_issues(err: ValidationError, raw: Mapping[str, Any]) -> list[Issue
             unions.setdefault(tuple(union_at), []).append((path, error))
         else:
             issues.append(_issue(path, error))
-    for union_at, members in unions.items():
-        deeper = [(path, error) for path, error in members if len(path) > len(union_at)]
+    for point, members in unions.items():
+        deeper = [(path, error) for path, error in members if len(path) > len(point)]
         if deeper:  # the alternative that got inside the value is the one the user meant; the others' objections are noise
             issues += [_issue(path, error) for path, error in deeper]
         else:
-            issues.append(Issue(key_path(list(union_at)), shape_messages.union_message([error for _, error in members])))
+            issues.append(Issue(key_path(list(point)), shape_messages.union_message([error for _, error in members])))
     return issues
 
 
@@ -106,9 +106,9 @@ def _user_path(raw: Mapping[str, Any], loc: tuple[str | int, ...], missing: bool
     path: list[str | int] = []
     union_at: list[str | int] | None = None
     for i, part in enumerate(loc):
-        if isinstance(data, Mapping) and isinstance(part, str) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        indexes = ((isinstance(data, Mapping) and isinstance(part, str) and part in data)
+                   or (isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)))
+        if indexes:
             data = data[part]
         elif not (missing and i == len(loc) - 1):
             union_at = list(path) if union_at is None else union_at

@@ -98,7 +98,7 @@ def load(path: Path) -> Document:
         problems = list(_check(node, "", name, lines, ancestors=set()))
         if problems:
             raise StackFileError(path, problems)
-        return Document(path, loader.construct_document(node), node, lines)
+        return Document(path, loader.construct_document(node), node, lines)  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
     except yaml.MarkedYAMLError as error:
         raise StackFileError(path, [_parse_problem(error, name, lines)]) from None
     except yaml.YAMLError as error:  # a reader error (e.g. a control character) carries its own position
@@ -109,7 +109,7 @@ def load(path: Path) -> Document:
         raise StackFileError(path, [Problem(name, line, column, message, _line(lines, line))]) from None
     finally:
         if loader is not None:
-            loader.dispose()
+            loader.dispose()  # type: ignore[no-untyped-call]  # untyped in types-PyYAML
 
 
 def _shown(path: Path) -> str:
