@@ -127,6 +127,8 @@ def _line(lines: list[str], number: int) -> str:
 def _parse_problem(error: yaml.MarkedYAMLError, name: str, lines: list[str]) -> Problem:
     mark = error.problem_mark or error.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
+    if line > len(lines) and lines:  # at the end of the file: show its last line
+        line, column = len(lines), len(lines[-1]) + 1
     message = error.problem or "invalid YAML"
     if error.context:
         context = error.context_mark
