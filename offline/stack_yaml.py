@@ -8,6 +8,7 @@ and only then built into Python values, so every such problem of the file is rep
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +20,30 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _STR = "tag:yaml.org,2002:str"
 _MERGE = "tag:yaml.org,2002:merge"
+_BOOL = "tag:yaml.org,2002:bool"
+_INT = "tag:yaml.org,2002:int"
+_FLOAT = "tag:yaml.org,2002:float"
+
+
+class _StackLoader(yaml.SafeLoader):
+    """PyYAML's safe loader reading plain scalars as the Pulumi CLI's YAML 1.2 parser does.
+
+    YAML 1.1 makes `yes`, `no`, `on` and `off` booleans, `1:30` the number 90 and `1e3` text; the CLI (and YAML
+    1.2) reads the first ones as text and the last as a number, so the offline plan must too, or a value would
+    validate here and be refused under `pulumi up` (or the other way round).
+    """
+
+
+_StackLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in (_BOOL, _INT, _FLOAT)]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_StackLoader.add_implicit_resolver(_BOOL, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_StackLoader.add_implicit_resolver(
+    _INT, re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"), list("-+0123456789"))
+_StackLoader.add_implicit_resolver(
+    _FLOAT, re.compile(r"^(?:[-+]?(?:\.[0-9][0-9_]*|[0-9][0-9_]*(?:\.[0-9_]*)?)(?:[eE][-+]?[0-9]+)?"
+                       r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
 
 
 @dataclass(frozen=True)
@@ -89,9 +114,9 @@ def load(path: Path) -> Document:
         line = path.read_bytes()[: error.start].count(b"\n") + 1
         raise StackFileError(path, [Problem(name, line, 1, f"not UTF-8 text (byte {error.start}); save the file as UTF-8")]) from None
     lines = text.splitlines()
-    loader: yaml.SafeLoader | None = None
+    loader: _StackLoader | None = None
     try:
-        loader = yaml.SafeLoader(text)
+        loader = _StackLoader(text)
         node = loader.get_single_node()
         if node is None:
             return Document(path, None, None, lines)

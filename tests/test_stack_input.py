@@ -19,6 +19,7 @@ import pytest
 
 from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, cli_config, stack_file
+from offline.stack_yaml import load
 
 DEV = (PROJECT_DIR / "stacks" / "Pulumi.dev.yaml").read_text()
 PROD = (PROJECT_DIR / "stacks" / "Pulumi.prod.yaml").read_text()
@@ -91,6 +92,8 @@ CASES: dict[str, tuple[Callable[[], str | bytes], tuple[str, ...]]] = {
     "bool_replicas": (lambda: replace("      replicas: 1\n", "      replicas: true\n"), ("netopt:workloads[0].replicas: expected a whole number",)),
     "bool_response_time": (lambda: replace("      response_time_ms: 25\n", "      response_time_ms: true\n"),
                            ("netopt:workloads[0].response_time_ms: expected a number or a list, got true (a boolean)",)),
+    "yes_for_true": (lambda: replace("      response_time_ms: 25\n", "      response_time_ms: 25\n      read_only_root_fs: yes\n"),
+                     ("netopt:workloads[0].read_only_root_fs: expected true or false, got the text 'yes'",)),
     "quoted_number": (lambda: replace("      port: 3000\n", "      port: '3000'\n"), ("write the number without quotes",)),
     "nan": (lambda: replace("      response_time_ms: 25\n", "      response_time_ms: .nan\n"), ("expected a finite number or a list",)),
     "inf": (lambda: replace("    listen_port: 8080\n", "    listen_port: .inf\n"), ("netopt:gateway.listen_port: expected a whole number",)),
@@ -107,7 +110,8 @@ CASES: dict[str, tuple[Callable[[], str | bytes], tuple[str, ...]]] = {
     "workloads_not_mappings": (lambda: re.sub(r"  netopt:workloads:\n(    .*\n|      .*\n)*", "  netopt:workloads: [1, web]\n", DEV),
                                ("netopt:workloads[0]: expected a mapping (key: value), got 1",
                                 "netopt:workloads[1]: expected a mapping (key: value), got the text 'web'")),
-    "backends_a_number": (lambda: re.sub(r"backends: \[[^\]]*\]", "backends: 5", DEV, count=1), ("netopt:routes[0].backends: expected a list, got 5",)),
+    "backends_a_number": (lambda: re.sub(r"backends: \[[^\]]*\]", "backends: 5", DEV, count=1),
+                          ("netopt:routes[0].backends: expected a list, got 5",)),
     "network_a_text": (lambda: re.sub(r"  netopt:network:\n(    .*\n)*", "  netopt:network: shop\n", DEV),
                        ("netopt:network: expected a mapping (key: value), got the text 'shop'",)),
 }
@@ -123,7 +127,8 @@ def test_bad_stack_file_is_one_clear_report(project: Path, case: str) -> None:
 
 
 def test_problems_are_one_per_line_with_a_caret_under_the_column(project: Path) -> None:
-    text = replace("      port: 3000\n", "      port: 3000\n      port: 3001\n", replace("  netopt:environment: dev\n", "  netopt:environment: 2024-01-01\n"))
+    dated = replace("  netopt:environment: dev\n", "  netopt:environment: 2024-01-01\n")
+    text = replace("      port: 3000\n", "      port: 3000\n      port: 3001\n", dated)
     stderr = assert_one_clear_report(plan(project, "s", text), "2 problems in stacks/Pulumi.s.yaml")
     lines = stderr.splitlines()
     for number, line in enumerate(lines):
@@ -168,7 +173,8 @@ def test_the_program_under_the_engine_reports_the_same(tmp_path: Path) -> None:
     """`__main__.py` reads the config the CLI hands it (JSON text per key) and ends with the same report, nothing registered."""
     config = cli_config(stack_file("dev"))
     workloads = config["netopt:workloads"]
-    config["netopt:workloads"] = workloads.replace('"port": 3000', '"port": true', 1).replace('"response_time_ms": 40', '"response_time_ms": "fast"', 1)
+    config["netopt:workloads"] = (workloads.replace('"port": 3000', '"port": true', 1)
+                                  .replace('"response_time_ms": 40', '"response_time_ms": "fast"', 1))
     config["netopt:network"] = config["netopt:network"].replace("10.42.0.0/24", "10.42.0.1/16")
     assert config["netopt:workloads"] != workloads
     with pytest.raises(ProgramError) as caught:
@@ -178,3 +184,11 @@ def test_the_program_under_the_engine_reports_the_same(tmp_path: Path) -> None:
     assert "netopt:workloads[0].port: expected a whole number, got true (a boolean)" in report
     assert "netopt:workloads[1].response_time_ms: expected a number or a list, got the text 'fast'" in report
     assert "netopt:network.subnet: 10.42.0.1/16 has host bits set; did you mean 10.42.0.0/16?" in report
+
+
+def test_plain_scalars_are_read_as_the_pulumi_cli_reads_them(tmp_path: Path) -> None:
+    """YAML 1.2 as the CLI parses it: only true/false are booleans, no base-60 numbers, `1e3` is a number."""
+    path = tmp_path / "values.yaml"
+    path.write_text("v: [yes, no, on, off, true, False, '1:30', 1:30, 10, 0x1f, 1.5, .5, 1e3, -2.5e-1, 101:101, 1_000, 3.1.4]\n")
+    assert load(path).value == {"v": ["yes", "no", "on", "off", True, False, "1:30", "1:30", 10, 31, 1.5, 0.5, 1000.0, -0.25,
+                                      "101:101", 1000, "3.1.4"]}
