@@ -51,6 +51,9 @@ def cli_config(path: Path) -> dict[str, str]:
             problems.append(document.problem(["config", key], f"{key}: config keys are <namespace>:<name>, as the Pulumi CLI requires; "
                                                                f"did you mean netopt:{key}?"))
             continue
+        if value is None:
+            problems.append(document.problem(["config", key], f"{key} has no value; give it one, or remove the key to use the default"))
+            continue
         try:
             values[key] = value if isinstance(value, str) else json.dumps(value)
         except (TypeError, ValueError):

@@ -27,10 +27,10 @@ PROD = (PROJECT_DIR / "stacks" / "Pulumi.prod.yaml").read_text()
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A copy of the project (program, components, offline runner, policy pack) with its own stacks/ and build/."""
+    """A copy of the project (program, components, offline runner; the plans run --no-policy) with its own stacks/ and build/."""
     root = tmp_path_factory.mktemp("project")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("components", "offline", "policies"):
+    for name in ("components", "offline"):
         shutil.copytree(PROJECT_DIR / name, root / name, ignore=ignore)
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(PROJECT_DIR / name, root / name)
@@ -79,6 +79,8 @@ CASES: dict[str, tuple[Callable[[], str | bytes], tuple[str, ...]]] = {
     "comments_only": (lambda: "# nothing yet\n", ("the file is empty",)),
     "no_config": (lambda: "netopt:environment: dev\n", ("no `config:` section",)),
     "key_without_namespace": (lambda: replace("  netopt:target: docker\n", "  target: docker\n"), ("did you mean netopt:target?",)),
+    "empty_value": (lambda: replace("  netopt:environment: dev\n", "  netopt:environment:\n"),
+                    ("stacks/Pulumi.s.yaml:3:3: netopt:environment has no value",)),
     "non_text_key": (lambda: replace("      port: 3000\n", "      port: 3000\n      8080: true\n"), ("the key 8080 is not text",)),
     "recursive_alias": (lambda: replace("  netopt:target: docker\n", "  netopt:target: &t [*t]\n"), ("refers to itself",)),
     "not_utf8": (lambda: DEV.encode().replace(b"# dev", b"# d\xffev", 1), ("stacks/Pulumi.s.yaml:1:1: not UTF-8",)),
