@@ -194,3 +194,27 @@ def test_plain_scalars_are_read_as_the_pulumi_cli_reads_them(tmp_path: Path) -> 
     path.write_text("v: [yes, no, on, off, true, False, '1:30', 1:30, 10, 0x1f, 1.5, .5, 1e3, -2.5e-1, 101:101, 1_000, 3.1.4]\n")
     assert load(path).value == {"v": ["yes", "no", "on", "off", True, False, "1:30", "1:30", 10, 31, 1.5, 0.5, 1000.0, -0.25,
                                       "101:101", 1000, "3.1.4"]}
+
+
+def test_artifacts_failing_half_way_leave_the_previous_set_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new set is built beside the old one and swapped in only when complete."""
+    from components.app_network import analyse
+    from offline import artifacts
+    from offline.manifests import ManifestError
+    from tests.conftest import stack_spec
+
+    out = tmp_path / "build" / "prod"
+    out.mkdir(parents=True)
+    (out / "nginx.conf").write_text("previous\n")
+    (out / "manifests.yaml").write_text("previous\n")
+
+    def half_way(documents: object, staging: Path) -> dict[str, str]:
+        (staging / "manifests.yaml").write_text("half\n")
+        raise ManifestError("manifests do not validate")
+
+    monkeypatch.setattr(artifacts, "write_manifests", half_way)
+    target, plan_, _ = analyse(stack_spec("prod"))
+    with pytest.raises(ManifestError):
+        artifacts.write_artifacts(target, plan_, [], out)
+    assert {p.name: p.read_text() for p in out.iterdir()} == {"nginx.conf": "previous\n", "manifests.yaml": "previous\n"}
+    assert sorted(p.name for p in out.parent.iterdir()) == ["prod"]
