@@ -19,7 +19,6 @@ import pytest
 
 from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, cli_config, stack_file
-from offline.stack_yaml import load
 
 DEV = (PROJECT_DIR / "stacks" / "Pulumi.dev.yaml").read_text()
 PROD = (PROJECT_DIR / "stacks" / "Pulumi.prod.yaml").read_text()
@@ -190,6 +189,8 @@ def test_the_program_under_the_engine_reports_the_same(tmp_path: Path) -> None:
 
 def test_plain_scalars_are_read_as_the_pulumi_cli_reads_them(tmp_path: Path) -> None:
     """YAML 1.2 as the CLI parses it: only true/false are booleans, no base-60 numbers, `1e3` is a number."""
+    from offline.stack_yaml import load
+
     path = tmp_path / "values.yaml"
     path.write_text("v: [yes, no, on, off, true, False, '1:30', 1:30, 10, 0x1f, 1.5, .5, 1e3, -2.5e-1, 101:101, 1_000, 3.1.4]\n")
     assert load(path).value == {"v": ["yes", "no", "on", "off", True, False, "1:30", "1:30", 10, 31, 1.5, 0.5, 1000.0, -0.25,
