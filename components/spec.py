@@ -13,7 +13,9 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from components.addresses_spec import AnyAddress, AnySubnet, IPv4Subnet
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -24,7 +26,12 @@ SIZE = r"^[0-9]{1,6}[kmKM]?$"
 
 Name = Annotated[str, Field(pattern=DNS_LABEL)]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
-Seconds = PositiveFloat
+LARGEST = 1_000_000_000
+"""Ceiling of every count and amount: far above any real config, within nginx's and Docker's integer fields."""
+Count = Annotated[int, Field(ge=1, le=LARGEST)]
+Amount = Annotated[float, Field(gt=0, le=LARGEST)]
+Seconds = Annotated[float, Field(gt=0, le=31_536_000)]  # up to a year
+ResponseTimeMs = Annotated[float, Field(ge=0.001, le=3_600_000)]  # 1 µs to an hour
 Port = Annotated[int, Field(ge=1, le=65535)]
 
 Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
@@ -38,16 +45,20 @@ Target = Literal["docker", "kubernetes"]
 
 
 class Strict(BaseModel):
-    """Base for every spec object: unknown keys are errors, values are immutable once validated."""
+    """Base for every spec object: unknown keys are errors, values are immutable once validated.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Types are strict: `true` is not the port 1, `"8080"` is not a number, NaN and infinity are not numbers;
+    only a whole number still counts where a number with a fraction is expected.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Resources(Strict):
     """Per-container limits; Docker gets them as --cpus/--memory, Kubernetes as requests=limits."""
 
-    cpu: PositiveFloat = 0.5
-    memory_mb: Annotated[int, Field(ge=16)] = 128
+    cpu: Amount = 0.5
+    memory_mb: Annotated[int, Field(ge=16, le=LARGEST)] = 128
 
 
 class HealthCheck(Strict):
@@ -55,7 +66,7 @@ class HealthCheck(Strict):
 
     interval_s: Seconds = 5
     timeout_s: Seconds = 2
-    retries: PositiveInt = 3
+    retries: Count = 3
 
 
 class HttpHealth(HealthCheck):
@@ -122,7 +133,7 @@ class Call(Strict):
     """
 
     workload: Name
-    ratio: PositiveFloat = 1.0
+    ratio: Amount = 1.0
 
 
 class Workload(Strict):
@@ -141,9 +152,9 @@ class Workload(Strict):
     image: Annotated[str, Field(min_length=1)]
     port: Port
     replicas: Annotated[int, Field(ge=1, le=256)] = 1
-    response_time_ms: PositiveFloat | list[PositiveFloat]
-    max_concurrency: PositiveInt
-    replica_weights: list[PositiveInt] | None = None
+    response_time_ms: ResponseTimeMs | list[ResponseTimeMs]
+    max_concurrency: Count
+    replica_weights: list[Count] | None = None
     idle_timeout_s: Seconds = 75
     resources: Resources = Resources()
     protocol: Protocol = "http"
@@ -201,11 +212,11 @@ class Keepalive(Strict):
 
     connections: Annotated[int, Field(ge=1, le=4096)] = 64
     timeout_s: Seconds = 60
-    requests: PositiveInt = 10000
+    requests: Count = 10000
 
 
 class PassiveHealth(Strict):
-    max_fails: Annotated[int, Field(ge=0)] = 3
+    max_fails: Annotated[int, Field(ge=0, le=LARGEST)] = 3
     fail_timeout_s: Seconds = 10
 
 
@@ -225,7 +236,7 @@ class Timeouts(Strict):
 class Publish(Strict):
     """Where the gateway's port is published on the Docker host (127.0.0.1 keeps a dev stack private)."""
 
-    address: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.IPv4Address("127.0.0.1")
+    address: AnyAddress = ipaddress.IPv4Address("127.0.0.1")
     port: Port = 8080
 
 
@@ -254,7 +265,7 @@ class Gateway(Strict):
     passive_health: PassiveHealth = PassiveHealth()
     retries: Retries = Retries()
     timeouts: Timeouts = Timeouts()
-    allowed_sources: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
+    allowed_sources: list[AnySubnet] = [
         ipaddress.IPv4Network("0.0.0.0/0"),
         ipaddress.IPv6Network("::/0"),
     ]
@@ -305,7 +316,7 @@ class RouteMatch(Strict):
 
 class RouteBackend(Strict):
     workload: Name
-    weight: PositiveInt = 1
+    weight: Count = 1
 
 
 class Route(Strict):
@@ -327,11 +338,11 @@ class RateLimit(Strict):
     """A token bucket: `rps` sustained, `burst` extra; over it the client gets 429 with Retry-After."""
 
     name: Identifier
-    rps: PositiveFloat
-    burst: Annotated[int, Field(ge=0)] = 0
+    rps: Amount
+    burst: Annotated[int, Field(ge=0, le=LARGEST)] = 0
     nodelay: bool = True
     key: LimitKey = "client_ip"
-    retry_after_s: PositiveInt = 1
+    retry_after_s: Count = 1
 
     @field_validator("rps")
     @classmethod
@@ -345,31 +356,31 @@ class ConcurrencyLimit(Strict):
     """At most `connections` requests in flight per key; more get 429 with Retry-After."""
 
     name: Identifier
-    connections: PositiveInt
+    connections: Annotated[int, Field(ge=1, le=65535)]  # nginx's limit_conn ceiling
     key: LimitKey = "client_ip"
-    retry_after_s: PositiveInt = 1
+    retry_after_s: Count = 1
 
 
 class Network(Strict):
     """Backends live on `subnet` (internal, no route out); the gateway also joins `edge_subnet`."""
 
     name: Name
-    subnet: ipaddress.IPv4Network | None = None
-    edge_subnet: ipaddress.IPv4Network | None = None
+    subnet: IPv4Subnet | None = None
+    edge_subnet: IPv4Subnet | None = None
 
 
 class Traffic(Strict):
     """Declared peak load of one route; `clients` is how many distinct limit keys (clients) share it."""
 
-    peak_rps: Annotated[float, Field(ge=0)]
-    clients: PositiveInt = 1
+    peak_rps: Annotated[float, Field(ge=0, le=LARGEST)]
+    clients: Count = 1
 
 
 class Scoring(Strict):
     """References that turn each strategy's score into the dimensionless s_o of the overall score."""
 
-    latency_budget_ms: PositiveFloat = 100
-    flow_reference_rps: PositiveFloat = 1000
+    latency_budget_ms: Amount = 100
+    flow_reference_rps: Amount = 1000
 
 
 class Autoscaling(Strict):

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
+from components import shape_messages
 from components.spec import HttpMethod, Spec
 
 NAMESPACE = "netopt"
-_TYPE_TAGS = {"float", "int", "str", "bool", "list", "dict", "none", "IPv4Network", "IPv6Network", "IPv4Address", "IPv6Address"}
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,7 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
     try:
         spec = Spec.model_validate({k: v for k, v in raw.items() if k in Spec.model_fields})
     except ValidationError as err:
-        issues += _pydantic_issues(err)
+        issues += _pydantic_issues(err, raw)
     issues += _reference_issues(raw)
     if spec is not None and not issues:  # consistency checks build on a spec whose references all resolve
         issues += _consistency_issues(spec)
@@ -76,24 +77,55 @@ def _unknown_top_level_keys(raw: Mapping[str, Any]) -> Iterable[Issue]:
             yield Issue(key_path([key]), f"unknown key.{_did_you_mean(key, Spec.model_fields)} Known keys: {', '.join(Spec.model_fields)}")
 
 
-def _pydantic_issues(err: ValidationError) -> list[Issue]:
-    issues = []
+def _pydantic_issues(err: ValidationError, raw: Mapping[str, Any]) -> list[Issue]:
+    """One issue per problem, at the user's key path; a value fitting none of a union's alternatives is one issue."""
+    issues: list[Issue] = []
+    unions: dict[tuple[str | int, ...], list[tuple[list[str | int], ErrorDetails]]] = {}
     for error in err.errors(include_url=False):
-        loc = [p for p in error["loc"] if not _is_type_tag(p)]
-        message = error["msg"].removeprefix("Value error, ")
-        if error["type"] == "extra_forbidden":
-            known = _fields_at(loc[:-1])
-            message = f"unknown key.{_did_you_mean(str(loc[-1]), known)} Known keys here: {', '.join(known)}"
-        elif error["type"] == "missing":
-            message = "required key is missing; add it"
-        elif error["type"] == "string_pattern_mismatch":
-            message = f"{error['input']!r} does not match the expected form {error['ctx']['pattern']}"
-        issues.append(Issue(key_path(loc), message))
+        path, union_at = _user_path(raw, error["loc"], missing=error["type"] == "missing")
+        if union_at is not None:
+            unions.setdefault(tuple(union_at), []).append((path, error))
+        else:
+            issues.append(_issue(path, error))
+    for point, members in unions.items():
+        deeper = [(path, error) for path, error in members if len(path) > len(point)]
+        if deeper:  # the alternative that got inside the value is the one the user meant; the others' objections are noise
+            issues += [_issue(path, error) for path, error in deeper]
+        else:
+            issues.append(Issue(key_path(list(point)), shape_messages.union_message([error for _, error in members])))
     return issues
 
 
-def _is_type_tag(part: str | int) -> bool:
-    return isinstance(part, str) and (part in _TYPE_TAGS or "[" in part)
+def _user_path(raw: Mapping[str, Any], loc: tuple[str | int, ...], missing: bool) -> tuple[list[str | int], list[str | int] | None]:
+    """The key path of `loc` in the user's config, and where a union or constraint tag of pydantic's sat in it (if any).
+
+    A part of `loc` belongs to the user's path when it indexes the config value reached so far (or, for a missing
+    key, names it last); anything else (`constrained-float`, `list[...]`, `function-after[...]`) is pydantic's.
+    """
+    data: Any = raw
+    path: list[str | int] = []
+    union_at: list[str | int] | None = None
+    for i, part in enumerate(loc):
+        indexes = ((isinstance(data, Mapping) and isinstance(part, str) and part in data)
+                   or (isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)))
+        if indexes:
+            data = data[part]
+        elif not (missing and i == len(loc) - 1):
+            union_at = list(path) if union_at is None else union_at
+            continue
+        path.append(part)
+    return path, union_at
+
+
+def _issue(path: list[str | int], error: ErrorDetails) -> Issue:
+    if error["type"] == "extra_forbidden":
+        known = _fields_at(path[:-1])
+        return Issue(key_path(path), f"unknown key.{_did_you_mean(str(path[-1]), known)} Known keys here: {', '.join(known)}")
+    if error["type"] == "missing":
+        return Issue(key_path(path), "required key is missing; add it")
+    if error["type"] == "string_pattern_mismatch":
+        return Issue(key_path(path), f"{error['input']!r} does not match the expected form {error['ctx']['pattern']}")
+    return Issue(key_path(path), shape_messages.message(error))
 
 
 def _fields_at(loc: list[str | int]) -> list[str]:
@@ -131,8 +163,14 @@ def _items(raw: Mapping[str, Any], key: str) -> list[tuple[int, Mapping[str, Any
     return [(i, item) for i, item in enumerate(value) if isinstance(item, Mapping)]
 
 
-def _names(raw: Mapping[str, Any], key: str) -> list[str]:
-    return [item["name"] for _, item in _items(raw, key) if isinstance(item.get("name"), str)]
+def _names(raw: Mapping[str, Any], key: str) -> list[str] | None:
+    """The names declared in a section; None when the section is malformed (its shape error says why), so that
+    references into it are not also reported as unknown."""
+    value = raw.get(key, [])
+    names = [item.get("name") for item in value if isinstance(item, Mapping)] if isinstance(value, list) else []
+    if not isinstance(value, list) or len(names) != len(value) or not all(isinstance(n, str) for n in names):
+        return None
+    return [str(n) for n in names]
 
 
 def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
@@ -151,12 +189,13 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
     limits = {"rate_limit": _names(raw, "rate_limits"), "concurrency_limit": _names(raw, "concurrency_limits")}
     for i, route in _items(raw, "routes"):
         used: set[str] = set()
-        for j, backend in enumerate(route.get("backends") or []):
+        backends = route.get("backends")
+        for j, backend in enumerate(backends if isinstance(backends, list) else []):
             target = backend.get("workload") if isinstance(backend, Mapping) else None
             if not isinstance(target, str):
                 continue
             path = key_path(["routes", i, "backends", j, "workload"])
-            if target not in workloads:
+            if workloads is not None and target not in workloads:
                 declared = ", ".join(workloads) or "none"
                 issues.append(Issue(path, f"unknown workload '{target}'.{_did_you_mean(target, workloads)} Declared workloads: {declared}"))
             if target in used:
@@ -164,7 +203,7 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
             used.add(target)
         for field, known in limits.items():
             ref = route.get(field)
-            if isinstance(ref, str) and ref not in known:
+            if isinstance(ref, str) and known is not None and ref not in known:
                 section = field + "s"
                 kind = field.replace("_", " ")
                 message = f"unknown {kind} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"
@@ -172,7 +211,7 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
     issues += _call_issues(raw, workloads)
     routes = _names(raw, "routes")
     traffic = raw.get("traffic")
-    if isinstance(traffic, Mapping):
+    if isinstance(traffic, Mapping) and routes is not None:
         for route_name in traffic:
             if route_name not in routes:
                 hint = _did_you_mean(str(route_name), routes)
@@ -181,12 +220,15 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
     return issues
 
 
-def _call_issues(raw: Mapping[str, Any], workloads: list[str]) -> Iterable[Issue]:
-    """Each call names another declared workload, once per caller."""
+def _call_issues(raw: Mapping[str, Any], workloads: list[str] | None) -> Iterable[Issue]:
+    """Each call names another declared workload, once per caller (`workloads` None: malformed, reported elsewhere)."""
+    if workloads is None:
+        return
     for i, workload in _items(raw, "workloads"):
         caller = workload.get("name")
         seen: set[str] = set()
-        for j, call in enumerate(workload.get("calls") or []):
+        calls = workload.get("calls")
+        for j, call in enumerate(calls if isinstance(calls, list) else []):
             target = call.get("workload") if isinstance(call, Mapping) else None
             if not isinstance(target, str):
                 continue
@@ -217,11 +259,7 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
     issues = list(_route_conflicts(spec)) + list(_cycle_issues(spec))
     if not issues:
         issues += _shared_location_issues(spec)
-    for i, workload in enumerate(spec.workloads):
-        if spec.gateway.keepalive.timeout_s >= workload.idle_timeout_s:
-            message = (f"{spec.gateway.keepalive.timeout_s:g}s is not below {key_path(['workloads', i, 'idle_timeout_s'])} "
-                       f"({workload.idle_timeout_s:g}s): the backend would close pooled connections under the gateway; lower the keepalive timeout")
-            issues.append(Issue(key_path(["gateway", "keepalive", "timeout_s"]), message))
+    issues += _keepalive_issues(spec)
     issues += _latency_optimal_issues(spec)
     issues += _injected_env_issues(spec)
     issues += _gateway_protocol_issues(spec)
@@ -232,6 +270,18 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
             message = f"{spec.gateway.replicas} gateways cannot publish the same host port on one Docker host; use 1, or target kubernetes"
             issues.append(Issue(key_path(["gateway", "replicas"]), message))
     return issues
+
+
+def _keepalive_issues(spec: Spec) -> Iterable[Issue]:
+    """One issue for every workload whose idle timeout the pooled connections outlive (one fix: a lower keepalive timeout)."""
+    timeout = spec.gateway.keepalive.timeout_s
+    closing = [(w.name, w.idle_timeout_s) for w in spec.workloads if timeout >= w.idle_timeout_s]
+    if closing:
+        listed = ", ".join(f"{name} ({idle:g}s)" for name, idle in closing)
+        lowest = min(idle for _, idle in closing)
+        yield Issue(key_path(["gateway", "keepalive", "timeout_s"]), f"{timeout:g}s is not below the idle_timeout_s of workload"
+                    f"{'s' if len(closing) > 1 else ''} {listed}, so a backend would close pooled connections under the gateway; "
+                    f"set it below {lowest:g} (or raise those workloads' idle_timeout_s)")
 
 
 def _route_conflicts(spec: Spec) -> Iterable[Issue]:
@@ -372,9 +422,5 @@ def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:
-    merged: dict[str, list[str]] = {}
-    for issue in issues:
-        messages = merged.setdefault(issue.path, [])
-        if issue.message not in messages:
-            messages.append(issue.message)
-    return [Issue(path, "; ".join(messages)) for path, messages in merged.items()]
+    """Each problem once, in the order found; different problems at one key stay separate lines."""
+    return list(dict.fromkeys(issues))

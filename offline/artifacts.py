@@ -1,7 +1,15 @@
-"""Files the offline plan writes under build/<stack>/ for review: what the target would deploy, rendered."""
+"""Files the offline plan writes under build/<stack>/ for review: what the target would deploy, rendered.
+
+The directory always holds the artifacts of exactly one successful plan: they are written into a fresh sibling
+directory and swapped in with renames, so no file of an earlier run (a Kubernetes manifest after a switch to
+Docker) survives, and a plan that fails half-way leaves the previous set untouched until `remove_artifacts`.
+"""
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from components.nginx import render_nginx
@@ -12,15 +20,42 @@ from offline.program import RecordedResource
 
 
 def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource], out: Path) -> dict[str, str]:
-    """Write the rendered gateway config (and target-specific files); return name -> path.
+    """Write the rendered gateway config (and target-specific files) as one set replacing `out`; return name -> path.
 
     For the kubernetes target that is every manifest the provider would apply, in the layout of its render-only
     mode (`netopt:kubernetes.render_yaml_to_directory`) under `manifests/`, and as one ordered `manifests.yaml`.
     """
-    out.mkdir(parents=True, exist_ok=True)
-    nginx_conf = out / "nginx.conf"
-    nginx_conf.write_text(render_nginx(plan, target.address_map(), target.nginx_runtime()))
-    artifacts = {"nginx_conf": str(nginx_conf)}
-    if plan.spec.target == "kubernetes":
-        artifacts |= write_manifests(manifests(resources), out)
-    return artifacts
+    out = out.absolute()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
+    try:
+        (staging / "nginx.conf").write_text(render_nginx(plan, target.address_map(), target.nginx_runtime()))
+        names = {"nginx_conf": "nginx.conf"}
+        if plan.spec.target == "kubernetes":
+            written = write_manifests(manifests(resources), staging)
+            names |= {name: str(Path(path).relative_to(staging)) for name, path in written.items()}
+        os.chmod(staging, 0o755)  # mkdtemp makes it private; the set is for review, like any build output
+        _swap_in(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return {name: str(out / relative) for name, relative in names.items()}
+
+
+def _swap_in(staging: Path, out: Path) -> None:
+    """Replace `out` by `staging`: two renames on one file system, the old set deleted only once the new one is in place."""
+    if not out.exists():
+        staging.rename(out)
+        return
+    retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    out.rename(retired / "set")
+    staging.rename(out)
+    shutil.rmtree(retired, ignore_errors=True)
+
+
+def remove_artifacts(out: Path) -> bool:
+    """Delete the artifacts of an earlier run (after a failed plan they no longer match the stack file); True if any."""
+    if not out.is_dir():
+        return False
+    shutil.rmtree(out)
+    return True

@@ -1,9 +1,10 @@
 """`make plan STACK=<s>`: run the real program under mocks and show what it would deploy and how it scores.
 
-Exit status: 0 on success, 1 on invalid config (with the full report, no traceback) or on a mandatory policy
-violation (the policy pack runs with policies/config/<environment>.json, as `pulumi preview --policy-pack` would;
-`--no-policy` skips it), 2 when the stack does not exist. Text goes to stdout; `--format json` prints one JSON
-document whose keys only grow.
+Exit status: 0 on success, 1 on an unreadable stack file or invalid config (with the full report, no traceback)
+or on a mandatory policy violation (the policy pack runs with policies/config/<environment>.json, as `pulumi
+preview --policy-pack` would; `--no-policy` skips it), 2 when the stack does not exist. Text goes to stdout;
+`--format json` prints one JSON document whose keys only grow. A plan that fails before its artifacts are written
+removes those of an earlier run from build/<stack>/, so what is there always matches the stack file.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from components.app_network import analyse
 from components.config import namespace_values
 from components.validation import SpecError, parse_spec
 from offline import policy_gate, since
-from offline.artifacts import write_artifacts
+from offline.artifacts import remove_artifacts, write_artifacts
 from offline.program import ProgramError, run_program
-from offline.stack_config import PROJECT_DIR, StackNotFoundError, cli_config, stack_file
+from offline.stack_config import PROJECT_DIR, StackFileError, StackNotFoundError, cli_config, stack_file
 
 
 def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Path | None = None, policy: bool = True) -> dict[str, Any]:
@@ -30,7 +31,7 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
     resources = run_program(config, stack, project_dir)
     target, plan, report = analyse(spec)
     names = {r.urn: r.name for r in resources}
-    artifacts = write_artifacts(target, plan, resources, out_dir or project_dir / "build" / stack)
+    artifacts = write_artifacts(target, plan, resources, out_dir or build_dir(stack, project_dir))
     document = {
         "stack": stack,
         "environment": spec.environment,
@@ -46,6 +47,10 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
     if policy:
         document["policy"] = policy_gate.evaluate(stack, spec.environment, config, resources, project_dir)
     return document
+
+
+def build_dir(stack: str, project_dir: Path = PROJECT_DIR) -> Path:
+    return project_dir / "build" / stack
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -117,11 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     except StackNotFoundError as error:
         print(f"netopt: {error}", file=sys.stderr)
         return 2
-    except SpecError as error:
-        print(error.report(), file=sys.stderr)
-        return 1
-    except ProgramError as error:
-        print(f"netopt: the program failed: {error}", file=sys.stderr)
+    except (StackFileError, SpecError, ProgramError) as error:
+        report = f"netopt: the program failed: {error}" if isinstance(error, ProgramError) else error.report()
+        print(report, file=sys.stderr)
+        _remove_stale_artifacts(args.stack)
         return 1
     except since.PreviousPlanError as error:
         print(f"netopt: {error}", file=sys.stderr)
@@ -129,6 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join([render_text(document), *since.render_text(document["update"])]) if "update" in document else render_text(document)
     print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else text)
     return policy_gate.exit_code(document.get("policy"))
+
+
+def _remove_stale_artifacts(stack: str) -> None:
+    """After a failed plan, build/<stack>/ must not show an earlier run's artifacts as if they were this one's."""
+    out = build_dir(stack)
+    if remove_artifacts(out):
+        print(f"netopt: removed {out.relative_to(PROJECT_DIR)}/ (artifacts of an earlier run, which no longer match the stack file)",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,94 @@ def test_report_lists_everything_in_one_message(minimal: dict[str, Any]) -> None
     report = caught.value.report()
     assert report.startswith("netopt: 2 problems in the stack config (nothing was deployed or rendered):")
     assert "netopt:routes[0].backends[0].workload" in report and "netopt:workloads[0].port" in report
+
+
+@pytest.mark.parametrize(
+    ("path", "key"),
+    [
+        (("workloads", 0, "port"), "netopt:workloads[0].port"),
+        (("workloads", 0, "replicas"), "netopt:workloads[0].replicas"),
+        (("workloads", 0, "response_time_ms"), "netopt:workloads[0].response_time_ms"),
+        (("workloads", 0, "max_concurrency"), "netopt:workloads[0].max_concurrency"),
+        (("routes", 0, "backends", 0, "weight"), "netopt:routes[0].backends[0].weight"),
+        (("rate_limits", 0, "rps"), "netopt:rate_limits[0].rps"),
+        (("rate_limits", 0, "burst"), "netopt:rate_limits[0].burst"),
+    ],
+)
+def test_a_boolean_is_not_a_number(minimal: dict[str, Any], path: tuple[Any, ...], key: str) -> None:
+    target: Any = minimal
+    for part in path[:-1]:
+        target = target[part]
+    target[path[-1]] = True
+    found = problems(minimal)
+    assert list(found) == [key]
+    assert "got true (a boolean)" in found[key]
+
+
+def test_strict_types_keep_the_legitimate_forms(minimal: dict[str, Any]) -> None:
+    """Whole numbers where a fraction may be given, per-replica lists, text subnets and addresses all still validate."""
+    minimal["workloads"][0].update(response_time_ms=[10, 12.5], resources={"cpu": 1, "memory_mb": 256}, idle_timeout_s=90)
+    minimal["rate_limits"][0].update(rps=0.5, burst=0)
+    minimal["gateway"].update(timeouts={"connect_s": 1, "read_s": 2.5, "send_s": 30}, allowed_sources=["10.0.0.0/8", "::1/128"],
+                              publish={"address": "::1", "port": 8080})
+    minimal["traffic"] = {"api": 10, "web": {"peak_rps": 2.5, "clients": 3}}
+    spec = parse_spec(minimal)
+    assert spec.workloads[0].replica_response_times_s() == [0.01, 0.0125]
+    assert [str(n) for n in spec.gateway.allowed_sources] == ["10.0.0.0/8", "::1/128"]
+    assert spec.traffic["api"].peak_rps == 10 and spec.workloads[0].resources.cpu == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("port", "8080", "expected a whole number, got the text '8080'; write the number without quotes"),
+        ("port", 8080.0, "expected a whole number, got 8080.0; write 8080"),
+        ("read_only_root_fs", "yes", "expected true or false, got the text 'yes'; write true or false without quotes"),
+        ("image", 5, "expected text, got 5; quote it if you mean the text ('5')"),
+        ("response_time_ms", float("nan"), "expected a finite number or a list, got nan"),
+        ("response_time_ms", float("inf"), "expected a finite number or a list, got inf"),
+        ("max_concurrency", 10**30, "must be at most 1000000000, got a number of 31 digits"),
+    ],
+)
+def test_wrong_types_say_what_to_write(minimal: dict[str, Any], field: str, value: object, expected: str) -> None:
+    minimal["workloads"][0][field] = value
+    assert problems(minimal) == {f"netopt:workloads[0].{field}": expected}
+
+
+def test_key_paths_are_the_users_not_pydantics(minimal: dict[str, Any]) -> None:
+    minimal["workloads"][0]["response_time_ms"] = "fast"
+    minimal["workloads"][1]["response_time_ms"] = [10, "x"]
+    minimal["gateway"]["allowed_sources"] = ["10.0.0.0/8", 7]
+    minimal["gateway"]["publish"] = {"address": "localhost"}
+    found = problems(minimal)
+    assert found == {
+        "netopt:workloads[0].response_time_ms": "expected a number or a list, got the text 'fast'",
+        "netopt:workloads[1].response_time_ms[1]": "expected a number, got the text 'x'",
+        "netopt:gateway.allowed_sources[1]": "expected a subnet in CIDR form (e.g. 10.42.0.0/24 or fd00::/64) as text, got 7",
+        "netopt:gateway.publish.address": "'localhost' is not an IP address (e.g. 127.0.0.1 or ::1)",
+    }
+
+
+def test_subnet_messages_name_the_network_meant(minimal: dict[str, Any]) -> None:
+    minimal["network"]["subnet"] = "10.42.0.1/16"
+    minimal["network"]["edge_subnet"] = "fd00::/64"
+    found = problems(minimal)
+    assert found["netopt:network.subnet"] == "10.42.0.1/16 has host bits set; did you mean 10.42.0.0/16?"
+    assert found["netopt:network.edge_subnet"].startswith("fd00::/64 is an IPv6 subnet; this key needs IPv4")
+
+
+def test_keepalive_beyond_idle_timeouts_is_one_problem_with_one_fix(minimal: dict[str, Any]) -> None:
+    minimal["gateway"]["keepalive"] = {"timeout_s": 90}
+    minimal["workloads"][1]["idle_timeout_s"] = 80
+    with pytest.raises(SpecError) as caught:
+        parse_spec(minimal)
+    assert [str(issue) for issue in caught.value.issues] == [
+        "netopt:gateway.keepalive.timeout_s: 90s is not below the idle_timeout_s of workloads api (75s), web (80s), so a backend "
+        "would close pooled connections under the gateway; set it below 75 (or raise those workloads' idle_timeout_s)"]
+
+
+def test_malformed_sections_are_reported_once_not_as_unknown_references(minimal: dict[str, Any]) -> None:
+    minimal["workloads"] = {"api": {}}
+    minimal["routes"][0]["backends"] = 5
+    assert problems(minimal) == {"netopt:workloads": "expected a list, got a mapping",
+                                 "netopt:routes[0].backends": "expected a list, got 5"}
