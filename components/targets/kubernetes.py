@@ -105,7 +105,7 @@ class KubernetesTarget:
         return self._addresses
 
     def nginx_runtime(self) -> NginxRuntime:
-        return NginxRuntime(status_allow=("127.0.0.1",))
+        return NginxRuntime()
 
     # -- naming -------------------------------------------------------------------------------------------------
 
@@ -233,7 +233,7 @@ class KubernetesTarget:
             "security_context": _container_security(workload.read_only_root_fs),
             "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}],
         }
-        template = self._pod_template(workload.name, labels, self.spec.kubernetes.run_as_user, container,
+        template = self._pod_template(workload.name, labels, self.spec.workload_user(workload), container,
                                       [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}], spread=self.spec.max_replicas(workload.name) > 1)
         resources: list[pulumi.Resource] = [
             k8s.apps.v1.Deployment(
