@@ -19,6 +19,7 @@ from components.config import namespace_values
 from components.validation import SpecError, parse_spec
 from offline import policy_gate
 from offline.artifacts import write_artifacts
+from offline.nginx_check import GatewayConfigError, check_gateway
 from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, StackNotFoundError, cli_config, stack_file
 
@@ -30,6 +31,7 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
     resources = run_program(config, stack, project_dir)
     target, plan, report = analyse(spec)
     names = {r.urn: r.name for r in resources}
+    nginx_check = check_gateway(target, plan)  # raises GatewayConfigError before anything is written
     artifacts = write_artifacts(target, plan, resources, out_dir or project_dir / "build" / stack)
     document = {
         "stack": stack,
@@ -41,6 +43,7 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
         "capacity": report["capacity"],
         "report": report,
         "artifacts": artifacts,
+        "nginx_check": nginx_check,
     }
     if policy:
         document["policy"] = policy_gate.evaluate(stack, spec.environment, config, resources, project_dir)
@@ -80,6 +83,8 @@ def render_text(document: dict[str, Any]) -> str:
         lines.append(f"  {row['workload'] + '/' + str(row['replica']):<28}{row['offered_rps']:>12.1f}{row['service_rate_rps']:>14.1f}"
                      f"{row['utilization']:>7.2f}{_fmt(row['mean_latency_ms'], 1):>12}{_fmt(row['admitted_utilization'], 2):>15}{flag}")
     lines += ["", "Artifacts:"] + [f"  {name}: {path}" for name, path in document["artifacts"].items()]
+    check = document["nginx_check"]
+    lines.append(f"  nginx -t: {check['status']} ({check['version'] or check['detail']})")
     if document.get("policy") is not None:
         lines += ["", *policy_gate.render_table(document["policy"])]
     return "\n".join(lines)
@@ -101,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except ProgramError as error:
         print(f"netopt: the program failed: {error}", file=sys.stderr)
+        return 1
+    except GatewayConfigError as error:
+        print(f"netopt: {error}", file=sys.stderr)
         return 1
     print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else render_text(document))
     return policy_gate.exit_code(document.get("policy"))
