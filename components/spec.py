@@ -13,8 +13,9 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from components.nginx_regex import RegexError, compile_location_regex
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, field_validator, model_validator
+
+from components.nginx_regex import RegexError, compile_location_regex
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
