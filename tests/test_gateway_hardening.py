@@ -12,6 +12,7 @@ from components.app_network import analyse
 from components.nginx import render_nginx
 from components.validation import SpecError, parse_spec
 from offline.program import RecordedResource, run_stack
+from testbed.nginx_runner import nginx_t
 from tests.conftest import stack_spec
 
 
@@ -43,6 +44,7 @@ def test_denied_sources_are_refused_in_the_server_rewrite_phase(minimal: dict[st
     server = text.split("server {")[1]
     # Before any location (where limit_req/limit_conn live): a denied request never reaches a limit zone.
     assert server.index("if ($netopt_denied) { return 403; }") < server.index("location")
+    nginx_t(text)
 
 
 def test_stub_status_is_loopback_only_on_both_targets() -> None:
