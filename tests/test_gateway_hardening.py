@@ -3,6 +3,7 @@ settings, access control before the limits, stub_status for loopback only, and e
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -11,7 +12,8 @@ import pytest
 from components.app_network import analyse
 from components.nginx import render_nginx
 from components.validation import SpecError, parse_spec
-from offline.program import RecordedResource, run_stack
+from offline.program import RecordedResource, run_program, run_stack
+from offline.stack_config import cli_config, stack_file
 from testbed.nginx_runner import nginx_t
 from tests.conftest import stack_spec
 
@@ -73,3 +75,15 @@ def test_a_workload_may_choose_its_user_but_not_root(minimal: dict[str, Any]) ->
     minimal["workloads"][0]["run_as_user"] = "0:0"
     with pytest.raises(SpecError, match=r"netopt:workloads\[0\]\.run_as_user"):
         parse_spec(minimal)
+
+
+def test_a_workloads_own_user_reaches_its_kubernetes_pods() -> None:
+    config = cli_config(stack_file("prod"))
+    workloads = json.loads(config["netopt:workloads"])
+    workloads[0]["run_as_user"] = "1001:1001"
+    config["netopt:workloads"] = json.dumps(workloads)
+    deployments = {r.name: r for r in run_program(config, "prod") if r.type == "kubernetes:apps/v1:Deployment"}
+    users = {name: d.inputs["spec"]["template"]["spec"]["securityContext"]["runAsUser"] for name, d in deployments.items()}
+    first = f"shop-prod-{workloads[0]['name']}"
+    assert users[first] == 1001
+    assert {u for name, u in users.items() if name != first and "gateway" not in name} == {65532}
