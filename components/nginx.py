@@ -8,12 +8,19 @@ from the plan so the identical routing config runs in a container and on a test 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 from components.access_log import MADE_REQUEST_ID, REQUEST_ID_PATTERN, log_format_lines
 from components.addressing import AddressMap
-from components.plan import DEFAULT_SERVER, Location, Plan, Rule, Server, ident
+from components.nginx_names import (
+    concurrency_limit_name,
+    dispatch_var,
+    header_key_var,
+    header_log_key_var,
+    header_token_var,
+    rate_limit_name,
+)
+from components.plan import DEFAULT_SERVER, Location, Plan, Rule, Server
 from components.spec import ConcurrencyLimit, RateLimit, Timeouts
 
 _HASH_KEYS = {"client_ip": "$remote_addr", "uri": "$request_uri"}
@@ -26,7 +33,6 @@ class NginxRuntime:
     listen_address: str | None = None
     listen_port: int | None = None
     status_port: int | None = None
-    status_allow: tuple[str, ...] = ("127.0.0.1",)
     pid_path: str = "/tmp/nginx.pid"
     temp_dir: str = "/tmp"
     error_log: str = "/dev/stderr warn"
@@ -52,9 +58,11 @@ def render_nginx(plan: Plan, addresses: AddressMap, runtime: NginxRuntime = Ngin
         _http_settings(out, plan, runtime)
         _maps(out, plan)
         for limit in plan.rate_limits:
-            out.line(f"limit_req_zone $netopt_rl_{ident(limit.name)} zone=netopt_rl_{ident(limit.name)}:10m rate={_rate(limit)};")
+            zone = rate_limit_name(limit.name)
+            out.line(f"limit_req_zone ${zone} zone={zone}:10m rate={_rate(limit)};")
         for conn in plan.concurrency_limits:
-            out.line(f"limit_conn_zone $netopt_cl_{ident(conn.name)} zone=netopt_cl_{ident(conn.name)}:10m;")
+            zone = concurrency_limit_name(conn.name)
+            out.line(f"limit_conn_zone ${zone} zone={zone}:10m;")
         for upstream in plan.upstreams:
             with out.block(f"upstream {upstream.name}"):
                 # Shared state, so max_conns, max_fails and least_conn's counts hold across worker processes.
@@ -120,6 +128,19 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+_MAP_PARAMETERS = frozenset({"default", "hostnames", "include", "volatile"})
+
+
+def _map_key(value: str) -> str:
+    """A map source value that is literally a map parameter's name (a route named `default`) is written `\\default`."""
+    return "\\" + value if value in _MAP_PARAMETERS else value
+
+
+def _exact_regex(value: str) -> str:
+    """A PCRE2 pattern matching exactly `value` (printable ASCII): every non-alphanumeric character escaped."""
+    return "^" + "".join(c if c.isalnum() else "\\" + c for c in value) + "$"
+
+
 def _header_var(name: str) -> str:
     return "$http_" + name.lower().replace("-", "_")
 
@@ -137,7 +158,11 @@ def _http_settings(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
     out.line("sendfile on;")
     out.line("tcp_nopush on;")
     out.line("tcp_nodelay on;")
-    out.line("keepalive_timeout 65s;")
+    client = gw.client_timeouts
+    out.line(f"client_header_timeout {_s(client.header_s)};")
+    out.line(f"client_body_timeout {_s(client.body_s)};")
+    out.line(f"send_timeout {_s(client.send_s)};")
+    out.line(f"keepalive_timeout {_s(client.keepalive_s)};")
     out.line("keepalive_requests 10000;")
     out.line(f"client_max_body_size {gw.client_max_body_size};")
     for line in log_format_lines():
@@ -154,6 +179,20 @@ def _http_settings(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
     _next_upstream(out, plan, retry_non_idempotent=False)
     out.line("limit_req_status 429;")
     out.line("limit_conn_status 429;")
+    _source_access(out, plan)
+
+
+def _source_access(out: _Writer, plan: Plan) -> None:
+    """`$netopt_denied` is 1 for a client outside `gateway.allowed_sources`.
+
+    Each server answers such a client 403 in its server-rewrite phase, before any location, limit_req or
+    limit_conn runs (nginx's preaccess phase, where the limits count, comes before the access phase of
+    allow/deny): a denied client never gets a 429 and never uses up a `global` limit's budget.
+    """
+    entries = {"0.0.0.0/0": "1", "::/0": "1"} | {str(cidr): "0" for cidr in plan.spec.gateway.allowed_sources}
+    with out.block("geo $netopt_denied"):
+        for cidr, denied in entries.items():
+            out.line(f"{cidr} {denied};")
 
 
 def _request_id(out: _Writer) -> None:
@@ -207,44 +246,47 @@ def _limit_key(key: str) -> str:
         return "$binary_remote_addr"
     if key == "global":
         return "global"
-    return f"$netopt_key_{ident(key.partition(':')[2].lower())}"
+    return header_key_var(key.partition(":")[2])
 
 
 def _maps(out: _Writer, plan: Plan) -> None:
     """Per-request variables: which route matched, its limit keys (empty = not counted) and Retry-After."""
     for header in _limit_headers(plan):
         # A request without the header is keyed by client address, so omitting it is no way around the limit.
-        with out.block(f"map {_header_var(header)} $netopt_key_{ident(header)}"):
+        with out.block(f"map {_header_var(header)} {header_key_var(header)}"):
             out.line('"" $binary_remote_addr;')
             out.line(f"default {_header_var(header)};")
     for prefix, attribute, group in (("rl", "rate_limit", plan.rate_limits), ("cl", "concurrency_limit", plan.concurrency_limits)):
         for limit in group:
-            with out.block(f"map $netopt_route $netopt_{prefix}_{ident(limit.name)}"):
+            zone = rate_limit_name(limit.name) if prefix == "rl" else concurrency_limit_name(limit.name)
+            with out.block(f"map $netopt_route ${zone}"):
                 out.line('default "";')
                 for route in plan.spec.routes:
                     if getattr(route, attribute) == limit.name:
-                        out.line(f"{route.name} {_limit_key(limit.key)};")
+                        out.line(f"{_map_key(route.name)} {_limit_key(limit.key)};")
     _limit_log_maps(out, plan)
     retry_after = _retry_after_by_route(plan)
     with out.block("map $netopt_route $netopt_retry_after"):
         out.line("default 1;")
         for route_name, seconds in retry_after.items():
-            out.line(f"{route_name} {seconds};")
+            out.line(f"{_map_key(route_name)} {seconds};")
     # "no live upstreams" (every server marked down or at max_conns; open-source nginx has no upstream queue): nginx
     # puts the upstream's name where a server address goes, last in $upstream_addr. Upstream names start with "up_".
     with out.block("map $upstream_addr $netopt_replicas_busy"):
         out.line("default 0;")
         out.line('"~(^|, )up_[^,]*$" 1;')
+    header_values = _declared_header_values(plan)
+    _header_token_maps(out, header_values)
     dispatched: dict[str, str] = {}
     for server in plan.servers:
         for index, location in enumerate(server.locations):
             if location.needs_dispatch:
-                _dispatch_map(out, server, index, location)
+                _dispatch_map(out, server, index, location, header_values)
                 dispatched.update({rule.route.name: rule.upstream for rule in location.rules})
     if dispatched:
         with out.block("map $netopt_route $netopt_upstream"):
             for route_name, upstream in sorted(dispatched.items()):
-                out.line(f"{route_name} {upstream};")
+                out.line(f"{_map_key(route_name)} {upstream};")
 
 
 def _limit_headers(plan: Plan) -> list[str]:
@@ -260,7 +302,7 @@ def _limit_log_maps(out: _Writer, plan: Plan) -> None:
     without a limit's header is counted, and logged, by its address. Evaluated only when a line is written.
     """
     for header in _limit_headers(plan):
-        with out.block(f"map {_header_var(header)} $netopt_logkey_{ident(header)}"):
+        with out.block(f"map {_header_var(header)} {header_log_key_var(header)}"):
             out.line('"" $remote_addr;')
             out.line(f"default {_header_var(header)};")
     for prefix, attribute, group in (("rl", "rate_limit", plan.rate_limits), ("cl", "concurrency_limit", plan.concurrency_limits)):
@@ -275,7 +317,7 @@ def _limit_log_maps(out: _Writer, plan: Plan) -> None:
             with out.block(f"map $netopt_route {variable}"):
                 out.line('default "";')
                 for route_name, value in values.items():
-                    out.line(f"{route_name} {_quote(value)};")
+                    out.line(f"{_map_key(route_name)} {_quote(value)};")
 
 
 def _printable_key(key: str) -> str:
@@ -283,7 +325,7 @@ def _printable_key(key: str) -> str:
         return "$remote_addr"
     if key == "global":
         return "global"
-    return f"$netopt_logkey_{ident(key.partition(':')[2].lower())}"
+    return header_log_key_var(key.partition(":")[2])
 
 
 def _retry_after_by_route(plan: Plan) -> dict[str, int]:
@@ -296,15 +338,39 @@ def _retry_after_by_route(plan: Plan) -> dict[str, int]:
     return result
 
 
+def _declared_header_values(plan: Plan) -> dict[str, list[str]]:
+    """Header (lower case) -> the values dispatch rules compare it with, in a fixed order (token i + 1 is value i)."""
+    values: dict[str, set[str]] = {}
+    for server in plan.servers:
+        for location in server.locations:
+            if location.needs_dispatch:
+                for rule in location.rules:
+                    for header, value in rule.route.match.headers.items():
+                        values.setdefault(header.lower(), set()).add(value)
+    return {header: sorted(found) for header, found in sorted(values.items())}
+
+
+def _header_token_maps(out: _Writer, header_values: dict[str, list[str]]) -> None:
+    """One map per dispatch header: the number of the declared value the request's header equals, else 0.
+
+    The dispatch map then matches `$request_method:<token>:<token>`, fields that can only be `[A-Z_-]+` or digits:
+    no header value, whatever bytes it holds, can shift a field boundary and select another route.
+    """
+    for header, values in header_values.items():
+        with out.block(f"map {_header_var(header)} {header_token_var(header)}"):
+            out.line("default 0;")
+            for token, value in enumerate(values, start=1):
+                out.line(f"{_quote('~' + _exact_regex(value))} {token};")
+
+
 def _dispatch_var(server: Server, index: int) -> str:
-    host = "default" if server.host == DEFAULT_SERVER else re.sub(r"[^a-z0-9]", "_", server.host)
-    return f"$netopt_sel_{host}_{index}"
+    return dispatch_var(None if server.host == DEFAULT_SERVER else server.host, index)
 
 
-def _dispatch_map(out: _Writer, server: Server, index: int, location: Location) -> None:
+def _dispatch_map(out: _Writer, server: Server, index: int, location: Location, header_values: dict[str, list[str]]) -> None:
     """Routes sharing one location are told apart by method and headers: the first matching entry wins."""
     headers = sorted({h.lower() for rule in location.rules for h in rule.route.match.headers})
-    source = "|".join(["$request_method", *(_header_var(h) for h in headers)])
+    source = ":".join(["$request_method", *(header_token_var(h) for h in headers)])
     with out.block(f'map "{source}" {_dispatch_var(server, index)}'):
         fallback = location.rules[-1].route.name if location.has_fallback else '""'
         out.line(f"default {fallback};")
@@ -312,10 +378,10 @@ def _dispatch_map(out: _Writer, server: Server, index: int, location: Location) 
             if not rule.conditional:
                 continue
             match = rule.route.match
-            methods = "(" + "|".join(match.methods) + ")" if match.methods else "[A-Z]+"
+            methods = "(" + "|".join(match.methods) + ")" if match.methods else "[A-Z_-]+"
             values = {k.lower(): v for k, v in match.headers.items()}
-            parts = [methods] + [re.escape(values[h]) if h in values else "[^|]*" for h in headers]
-            out.line(f"{_quote('~^' + '[|]'.join(parts) + '$')} {rule.route.name};")
+            parts = [methods] + [str(header_values[h].index(values[h]) + 1) if h in values else "[0-9]+" for h in headers]
+            out.line(f"{_quote('~^' + ':'.join(parts) + '$')} {rule.route.name};")
 
 
 def _server(out: _Writer, plan: Plan, server: Server, runtime: NginxRuntime) -> None:
@@ -326,7 +392,10 @@ def _server(out: _Writer, plan: Plan, server: Server, runtime: NginxRuntime) -> 
         default = " default_server reuseport backlog=4096" if server.host == DEFAULT_SERVER else ""
         out.line(f"listen {address}{port}{default};")
         out.line(f"server_name {server.host};")
-        for cidr in gw.allowed_sources:
+        # Server-rewrite phase, before any location, limit or allow/deny: a denied client gets 403 and counts nowhere.
+        out.line('set $netopt_route "";')
+        out.line("if ($netopt_denied) { return 403; }")
+        for cidr in gw.allowed_sources:  # defense in depth: the same list in nginx's access phase
             out.line(f"allow {cidr};")
         out.line("deny all;")
         out.line("error_page 429 @netopt_throttled;")
@@ -385,9 +454,9 @@ def _location_limits(out: _Writer, plan: Plan, rules: tuple[Rule, ...]) -> None:
         limit = rate_limits[name]
         burst = f" burst={limit.burst}" if limit.burst else ""
         delay = " nodelay" if limit.nodelay and limit.burst else ""
-        out.line(f"limit_req zone=netopt_rl_{ident(name)}{burst}{delay};")
+        out.line(f"limit_req zone={rate_limit_name(name)}{burst}{delay};")
     for name in dict.fromkeys(r.route.concurrency_limit for r in rules if r.route.concurrency_limit):
-        out.line(f"limit_conn netopt_cl_{ident(name)} {conn_limits[name].connections};")
+        out.line(f"limit_conn {concurrency_limit_name(name)} {conn_limits[name].connections};")
 
 
 def _status_server(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
@@ -402,8 +471,9 @@ def _status_server(out: _Writer, plan: Plan, runtime: NginxRuntime) -> None:
             out.line("return 200 'ok\\n';")
         with out.block("location = /stub_status"):
             out.line("stub_status;")
-            for source in runtime.status_allow:
-                out.line(f"allow {source};")
+            # Loopback only: the container's own health check and an operator inside it; never the network.
+            out.line("allow 127.0.0.1;")
+            out.line("allow ::1;")
             out.line("deny all;")
         with out.block("location /"):
             out.line("return 404;")

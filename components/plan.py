@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 
 from components.balancing import integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
+from components.nginx_names import upstream_name
+from components.nginx_regex import search
 from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts
 
 DEFAULT_SERVER = "_"
@@ -92,11 +94,6 @@ class Plan:
     route_upstreams: dict[str, str]  # route name -> upstream name
 
 
-def ident(name: str) -> str:
-    """nginx variable/zone-safe form of a spec name."""
-    return name.replace("-", "_")
-
-
 def build_plan(spec: Spec) -> Plan:
     upstreams, upstream_of = _upstreams(spec)
     servers = _servers(spec, upstream_of)
@@ -117,15 +114,11 @@ def _upstreams(spec: Spec) -> tuple[tuple[Upstream, ...], dict[str, str]]:
     """One upstream per distinct weighted backend set, shared by routes with the same set (one keepalive pool)."""
     by_signature: dict[tuple[tuple[str, int, int, bool], ...], Upstream] = {}
     upstream_of: dict[str, str] = {}
-    names: set[str] = set()
     for route in spec.routes:
         signature = _members(route, spec)
         if signature not in by_signature:
-            label = "_".join(ident(b.workload) + (f"_{b.weight}" if len(route.backends) > 1 else "") for b in route.backends)
-            name = f"up_{label}"
-            if name in names:
-                name = f"{name}__{ident(route.name)}"
-            names.add(name)
+            # The same backends and weights give the same members, so a name stands for one signature.
+            name = upstream_name([(b.workload, b.weight if len(route.backends) > 1 else None) for b in route.backends])
             servers = tuple(UpstreamServer(w, r, weight, member_max_conns(spec.workload(w), spec), member_max_fails(spec), backup)
                             for w, r, weight, backup in signature)
             by_signature[signature] = Upstream(name, servers)
@@ -213,7 +206,7 @@ class _Resolver:
 
     def __init__(self, own: dict[tuple[str, str], tuple[Rule, ...]], regexes: list[str]) -> None:
         self.own = own
-        self.regexes = [(rx, re.compile(rx)) for rx in regexes]
+        self.regexes = regexes
         self.prefixes = frozenset(path for kind, path in own if kind == "prefix")
         self.chains: dict[tuple[str, str], tuple[Rule, ...]] = {}
 
@@ -230,9 +223,9 @@ class _Resolver:
         if ("exact", path) in self.own and not skip_exact:
             return ("exact", path)
         prefix = self.longest_prefix(path)
-        if prefix is not None and not any(_may_overlap(prefix, rx) for rx, _ in self.regexes):
+        if prefix is not None and not any(_may_overlap(prefix, rx) for rx in self.regexes):
             return ("prefix", prefix)
-        regex = next((rx for rx, compiled in self.regexes if compiled.search(path)), None)
+        regex = next((rx for rx in self.regexes if search(rx, path)), None)  # PCRE2, as nginx matches
         if regex is not None:
             return ("regex", regex)
         return ("prefix", prefix) if prefix is not None else None

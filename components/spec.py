@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from components.addresses_spec import AnyAddress, AnySubnet, IPv4Subnet
+from components.nginx_regex import RegexError, compile_location_regex
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -23,6 +24,8 @@ HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
 HOST_NAME = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 URI_PATH = r"^/[^\s;{}\"'\\]*$"
 SIZE = r"^[0-9]{1,6}[kmKM]?$"
+NON_ROOT_USER = r"^[1-9][0-9]{0,9}:[0-9]{1,10}$"  # uid:gid, uid 0 (root) excluded
+DEFAULT_WORKLOAD_USER = "65532:65532"
 
 Name = Annotated[str, Field(pattern=DNS_LABEL)]
 Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
@@ -166,6 +169,7 @@ class Workload(Strict):
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     args: list[str] | None = None
     singleton: bool = False
+    run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] | None = None  # None: `kubernetes.run_as_user` (65532:65532)
 
     @field_validator("health", mode="before")
     @classmethod
@@ -233,6 +237,19 @@ class Timeouts(Strict):
     send_s: Seconds = 30
 
 
+class ClientTimeouts(Strict):
+    """How long the gateway waits on a client: nginx's 60 s defaults let slow clients hold connections open.
+
+    `header_s`: to receive the whole request header; `body_s`: between two reads of the body; `send_s`: between two
+    writes of the response; `keepalive_s`: an idle keep-alive connection stays open.
+    """
+
+    header_s: Seconds = 10
+    body_s: Seconds = 10
+    send_s: Seconds = 10
+    keepalive_s: Seconds = 65
+
+
 class Publish(Strict):
     """Where the gateway's port is published on the Docker host (127.0.0.1 keeps a dev stack private)."""
 
@@ -265,6 +282,7 @@ class Gateway(Strict):
     passive_health: PassiveHealth = PassiveHealth()
     retries: Retries = Retries()
     timeouts: Timeouts = Timeouts()
+    client_timeouts: ClientTimeouts = ClientTimeouts()
     allowed_sources: list[AnySubnet] = [
         ipaddress.IPv4Network("0.0.0.0/0"),
         ipaddress.IPv6Network("::/0"),
@@ -303,12 +321,12 @@ class RouteMatch(Strict):
     @model_validator(mode="after")
     def _path_is_valid_for_its_type(self) -> RouteMatch:
         if self.path_type == "regex":
-            if '"' in self.path or "\\\\" in self.path:
-                raise ValueError("a regex path may not contain a double quote or a double backslash")
+            if '"' in self.path or "\\\\" in self.path or not self.path.isprintable():
+                raise ValueError("a regex path may not contain a double quote, a double backslash or a control character")
             try:
-                re.compile(self.path)
-            except re.error as err:
-                raise ValueError(f"path is not a valid regex: {err}") from None
+                compile_location_regex(self.path)  # PCRE2 as nginx compiles it, not Python's re
+            except RegexError as err:
+                raise ValueError(f"path is not a valid regex (PCRE2, as nginx compiles it): {err}") from None
         elif not re.fullmatch(URI_PATH, self.path):
             raise ValueError("path must start with / and contain no spaces, quotes, ';', '{' or '}'")
         return self
@@ -391,18 +409,19 @@ class Autoscaling(Strict):
 
 
 class KubernetesSettings(Strict):
-    """`netopt:kubernetes`: what only the kubernetes target reads; the docker target ignores it.
+    """`netopt:kubernetes`: what only the kubernetes target reads, but for `run_as_user` (below).
 
     `render_yaml_to_directory` is render-only mode: the provider writes the manifests there and never contacts a
-    cluster. `run_as_user` is the uid:gid every workload pod runs as (the gateway uses `gateway.run_as_user`);
-    `drain_s` is how long a terminating pod keeps serving while its endpoint is withdrawn. `dns_namespace` and
-    `dns_pod_labels` find the cluster DNS pods, the one egress every pod keeps under default-deny.
+    cluster. `run_as_user` is the uid:gid every workload runs as unless it sets its own, on both targets (the gateway
+    uses `gateway.run_as_user`); `drain_s` is how long a terminating pod keeps serving while its endpoint is
+    withdrawn. `dns_namespace` and `dns_pod_labels` find the cluster DNS pods, the one egress every pod keeps under
+    default-deny.
     """
 
     context: Annotated[str, Field(min_length=1)] | None = None
     render_yaml_to_directory: Annotated[str, Field(min_length=1)] | None = None
     cluster_domain: Annotated[str, Field(pattern=HOST_NAME)] = "cluster.local"
-    run_as_user: Annotated[str, Field(pattern=r"^[1-9][0-9]{0,9}:[0-9]{1,10}$")] = "65532:65532"
+    run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] = DEFAULT_WORKLOAD_USER
     drain_s: Annotated[int, Field(ge=0, le=60)] = 5
     autoscaling: dict[Name, Autoscaling] = {}
     dns_namespace: Name = "kube-system"
@@ -490,6 +509,11 @@ class Spec(Strict):
             for backend in route.backends:
                 peaks[backend.workload] = peaks.get(backend.workload, 0.0) + peak * backend.weight / total_weight
         return peaks
+
+    def workload_user(self, workload: Workload) -> str:
+        """uid:gid a workload's containers run as, on either target: its own `run_as_user`, else the stack-wide
+        `kubernetes.run_as_user` (default 65532:65532), so no backend runs as its image's user (possibly root)."""
+        return workload.run_as_user or self.kubernetes.run_as_user
 
     def max_replicas(self, name: str) -> int:
         """The most replicas a workload can run: its autoscaler's ceiling on kubernetes, else its declared replicas."""

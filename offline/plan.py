@@ -20,6 +20,7 @@ from components.config import namespace_values
 from components.validation import SpecError, parse_spec
 from offline import policy_gate, since
 from offline.artifacts import remove_artifacts, write_artifacts
+from offline.nginx_check import GatewayConfigError, check_gateway
 from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, StackFileError, StackNotFoundError, cli_config, stack_file
 
@@ -31,6 +32,7 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
     resources = run_program(config, stack, project_dir)
     target, plan, report = analyse(spec)
     names = {r.urn: r.name for r in resources}
+    nginx_check = check_gateway(target, plan)  # raises GatewayConfigError before anything is written
     artifacts = write_artifacts(target, plan, resources, out_dir or build_dir(stack, project_dir))
     document = {
         "stack": stack,
@@ -43,6 +45,7 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
         "report": report,
         "artifacts": artifacts,
         "fingerprints": since.fingerprints(resources),
+        "nginx_check": nginx_check,
     }
     if policy:
         document["policy"] = policy_gate.evaluate(stack, spec.environment, config, resources, project_dir)
@@ -87,6 +90,8 @@ def render_text(document: dict[str, Any]) -> str:
                      f"{row['utilization']:>7.2f}{_fmt(row['mean_latency_ms'], 1):>12}{_fmt(row['admitted_utilization'], 2):>15}{flag}")
     lines += _workload_capacity_lines(document["capacity"])
     lines += ["", "Artifacts:"] + [f"  {name}: {path}" for name, path in document["artifacts"].items()]
+    check = document["nginx_check"]
+    lines.append(f"  nginx -t: {check['status']} ({check['version'] or check['detail']})")
     if document.get("policy") is not None:
         lines += ["", *policy_gate.render_table(document["policy"])]
     return "\n".join(lines)
@@ -129,6 +134,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except since.PreviousPlanError as error:
         print(f"netopt: {error}", file=sys.stderr)
+        return 1
+    except GatewayConfigError as error:
+        print(f"netopt: {error}", file=sys.stderr)
+        _remove_stale_artifacts(args.stack)
         return 1
     text = "\n".join([render_text(document), *since.render_text(document["update"])]) if "update" in document else render_text(document)
     print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else text)

@@ -8,7 +8,8 @@ way nginx chooses locations:
    matching wildcard host (``*.example.com``), else the default server; the
    candidates are that host's routes plus every route without a host;
 2. path: an ``exact`` route, else the first ``regex`` route in declaration
-   order (``re.search``, as nginx's ``~``), else the longest ``prefix``;
+   order (PCRE2 search as nginx's ``~`` runs it: ``components.nginx_regex``,
+   not Python's ``re``), else the longest ``prefix``;
 3. several routes on the same path: host-specific first, then more
    conditions (headers + methods), then declaration order.
 
@@ -27,6 +28,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from components.nginx_regex import search as nginx_search
 
 if TYPE_CHECKING:
     from components.spec import Route, Spec
@@ -94,7 +97,7 @@ def _path_matches(route: Route, path: str) -> bool:
         return path == m.path
     if m.path_type == "prefix":
         return path.startswith(m.path)
-    return re.search(m.path, path) is not None
+    return nginx_search(m.path, path)
 
 
 def expected_route(spec: Spec, method: str, path: str, host: str, headers: dict[str, str] | None = None) -> str | None:
@@ -185,13 +188,19 @@ def _gen_in(items: Any, variant: int) -> str:
 
 
 def regex_examples(pattern: str, n: int = 4) -> list[str]:
-    """Up to ``n`` distinct URL paths that ``re.search(pattern, path)`` matches."""
-    tokens = sre_parse.parse(pattern)
+    """Up to ``n`` distinct URL paths that nginx's PCRE2 search of ``pattern`` matches.
+
+    Candidates come from Python's regex parser (PCRE's ``(?<name>`` spelled ``(?P<name>``); a construct it does
+    not know gives no candidates. Every candidate is checked with PCRE2, so none is a false example."""
+    try:
+        tokens = sre_parse.parse(re.sub(r"\(\?<(?=[A-Za-z_])", "(?P<", pattern))
+    except (re.error, ValueError, OverflowError):
+        return []
     out: list[str] = []
     for v in range(n * 3):
         s = _gen(tokens, v)
         for cand in (s, s + "/probe", "/" + s.lstrip("/")):
-            if cand.startswith("/") and re.search(pattern, cand) and cand not in out:
+            if cand.startswith("/") and nginx_search(pattern, cand) and cand not in out:
                 out.append(cand)
                 break
         if len(out) >= n:
@@ -229,7 +238,7 @@ def _outside_paths(route: Route, inside: str) -> list[str]:
         for i in range(1, len(inside)):
             for c in ("Z", "0", "-"):
                 cand = inside[:i] + c + inside[i + 1:]
-                if re.search(m.path, cand) is None:
+                if not nginx_search(m.path, cand):
                     cands.append(cand)
                     break
             if len(cands) >= 2:

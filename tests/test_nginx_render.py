@@ -135,7 +135,8 @@ def test_runtime_changes_process_settings_only(minimal: dict[str, Any]) -> None:
 
 _segment = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_", min_size=1, max_size=8)
 _methods = st.none() | st.lists(st.sampled_from(["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]), min_size=1, max_size=3, unique=True)
-_headers = st.dictionaries(st.sampled_from(["X-Canary", "X-Tenant", "Accept"]), st.sampled_from(["1", "beta", "application/json"]), max_size=2)
+_header_values = st.sampled_from(["1", "beta", "application/json", "a|b", "x:1"])
+_headers = st.dictionaries(st.sampled_from(["X-Canary", "X-Tenant", "Accept"]), _header_values, max_size=2)
 
 
 @st.composite
@@ -149,7 +150,8 @@ def _match(draw: st.DrawFn) -> dict[str, Any]:
         suffix = draw(st.sampled_from(["", "[0-9]+", "(/.*)?$", "\\.json$", "{1,3}"]))
         path = draw(st.sampled_from(["^", ""])) + re.escape(path).replace("\\-", "-") + suffix
     return {
-        "host": draw(st.none() | st.sampled_from(["a.example.com", "b.example.com", "*.example.org"])),
+        # punctuation variants and `default` used to share one dispatch variable
+        "host": draw(st.none() | st.sampled_from(["a.example.com", "b.example.com", "*.example.org", "a-b.com", "a.b.com", "default"])),
         "path": path,
         "path_type": kind,
         "headers": draw(_headers),
@@ -167,7 +169,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
     for workload in workloads:
         if draw(st.booleans()):  # one response time per replica (a slow replica: latency_optimal may make it a backup)
             workload["response_time_ms"] = draw(st.lists(st.floats(0.5, 500), min_size=workload["replicas"], max_size=workload["replicas"]))
-    limits = [{"name": f"rl{i}", "rps": draw(st.sampled_from([0.5, 1, 7, 100, 5000])), "burst": draw(st.integers(0, 50)),
+    limits = [{"name": ("per-ip", "per_ip")[i], "rps": draw(st.sampled_from([0.5, 1, 7, 100, 5000])), "burst": draw(st.integers(0, 50)),
                "nodelay": draw(st.booleans()), "key": draw(st.sampled_from(["client_ip", "global", "header:X-Api-Key"]))} for i in range(2)]
     conns = [{"name": "cl0", "connections": draw(st.integers(1, 100)), "key": draw(st.sampled_from(["client_ip", "header:X-Api-Key"]))}]
     routes = []
@@ -177,7 +179,7 @@ def valid_specs(draw: st.DrawFn) -> dict[str, Any]:
             "name": f"r{i}",
             "match": draw(_match()),
             "backends": [{"workload": w, "weight": draw(st.integers(1, 100))} for w in chosen],
-            "rate_limit": draw(st.none() | st.sampled_from(["rl0", "rl1"])),
+            "rate_limit": draw(st.none() | st.sampled_from(["per-ip", "per_ip"])),
             "concurrency_limit": draw(st.none() | st.just("cl0")),
             "retry_non_idempotent": False,
         })

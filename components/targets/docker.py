@@ -96,8 +96,7 @@ class DockerTarget:
         return self._addresses
 
     def nginx_runtime(self) -> NginxRuntime:
-        assert self.spec.network.subnet is not None
-        return NginxRuntime(status_allow=("127.0.0.1", str(self.spec.network.subnet)))
+        return NginxRuntime()
 
     def network(self, parent: pulumi.ComponentResource) -> dict[str, pulumi.Input[str]]:
         net = self.spec.network
@@ -143,6 +142,7 @@ class DockerTarget:
                 memory=workload.resources.memory_mb,
                 cpus=f"{workload.resources.cpu:g}",
                 read_only=workload.read_only_root_fs,
+                user=self.spec.workload_user(workload),  # never the image's own user (possibly root), as on kubernetes
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
                 healthcheck=_healthcheck(probe, health),

@@ -140,7 +140,7 @@ class KubernetesTarget:
         return self._addresses
 
     def nginx_runtime(self) -> NginxRuntime:
-        return NginxRuntime(status_allow=("127.0.0.1",))
+        return NginxRuntime()
 
     # -- naming -------------------------------------------------------------------------------------------------
 
@@ -305,7 +305,7 @@ class KubernetesTarget:
         }
         volumes: list[k8s.core.v1.VolumeArgsDict] = [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}]
         volumes += [{"name": v.name, "empty_dir": {"size_limit": f"{v.size_mb}Mi"}} for v in workload.volumes if v.kind == "scratch"]
-        template = self._pod_template(workload.name, labels, self.spec.kubernetes.run_as_user, container, volumes,
+        template = self._pod_template(workload.name, labels, self.spec.workload_user(workload), container, volumes,
                                       spread=self.spec.max_replicas(workload.name) > 1)
         replicas = None if scaling else workload.replicas
         metadata = self._metadata(workload.name, namespace, labels)

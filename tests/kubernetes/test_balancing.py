@@ -58,7 +58,7 @@ def test_prod_upstreams_have_one_member_per_workload_service() -> None:
         for server in upstream.servers:
             assert server.max_fails == 0, "a Service member is never ejected: that would drop every healthy pod with it"
             assert server.max_conns == spec.workload(server.workload).max_concurrency * spec.max_replicas(server.workload)
-    api = next(u for u in plan.upstreams if u.name == "up_api_90_api_canary_10")
+    api = next(u for u in plan.upstreams if u.name == "up_api_90_api_2dcanary_10")
     assert [(s.workload, s.weight, s.max_conns) for s in api.servers] == [("api", 9, 32 * 6), ("api-canary", 1, 32 * 3)]
 
 
