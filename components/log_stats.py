@@ -58,11 +58,13 @@ class Histogram:
     total: int = 0
     sum_ms: float = 0.0
 
-    def add(self, ms: float) -> None:
+    def add(self, ms: float, count: int = 1) -> None:
+        if not math.isfinite(ms) or ms < 0:
+            raise ValueError(f"{ms} ms is no response time")
         key = int(ms + 0.5)
-        self.counts[key] = self.counts.get(key, 0) + 1
-        self.total += 1
-        self.sum_ms += ms
+        self.counts[key] = self.counts.get(key, 0) + count
+        self.total += count
+        self.sum_ms += ms * count
 
     def mean(self) -> float | None:
         return self.sum_ms / self.total if self.total else None
@@ -102,11 +104,11 @@ class WindowPeak:
     peak_sum: int = 0
     late: int = 0
 
-    def add(self, second: int) -> None:
+    def add(self, second: int, count: int = 1) -> None:
         if self.settled_upto is not None and second <= self.settled_upto:
-            self.late += 1
+            self.late += count
             second = self.settled_upto + 1  # counted with the oldest second still open
-        self.pending[second] = self.pending.get(second, 0) + 1
+        self.pending[second] = self.pending.get(second, 0) + count
 
     def settle(self, before: int | None) -> None:
         """Fold every pending second < `before` (None: all) into the window, in order, including empty seconds."""
@@ -135,8 +137,6 @@ class RouteStats:
     statuses: dict[str, int] = field(default_factory=dict)
     served_by: dict[tuple[str, int], int] = field(default_factory=dict)  # final member -> requests
     no_server_left: int = 0  # nginx named the upstream: every server at max_conns or down
-    first_ms: float | None = None
-    last_ms: float | None = None
     rate: WindowPeak = field(default_factory=lambda: WindowPeak(1))
 
 
@@ -172,93 +172,127 @@ class LogReader:
 
     `members` maps an upstream address as nginx logs it ("ip:port", or the Service "host:port") to its
     (workload, member index); `upstreams` are the plan's upstream names (nginx logs one when no server was left).
+
+    Per line only the decode, two tallies and a set lookup run: lines are tallied by (route, status, upstream
+    fields) and by (route, second), and the tallies are folded into the statistics every `FOLD_LINES` lines. A
+    log repeats few distinct tallies (routes × members × millisecond values), so folding is cheap, and the
+    folded result is the same as line by line. An address outside the plan is noted with its line number when
+    it is read.
     """
+
+    FOLD_LINES = 65536
 
     def __init__(self, members: Mapping[str, tuple[str, int]], upstreams: set[str], window_s: int = 1) -> None:
         self.members = dict(members)
         self.upstreams = upstreams
+        self.known = set(members) | {"", "-"}
         self.window_s = window_s
         self.stats = LogStats(members={m: MemberStats() for m in sorted(set(members.values()))})
-        self._newest_second: int | None = None
-        self._settled_second: int | None = None
+        self._tallies: dict[tuple[str, str, str, str, str], int] = {}
+        self._seconds: dict[tuple[str, int], int] = {}
+        self._newest_second = -1
+        self._unfolded = 0
 
     def feed(self, number: int, line: bytes) -> None:
-        stats = self.stats
-        stats.lines += 1
         try:
             entry = _DECODER.decode(line)
             if entry.v < SCHEMA_VERSION:
                 raise ValueError(f"schema version {entry.v}, observe reads version {SCHEMA_VERSION} and later")
-            ended_ms = float(entry.msec) * MS
-            if not math.isfinite(ended_ms) or ended_ms < 0:
-                raise ValueError(f"msec {entry.msec[:40]!r} is no time")
-        except (msgspec.DecodeError, ValueError) as error:
-            if not line.strip():
-                stats.lines -= 1  # blank lines are not log lines
-                return
-            stats.malformed += 1
-            if len(stats.malformed_examples) < KEEP_EXAMPLES:
-                stats.malformed_examples.append(Problem(number, f"{str(error)[:120]}: {line[:80]!r}"))
+            ended = float(entry.msec)
+            second = int(ended)
+        except (msgspec.DecodeError, ValueError, OverflowError) as error:
+            self._malformed(number, line, error)
             return
+        stats = self.stats
+        stats.lines += 1
         stats.requests += 1
-        route = stats.routes.get(entry.route)
-        if route is None:
-            route = stats.routes[entry.route] = RouteStats(rate=WindowPeak(self.window_s))
-        route.requests += 1
-        route.statuses[entry.status] = route.statuses.get(entry.status, 0) + 1
-        second = int(ended_ms // MS)
-        route.rate.add(second)
-        route.first_ms = ended_ms if route.first_ms is None else min(route.first_ms, ended_ms)
-        route.last_ms = ended_ms if route.last_ms is None else max(route.last_ms, ended_ms)
-        stats.first_ms = ended_ms if stats.first_ms is None else min(stats.first_ms, ended_ms)
-        stats.last_ms = ended_ms if stats.last_ms is None else max(stats.last_ms, ended_ms)
-        if entry.upstream_addr not in ("", "-"):
-            self._tries(number, entry, route)
-        if self._newest_second is None or second > self._newest_second:
+        if stats.first_ms is None or ended * MS < stats.first_ms:
+            stats.first_ms = ended * MS
+        if stats.last_ms is None or ended * MS > stats.last_ms:
+            stats.last_ms = ended * MS
+        address = entry.upstream_addr
+        key = (entry.route, entry.status, address, entry.upstream_status, entry.upstream_response_time)
+        self._tallies[key] = self._tallies.get(key, 0) + 1
+        per_second = (entry.route, second)
+        self._seconds[per_second] = self._seconds.get(per_second, 0) + 1
+        if second > self._newest_second:
             self._newest_second = second
-            if self._settled_second is None or second - SETTLE_S > self._settled_second:
-                self._settled_second = second - SETTLE_S
-                for other in stats.routes.values():
-                    other.rate.settle(self._settled_second)
+        if address not in self.known:
+            self._note_addresses(number, address)
+        self._unfolded += 1
+        if self._unfolded >= self.FOLD_LINES:
+            self._fold(self._newest_second - SETTLE_S)
 
-    def _tries(self, number: int, entry: LogLine, route: RouteStats) -> None:
-        """One request's tries: `upstream_*` list them with ", " (and " : " between upstream groups)."""
-        addresses = entry.upstream_addr.replace(" : ", ", ").split(", ")
-        statuses = entry.upstream_status.replace(" : ", ", ").split(", ")
-        times = entry.upstream_response_time.replace(" : ", ", ").split(", ")
+    def _malformed(self, number: int, line: bytes, error: Exception) -> None:
+        if not line.strip():
+            return  # a blank line is no log line
+        stats = self.stats
+        stats.lines += 1
+        stats.malformed += 1
+        if len(stats.malformed_examples) < KEEP_EXAMPLES:
+            stats.malformed_examples.append(Problem(number, f"{str(error)[:120]}: {line[:80]!r}"))
+
+    def _note_addresses(self, number: int, logged: str) -> None:
+        """Examples, with line numbers, of tried addresses that name no member (retries list several)."""
+        stats = self.stats
+        for address in _split(logged):
+            if address not in self.members and address not in self.upstreams and len(stats.unmapped_examples) < KEEP_EXAMPLES:
+                stats.unmapped_examples.append(Problem(number, f"upstream address {address[:80]!r} is no member of the plan"))
+
+    def _fold(self, settle_before: int | None) -> None:
+        stats = self.stats
+        for (name, status, address, upstream_status, times), count in self._tallies.items():
+            route = stats.routes.get(name)
+            if route is None:
+                route = stats.routes[name] = RouteStats(rate=WindowPeak(self.window_s))
+            route.requests += count
+            route.statuses[status] = route.statuses.get(status, 0) + count
+            if address not in ("", "-"):
+                self._tries(route, address, upstream_status, times, count)
+        for (name, second), count in sorted(self._seconds.items(), key=lambda item: item[0][1]):
+            stats.routes[name].rate.add(second, count)
+        for route in stats.routes.values():
+            route.rate.settle(settle_before)
+        self._tallies.clear()
+        self._seconds.clear()
+        self._unfolded = 0
+
+    def _tries(self, route: RouteStats, logged: str, logged_statuses: str, logged_times: str, count: int) -> None:
+        """`count` requests with the same tries: `upstream_*` list them with ", " (" : " between upstream groups)."""
+        addresses, statuses, times = _split(logged), _split(logged_statuses), _split(logged_times)
         last = len(addresses) - 1
         for i, address in enumerate(addresses):
             member = self.members.get(address)
             if member is None:
                 if address in self.upstreams:
-                    route.no_server_left += 1
+                    route.no_server_left += count
                 else:
-                    self._unmapped(number, address)
+                    self._unmapped(address, count)
                 continue
             stats = self.stats.members[member]
-            stats.tries += 1
-            status = statuses[i] if i < len(statuses) else "-"
+            stats.tries += count
             if i == last:
-                stats.served += 1
-                route.served_by[member] = route.served_by.get(member, 0) + 1
+                stats.served += count
+                route.served_by[member] = route.served_by.get(member, 0) + count
+            status = statuses[i] if i < len(statuses) else "-"
             if status[:1] == "5" or not status[:1].isdigit():
-                stats.errors += 1
+                stats.errors += count
                 continue
-            text = times[i] if i < len(times) else "-"
             try:
-                stats.times.add(float(text) * MS)
+                stats.times.add(float(times[i]) * MS if i < len(times) else math.nan, count)
             except ValueError:
-                stats.errors += 1
+                stats.errors += count
 
-    def _unmapped(self, number: int, address: str) -> None:
+    def _unmapped(self, address: str, count: int) -> None:
         stats = self.stats
-        stats.unmapped_tries += 1
+        stats.unmapped_tries += count
         if address in stats.unmapped or len(stats.unmapped) < KEEP_UNMAPPED:
-            stats.unmapped[address] = stats.unmapped.get(address, 0) + 1
-        if len(stats.unmapped_examples) < KEEP_EXAMPLES:
-            stats.unmapped_examples.append(Problem(number, f"upstream address {address[:80]!r} is no member of the plan"))
+            stats.unmapped[address] = stats.unmapped.get(address, 0) + count
 
     def finish(self) -> LogStats:
-        for route in self.stats.routes.values():
-            route.rate.settle(None)
+        self._fold(None)
         return self.stats
+
+
+def _split(logged: str) -> list[str]:
+    return logged.replace(" : ", ", ").split(", ") if "," in logged or " : " in logged else [logged]
