@@ -139,7 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, OSError) as error:
         print(f"netopt: {error}", file=sys.stderr)
         return 2
-    print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else render_text(document))
+    try:
+        print(json.dumps(document, indent=2, sort_keys=True) if args.format == "json" else render_text(document))
+    except BrokenPipeError:  # `| head`: the reader left; not an error of observe
+        sys.stderr.close()
     return 0
 
 
