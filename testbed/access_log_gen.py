@@ -2,7 +2,7 @@
 
 Requests arrive at a fixed total rate, pick a route in proportion to its declared peak and a member by the
 deployed split (`balancing.upstream_members`), and take an exponential upstream time with the given mean per
-member. Every field of `access_log.FIELDS` is present, so a line has the size and shape nginx writes.
+member (default: the member's declared response time). Every field of `access_log.FIELDS` is present, so a line has the size and shape nginx writes.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ def synthetic_lines(spec: Spec, addresses: AddressMap, count: int, rate_rps: flo
         route = rng.choices(routes, weights)[0]
         choices = members[route.name]
         workload, member, _ = rng.choices(choices, [float(share) or 1e-9 for _, _, share in choices])[0]
-        seconds = rng.expovariate(1000.0 / mean_ms.get((workload, member), 10.0))
+        declared = spec.workload(workload).replica_response_times_s()
+        seconds = rng.expovariate(1000.0 / mean_ms.get((workload, member), 1000.0 * declared[member % len(declared)]))
         yield log_line(time="2026-12-02T12:00:00+00:00", msec=f"{clock:.3f}", request_id=f"gw-1-{clock:.3f}-{i}-1",
                        client=f"127.0.0.{1 + i % 50}", method="GET", host="shop.example", uri=f"{route.match.path}item/{i % 997}",
                        route=route.name, status="200", request_time=f"{seconds + 0.0004:.3f}",
