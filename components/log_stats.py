@@ -30,6 +30,7 @@ import msgspec
 from components.access_log import SCHEMA_VERSION
 
 SETTLE_S = 10
+DEFAULT_WINDOW_S = 10  # peak req/s is the highest mean over this many seconds: a planning peak, not one second's Poisson noise
 KEEP_EXAMPLES = 5
 KEEP_UNMAPPED = 20
 MS = 1000.0
@@ -137,7 +138,7 @@ class RouteStats:
     statuses: dict[str, int] = field(default_factory=dict)
     served_by: dict[tuple[str, int], int] = field(default_factory=dict)  # final member -> requests
     no_server_left: int = 0  # nginx named the upstream: every server at max_conns or down
-    rate: WindowPeak = field(default_factory=lambda: WindowPeak(1))
+    rate: WindowPeak = field(default_factory=lambda: WindowPeak(DEFAULT_WINDOW_S))
 
 
 @dataclass
@@ -182,7 +183,7 @@ class LogReader:
 
     FOLD_LINES = 65536
 
-    def __init__(self, members: Mapping[str, tuple[str, int]], upstreams: set[str], window_s: int = 1) -> None:
+    def __init__(self, members: Mapping[str, tuple[str, int]], upstreams: set[str], window_s: int = DEFAULT_WINDOW_S) -> None:
         self.members = dict(members)
         self.upstreams = upstreams
         self.known = set(members) | {"", "-"}

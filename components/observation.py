@@ -22,7 +22,7 @@ from typing import Any
 from components.addressing import AddressMap
 from components.balancing import balancing_mode
 from components.capacity import Capacity, ShareFunction, compute_capacity
-from components.log_stats import LogStats, MemberStats
+from components.log_stats import DEFAULT_WINDOW_S, LogStats, MemberStats
 from components.plan import build_plan
 from components.report import capacity_document, scores_document
 from components.scores import backend_replicas, compute_scores
@@ -192,7 +192,7 @@ def measured_inputs(spec: Spec, measured: Measured) -> dict[str, Any]:
 
 
 def observation_document(spec: Spec, stats: LogStats, shares: ShareFunction,
-                         tolerance: float = DEFAULT_TOLERANCE, window_s: int = 1) -> dict[str, Any]:
+                         tolerance: float = DEFAULT_TOLERANCE, window_s: int = DEFAULT_WINDOW_S) -> dict[str, Any]:
     """The whole observation as JSON-ready data (keys only grow): log summary, members, routes, scores, drift."""
     service = balancing_mode(spec) == "service"
     declared_plan = build_plan(spec)

@@ -24,7 +24,7 @@ import yaml
 
 from components.addressing import kubernetes_service_host
 from components.config import namespace_values
-from components.log_stats import LogReader, LogStats
+from components.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
 from components.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document
 from components.observation_patch import patch_document
 from components.plan import build_plan
@@ -78,7 +78,7 @@ def _open_log(log: str) -> BinaryIO:
         raise InputError(f"cannot read the log {log}: {error.strerror}") from None
 
 
-def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s: int = 1, services: str | None = None,
+def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s: int = DEFAULT_WINDOW_S, services: str | None = None,
             project_dir: Path = PROJECT_DIR) -> tuple[dict[str, Any], Spec, LogStats, dict[str, Any]]:
     """(observation document, declared spec, log stats, the stack file's config values) for one log."""
     path = stack_file(stack, project_dir)
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log", required=True, help="access log file, or - for stdin")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="relative difference that is drift (0.2)")
-    parser.add_argument("--window", type=int, default=1, help="seconds of the sliding window of peak req/s (1)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW_S, help=f"seconds of the sliding window of peak req/s ({DEFAULT_WINDOW_S})")
     parser.add_argument("--services", help="Kubernetes: the Services' addresses (kubectl get services -o json, or hosts lines)")
     parser.add_argument("--write-patch", type=Path, help="write measured response_time_ms and peak_rps as a stack-file fragment")
     args = parser.parse_args(argv)

@@ -11,7 +11,7 @@ import yaml
 
 from components.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
 from components.balancing import expected_shares
-from components.log_stats import KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
+from components.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
 from components.observation import measure, member_addresses, observation_document
 from components.observation_patch import apply_patch, patch_document
 from components.plan import build_plan
@@ -24,7 +24,7 @@ from testbed.specs import load_stack, make_spec
 
 
 def read(spec: Spec, lines: list[str], addresses: dict[str, list[str]] | None = None, resolved: dict[str, str] | None = None,
-         window_s: int = 1) -> LogStats:
+         window_s: int = DEFAULT_WINDOW_S) -> LogStats:
     addresses = addresses if addresses is not None else docker_address_map(spec)
     reader = LogReader(member_addresses(addresses, resolved), {u.name for u in build_plan(spec).upstreams}, window_s)
     for number, line in enumerate(lines, start=1):
