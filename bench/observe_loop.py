@@ -132,7 +132,7 @@ def main() -> int:
     configs = [ReplicaConfig(f"svc-{i}", latency_ms=t, concurrency=CONCURRENCY, latency_dist="exp") for i, t in enumerate(TRUE_MS)]
     backend = BackendProcess(configs).start()
     lines = ["| phase | declared ms | backup | p50 ms | p99 ms | errors/sent | shares svc-0..3 |", "|---|---|---|---|---|---|---|"]
-    runs = []
+    runs: list[dict[str, Any]] = []
     try:
         addresses = [backend.addresses[c.name] for c in configs]
         for rep in range(args.reps):

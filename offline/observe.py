@@ -73,7 +73,7 @@ def _open_log(log: str) -> BinaryIO:
     if log == "-":
         return sys.stdin.buffer
     try:
-        return open(log, "rb")  # noqa: SIM115 - closed by the caller
+        return open(log, "rb")  # closed by the caller
     except OSError as error:
         raise InputError(f"cannot read the log {log}: {error.strerror}") from None
 

@@ -86,8 +86,9 @@ def _drift(args: ResourceValidationArgs, config: dict[str, Any], report_violatio
     lines = _compare("replica", " ms", declared_t, t_ms, tolerance)
     lines += _compare("route", " req/s", declared_peak, items(get(measured, "peak_rps")), tolerance)
     if lines:
+        requests = int(number(get(observed, "requests", default=0)))
         report_violation(f"{where}: {len(lines)} measured value(s) drift beyond ±{fmt(100 * tolerance)}% of the declared ones "
-                         f"(observation {get(observed, 'file')}, {int(number(get(observed, 'requests', default=0)))} requests): {'; '.join(lines[:8])}"
+                         f"(observation {get(observed, 'file')}, {requests} requests): {'; '.join(lines[:8])}"
                          f"{f' (+{len(lines) - 8} more)' if len(lines) > 8 else ''}. Fix: {DRIFT.remediation}")
 
 

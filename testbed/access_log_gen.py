@@ -43,3 +43,33 @@ def synthetic_lines(spec: Spec, addresses: AddressMap, count: int, rate_rps: flo
                        route=route.name, status="200", request_time=f"{seconds + 0.0004:.3f}",
                        upstream_addr=addresses[workload][member], upstream_status="200", upstream_connect_time="0.000",
                        upstream_header_time=f"{seconds:.3f}", upstream_response_time=f"{seconds:.3f}", bytes_sent="512")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m testbed.access_log_gen --stack staging --lines 20000 --rate 200 --time api/1=120 > access.log`."""
+    import argparse
+    import sys
+
+    from components.targets import target_for
+    from testbed.specs import load_stack
+
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--stack", required=True)
+    parser.add_argument("--lines", type=int, default=10_000)
+    parser.add_argument("--rate", type=float, default=100.0, help="total req/s")
+    parser.add_argument("--time", action="append", default=[], help="<workload>/<member>=<mean ms> (default: as declared)")
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    spec = load_stack(args.stack)
+    times = {}
+    for item in args.time:
+        member, _, ms = item.partition("=")
+        workload, _, index = member.partition("/")
+        times[(workload, int(index or 0))] = float(ms)
+    for line in synthetic_lines(spec, target_for(spec).address_map(), args.lines, args.rate, times, args.seed):
+        sys.stdout.write(line + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -145,7 +145,7 @@ def test_retries_count_for_every_replica_tried_and_a_named_upstream_is_no_server
     ])
     first, second = stats.members[("api", 0)], stats.members[("api", 1)]
     assert (first.tries, first.served, first.errors, first.times.total) == (1, 0, 1, 0)
-    assert (second.tries, second.served, second.errors, second.times.mean()) == (1, 1, 0, pytest.approx(40.0))
+    assert (second.tries, second.served, second.errors) == (1, 1, 0) and second.times.mean() == pytest.approx(40.0)
     assert stats.routes["api_versioned"].no_server_left == 1 and stats.unmapped_tries == 0
 
 

@@ -56,7 +56,7 @@ def test_a_faithful_observation_passes_and_no_observation_is_not_applicable(tmp_
 def test_an_observation_changed_after_the_plan_read_it_is_a_violation(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     path = _observation(tmp_path, "staging", {}, capsys)
-    original = plan.analyse
+    original = plan.analyse  # type: ignore[attr-defined]
 
     def tampering(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
