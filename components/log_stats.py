@@ -36,7 +36,7 @@ KEEP_UNMAPPED = 20
 MS = 1000.0
 
 
-class LogLine(msgspec.Struct):
+class LogLine(msgspec.Struct, gc=False):
     """The fields of one access-log line that observe reads (others are ignored); every value is nginx's string."""
 
     v: int
@@ -192,36 +192,37 @@ class LogReader:
         self._tallies: dict[tuple[str, str, str, str, str], int] = {}
         self._seconds: dict[tuple[str, int], int] = {}
         self._newest_second = -1
-        self._unfolded = 0
+        self._first_s, self._last_s = math.inf, -math.inf
 
     def feed(self, number: int, line: bytes) -> None:
         try:
             entry = _DECODER.decode(line)
-            if entry.v < SCHEMA_VERSION:
-                raise ValueError(f"schema version {entry.v}, observe reads version {SCHEMA_VERSION} and later")
             ended = float(entry.msec)
             second = int(ended)
+            if entry.v < SCHEMA_VERSION:
+                raise ValueError(f"schema version {entry.v}, observe reads version {SCHEMA_VERSION} and later")
         except (msgspec.DecodeError, ValueError, OverflowError) as error:
             self._malformed(number, line, error)
             return
         stats = self.stats
         stats.lines += 1
-        stats.requests += 1
-        if stats.first_ms is None or ended * MS < stats.first_ms:
-            stats.first_ms = ended * MS
-        if stats.last_ms is None or ended * MS > stats.last_ms:
-            stats.last_ms = ended * MS
+        requests = stats.requests = stats.requests + 1
+        if ended > self._last_s:
+            self._last_s = ended
+        if ended < self._first_s:
+            self._first_s = ended
         address = entry.upstream_addr
         key = (entry.route, entry.status, address, entry.upstream_status, entry.upstream_response_time)
-        self._tallies[key] = self._tallies.get(key, 0) + 1
+        tallies = self._tallies
+        tallies[key] = tallies.get(key, 0) + 1
         per_second = (entry.route, second)
-        self._seconds[per_second] = self._seconds.get(per_second, 0) + 1
+        seconds = self._seconds
+        seconds[per_second] = seconds.get(per_second, 0) + 1
         if second > self._newest_second:
             self._newest_second = second
         if address not in self.known:
             self._note_addresses(number, address)
-        self._unfolded += 1
-        if self._unfolded >= self.FOLD_LINES:
+        if not requests % self.FOLD_LINES:
             self._fold(self._newest_second - SETTLE_S)
 
     def _malformed(self, number: int, line: bytes, error: Exception) -> None:
@@ -256,7 +257,8 @@ class LogReader:
             route.rate.settle(settle_before)
         self._tallies.clear()
         self._seconds.clear()
-        self._unfolded = 0
+        if stats.requests:
+            stats.first_ms, stats.last_ms = self._first_s * MS, self._last_s * MS
 
     def _tries(self, route: RouteStats, logged: str, logged_statuses: str, logged_times: str, count: int) -> None:
         """`count` requests with the same tries: `upstream_*` list them with ", " (" : " between upstream groups)."""

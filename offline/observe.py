@@ -25,11 +25,10 @@ import yaml
 from components.addressing import kubernetes_service_host
 from components.config import namespace_values
 from components.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
-from components.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document
+from components.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document, target_view
 from components.observation_patch import patch_document
 from components.plan import build_plan
 from components.spec import Spec
-from components.targets import target_for
 from components.validation import SpecError, parse_spec
 from offline.observe_text import render_text
 from offline.stack_config import PROJECT_DIR, StackNotFoundError, cli_config, stack_file
@@ -83,7 +82,7 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
     """(observation document, declared spec, log stats, the stack file's config values) for one log."""
     path = stack_file(stack, project_dir)
     spec = parse_spec(namespace_values(cli_config(path)))
-    target = target_for(spec)
+    address_map, shares = target_view(spec)
     resolved = None
     if services is not None:
         try:
@@ -91,14 +90,14 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
         except OSError as error:
             raise InputError(f"cannot read the services file {services}: {error.strerror}") from None
     plan = build_plan(spec)
-    reader = LogReader(member_addresses(target.address_map(), resolved), {u.name for u in plan.upstreams}, window_s)
+    reader = LogReader(member_addresses(address_map, resolved), {u.name for u in plan.upstreams}, window_s)
     stream = _open_log(log)
     try:
         stats = read_log(stream, reader)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
-    document = {"stack": stack, "source": log} | observation_document(spec, stats, target.shares, tolerance, window_s)
+    document = {"stack": stack, "source": log} | observation_document(spec, stats, shares, tolerance, window_s)
     raw = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
     return document, spec, stats, raw
 

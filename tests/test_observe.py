@@ -12,7 +12,7 @@ import yaml
 from components.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
 from components.balancing import expected_shares
 from components.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
-from components.observation import measure, member_addresses, observation_document
+from components.observation import measure, member_addresses, observation_document, target_view
 from components.observation_patch import apply_patch, patch_document
 from components.plan import build_plan
 from components.scores import compute_scores, mean_reciprocal
@@ -186,6 +186,17 @@ def test_kubernetes_service_addresses_map_to_workloads_with_no_per_pod_breakdown
     measured = measure(spec, stats).spec.workload("api")
     assert isinstance(measured.response_time_ms, list) and len(set(measured.response_time_ms)) == 1  # every pod: the workload's time
     assert measured.response_time_ms[0] == pytest.approx(90.0, rel=0.1)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_observe_sees_each_target_as_the_target_itself_does(stack: str) -> None:
+    from components.targets import target_for
+
+    spec = load_stack(stack)
+    address_map, shares = target_view(spec)
+    target = target_for(spec)
+    assert address_map == target.address_map()
+    assert [shares(r, spec) for r in spec.routes] == [target.shares(r, spec) for r in spec.routes]
 
 
 def test_hosts_lines_also_name_service_addresses() -> None:
