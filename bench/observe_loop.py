@@ -13,7 +13,7 @@ Targets: p99(2) <= 0.5 x p99(1) and p99(2) <= 1.2 x p99(3); every replica's meas
 of its true mean (the backend's own summed service time / requests; the wall time its sleeps really took is shown
 beside it, since a loaded machine wakes the backend late). Loopback only, bounded (--duration per phase).
 
-    .venv/bin/python bench/observe_loop.py [--duration 15] [--reps 1] [--nice 10]
+    .venv/bin/python bench/observe_loop.py [--duration 15] [--reps 1] [--nice 10]   # --nice N: at nice -N, as bench/run.py
 """
 
 from __future__ import annotations
@@ -125,10 +125,10 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=15.0, help="seconds of load per phase")
     parser.add_argument("--reps", type=int, default=1)
     parser.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
-    parser.add_argument("--nice", type=int, default=0)
+    parser.add_argument("--nice", type=int, default=0, help="run everything at nice -N, as bench/run.py (root; steadier on a shared machine)")
     args = parser.parse_args()
     if args.nice:
-        os.nice(args.nice)
+        os.setpriority(os.PRIO_PROCESS, 0, -abs(args.nice))  # the backend, nginx and the client inherit it
     configs = [ReplicaConfig(f"svc-{i}", latency_ms=t, concurrency=CONCURRENCY, latency_dist="exp") for i, t in enumerate(TRUE_MS)]
     backend = BackendProcess(configs).start()
     lines = ["| phase | declared ms | backup | p50 ms | p99 ms | errors/sent | shares svc-0..3 |", "|---|---|---|---|---|---|---|"]
