@@ -133,6 +133,7 @@ def main() -> int:
     backend = BackendProcess(configs).start()
     lines = ["| phase | declared ms | backup | p50 ms | p99 ms | errors/sent | shares svc-0..3 |", "|---|---|---|---|---|---|---|"]
     runs: list[dict[str, Any]] = []
+    verdicts: list[str] = []
     try:
         addresses = [backend.addresses[c.name] for c in configs]
         for rep in range(args.reps):
@@ -150,15 +151,16 @@ def main() -> int:
             }
             lines += [_row(f"{rep + 1}: mis-declared", wrong), _row(f"{rep + 1}: after observe -> re-plan", patched),
                       _row(f"{rep + 1}: correct declarations", right)]
-            print("\n".join(lines[-3:]))
-            print(f"  patch: {'; '.join(changes)}")
-            print("  measured t_i (phase 1) vs true mean (the backend's drawn service times; in brackets the wall time its sleeps "
+            notes = [f"  patch: {'; '.join(changes)}"]
+            notes.append("  measured t_i (phase 1) vs true mean (the backend's drawn service times; in brackets the wall time its sleeps "
                   "really took): " + ", ".join(
                 f"svc/{i} {r['measured_mean_ms']:.1f} vs {r['true_mean_ms']:.1f} ms ({r['measured_mean_ms'] / r['true_mean_ms'] - 1:+.1%}) "
                 f"[{r['realized_mean_ms']:.1f}]" for i, r in enumerate(wrong["replicas"])))
-            print(f"  p99 ratios: {verdict['p99_observed_over_misdeclared']:.2f} x mis-declared (target <= 0.5), "
+            notes.append(f"  p99 ratios: {verdict['p99_observed_over_misdeclared']:.2f} x mis-declared (target <= 0.5), "
                   f"{verdict['p99_observed_over_correct']:.2f} x correct (target <= 1.2); max t_i error {verdict['max_t_error']:.1%} "
                   f"(target <= 10 %) -> {'PASS' if verdict['pass'] else 'FAIL'}; load average before {load[0]:.2f}")
+            print("\n".join(lines[-3:] + notes))
+            verdicts += notes
             runs.append({"changes": changes, "verdict": verdict, "load_average": load,
                          **{name: {k: v for k, v in result.items() if k != "stats"}
                             for name, result in (("misdeclared", wrong), ("observed", patched), ("correct", right))}})
@@ -166,7 +168,7 @@ def main() -> int:
         backend.stop()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "observe_loop.json").write_text(json.dumps({"duration_s": args.duration, "rate_rps": RATE, "runs": runs}, indent=2))
-    (RESULTS / "observe_loop.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / "observe_loop.md").write_text("\n".join([*lines, "", *verdicts]) + "\n")
     return 0 if all(r["verdict"]["pass"] for r in runs) else 1
 
 
