@@ -19,6 +19,7 @@ from components.scores import compute_scores, mean_reciprocal
 from components.spec import Spec
 from components.validation import parse_spec
 from offline import observe as cli
+from offline.stack_config import stack_file
 from testbed.access_log_gen import log_line, synthetic_lines
 from testbed.specs import load_stack, make_spec
 
@@ -255,7 +256,7 @@ def test_the_cli_patch_is_a_stack_file_fragment_that_replans(tmp_path: Path, cap
     out = capsys.readouterr().out
     assert "api/0: mean upstream time" in out and f"Patch written to {patch_path}" in out
     patch = yaml.safe_load(patch_path.read_text())
-    stack = yaml.safe_load(Path("stacks/Pulumi.dev.yaml").read_text())
+    stack = yaml.safe_load(stack_file("dev").read_text())
     merged: dict[str, Any] = apply_patch(stack, patch)
     replanned = parse_spec({k.removeprefix("netopt:"): v for k, v in merged["config"].items()})
     assert replanned.workload("api").response_time_ms == pytest.approx(200.0, rel=0.1)
