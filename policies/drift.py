@@ -23,7 +23,7 @@ from policies.framework import Gate, Report, fmt, number, resource_policy
 from policies.model import APP_NETWORK, get, items
 
 DRIFT = Gate(
-    "observed-drift", "capacity",
+    "observed-drift", "observed",
     "Measured response times and observed peaks (an observation given to the plan) stay within the tolerance of the declared ones.",
     {"tolerance": {"type": "number", "exclusiveMinimum": 0, "default": 0.2,
                    "description": "largest relative difference |measured / declared - 1| that is not drift"}},
