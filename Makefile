@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv plan test lint unit up e2e bench clean
+.PHONY: venv plan observe test lint unit up e2e bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -16,7 +16,12 @@ venv: $(VENV)/.installed
 
 ## make plan STACK=<s> [FORMAT=json]: offline plan — resources, scores, capacity, rendered config under build/<s>/
 plan: venv
-	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT) $(if $(SINCE),--since $(SINCE))
+	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT) $(if $(SINCE),--since $(SINCE)) $(if $(OBSERVED),--observed $(OBSERVED))
+
+## make observe STACK=<s> LOG=<file|-> [FORMAT=json] [PATCH=<file>] [TOLERANCE=0.2] [WINDOW=10] [SERVICES=<file>]: the gateway's log against the plan
+observe: venv
+	@$(PY) -m offline.observe --stack $(STACK) --log $(or $(LOG),-) --format $(FORMAT) $(if $(PATCH),--write-patch $(PATCH)) \
+	  $(if $(TOLERANCE),--tolerance $(TOLERANCE)) $(if $(WINDOW),--window $(WINDOW)) $(if $(SERVICES),--services $(SERVICES))
 
 ## make test: lint, types, and every test except the Docker end-to-end stage
 test: lint unit

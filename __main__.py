@@ -4,15 +4,18 @@ import pulumi
 
 from components.app_network import AppNetwork
 from components.config import spec_from_pulumi_config
+from components.observed import CONFIG_NAMESPACE, observed_section, read_observation
 from components.validation import SpecError
 
 try:
     spec = spec_from_pulumi_config()
+    observation = pulumi.Config(CONFIG_NAMESPACE).get("file")
+    observed = observed_section(spec, *read_observation(observation)) if observation else None
 except SpecError as error:
     # RunError ends the program cleanly with the report and no traceback; nothing has been registered yet.
     raise pulumi.RunError(error.report()) from None
 
-app = AppNetwork(spec.network.name, spec)
+app = AppNetwork(spec.network.name, spec, observed=observed)
 pulumi.export("endpoint", app.endpoint)
 pulumi.export("scores", app.report["scores"])
 pulumi.export("capacity", app.report["capacity"])

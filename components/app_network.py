@@ -18,16 +18,23 @@ from components.targets.base import Target
 from components.workload import Workload
 
 
-def analyse(spec: Spec) -> tuple[Target, Plan, dict[str, Any]]:
-    """Target, plan and strategy report for a spec — pure, no resources (tests and benchmarks use it too)."""
+def analyse(spec: Spec, observed: dict[str, Any] | None = None) -> tuple[Target, Plan, dict[str, Any]]:
+    """Target, plan and strategy report for a spec — pure, no resources (tests and benchmarks use it too).
+
+    `observed`: the report's `observed` section (components.observed), when the plan is given an observation.
+    """
     target = target_for(spec)
     plan = build_plan(spec)
-    return target, plan, strategy_report(plan, compute_scores(plan), compute_capacity(plan, target.shares), target.balancing)
+    report = strategy_report(plan, compute_scores(plan), compute_capacity(plan, target.shares), target.balancing)
+    if observed is not None:
+        report["observed"] = observed
+    return target, plan, report
 
 
 class AppNetwork(pulumi.ComponentResource):
-    def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None) -> None:
-        target, plan, self.report = analyse(spec)
+    def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None,
+                 observed: dict[str, Any] | None = None) -> None:
+        target, plan, self.report = analyse(spec, observed)
         # The report is an input of this component so policies see it, as a known value, during preview.
         super().__init__("netopt:index:AppNetwork", name, {"report": self.report}, opts)
         child = pulumi.ResourceOptions(parent=self)

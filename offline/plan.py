@@ -17,6 +17,8 @@ from typing import Any
 
 from components.app_network import analyse
 from components.config import namespace_values
+from components.observed import CONFIG_KEY as OBSERVED_KEY
+from components.observed import observed_section, read_observation
 from components.validation import SpecError, parse_spec
 from offline import policy_gate, since
 from offline.artifacts import remove_artifacts, write_artifacts
@@ -25,12 +27,15 @@ from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, StackFileError, StackNotFoundError, cli_config, stack_file
 
 
-def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Path | None = None, policy: bool = True) -> dict[str, Any]:
+def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Path | None = None, policy: bool = True,
+                        observed: str | None = None) -> dict[str, Any]:
     """Validate, run the program under mocks, write artifacts under build/<stack>/, run the policy pack, return the JSON document."""
     config = cli_config(stack_file(stack, project_dir))
+    if observed:
+        config[OBSERVED_KEY] = observed  # as `pulumi config set netopt-observed:file <path>` would
     spec = parse_spec(namespace_values(config))  # fails before anything is registered or rendered
     resources = run_program(config, stack, project_dir)
-    target, plan, report = analyse(spec)
+    target, plan, report = analyse(spec, observed_section(spec, *read_observation(observed)) if observed else None)
     names = {r.urn: r.name for r in resources}
     nginx_check = check_gateway(target, plan)  # raises GatewayConfigError before anything is written
     artifacts = write_artifacts(target, plan, resources, out_dir or build_dir(stack, project_dir))
@@ -118,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--no-policy", action="store_true", help="skip the policy pack")
     parser.add_argument("--since", help="a previous plan JSON: list what an update from it does to each resource")
+    parser.add_argument("--observed", help="an observe JSON document (make observe FORMAT=json): the observed-drift gate checks it")
     args = parser.parse_args(argv)
     try:
         previous = since.load_previous(args.since) if args.since else None
-        document = build_plan_document(args.stack, policy=not args.no_policy)
+        document = build_plan_document(args.stack, policy=not args.no_policy, observed=args.observed)
         if previous is not None:
             document["update"] = since.update_plan(previous, document)
     except StackNotFoundError as error:

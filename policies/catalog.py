@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from policies import containers, gateway, kubernetes, state, strategy
+from policies import containers, drift, gateway, kubernetes, state, strategy
 from policies.framework import Gate
 
 GATES: tuple[Gate, ...] = (
@@ -12,6 +12,7 @@ GATES: tuple[Gate, ...] = (
     strategy.PEAK_UTILIZATION,
     strategy.ADMITS_PEAK,
     strategy.PROTECT,
+    drift.DRIFT,
     gateway.MIN_REPLICAS,
     gateway.KEEPALIVE,
     gateway.RETRIES,
@@ -30,7 +31,8 @@ GATES: tuple[Gate, ...] = (
 
 
 def all_policies() -> list[Policy]:
-    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(), *state.policies()]
+    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(), *state.policies(),
+                              *drift.policies()]
     by_name = {p.name: p for p in policies}
     assert sorted(by_name) == sorted(g.name for g in GATES), "catalog.GATES and the policy modules disagree"
     return [by_name[g.name] for g in GATES]

@@ -137,12 +137,13 @@ class _Stats:
     max_inflight: int = 0
     requests: int = 0
     busy_s: float = 0.0  # summed service time (sleep) of completed requests
+    slept_s: float = 0.0  # the wall time those sleeps really took (more on a loaded machine: the loop wakes late)
     methods: dict[str, int] = field(default_factory=dict)
     executed: dict[str, int] = field(default_factory=dict)
 
     def reset(self) -> None:
         self.accepted = self.connections = self.requests = 0
-        self.busy_s = 0.0
+        self.busy_s = self.slept_s = 0.0
         self.max_open = self.open
         self.max_inflight = self.inflight
         self.methods = {}
@@ -176,7 +177,7 @@ class _Replica:
             "name": self.name, "address": self.address, "latency_ms": self.cfg.latency_ms,
             "accepted": s.accepted, "connections": s.connections, "open": s.open,
             "max_open": s.max_open, "inflight": s.inflight, "max_inflight": s.max_inflight,
-            "requests": s.requests, "busy_s": round(s.busy_s, 6),
+            "requests": s.requests, "busy_s": round(s.busy_s, 6), "slept_s": round(s.slept_s, 6),
             "concurrency": self.cfg.concurrency, "latency_dist": self.cfg.latency_dist,
             "methods": dict(s.methods), "executed": dict(s.executed),
         }
@@ -444,10 +445,13 @@ class _HttpProtocol(asyncio.Protocol):
                 if r.sem is None:
                     r.sem = asyncio.Semaphore(r.cfg.concurrency)
                 async with r.sem:
+                    began = time.monotonic()
                     await asyncio.sleep(delay)
             else:
+                began = time.monotonic()
                 await asyncio.sleep(delay)
             r.stats.busy_s += delay
+            r.stats.slept_s += time.monotonic() - began
         finally:
             r.stats.inflight -= 1
         if self.transport is None or self.transport.is_closing():

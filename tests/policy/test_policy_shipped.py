@@ -13,9 +13,9 @@ from .overlays import SHIPPED
 
 CATEGORY = {gate.name: gate.category for gate in GATES}
 EXPECTED_LEVEL = {
-    "dev": dict.fromkeys(("score", "capacity", "structure", "security"), "advisory"),
-    "staging": {"score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory"},
-    "prod": dict.fromkeys(("score", "capacity", "structure", "security"), "mandatory"),
+    "dev": dict.fromkeys(("score", "capacity", "structure", "security", "observed"), "advisory"),
+    "staging": {"score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory", "observed": "advisory"},
+    "prod": {**dict.fromkeys(("score", "capacity", "structure", "security"), "mandatory"), "observed": "advisory"},  # drift prompts a re-plan
 }
 
 

@@ -1,0 +1,247 @@
+"""Observed against declared: what the gateway's own traffic says about the stack's response times and peaks.
+
+Pure: takes the spec, its target's address map and the `LogStats` of one pass over the access log. The measured
+inputs go through the same code as the declared ones: a copy of the spec with each replica's `response_time_ms`
+set to its measured mean upstream time and each route's `traffic.peak_rps` to its observed peak is planned,
+scored (`components.scores`) and sized (`components.capacity`) exactly as `make plan` does.
+
+Mapping addresses back to replicas: on Docker every replica has a fixed address (`components.addressing`), so
+nginx's `$upstream_addr` names the replica. On Kubernetes an upstream member is a workload's Service; nginx logs
+the ClusterIP it resolved the Service name to, so the Services' addresses are needed (`resolved`, host -> IP, from
+`kubectl get services -o json`) and times and shares are per workload only: kube-proxy picks the pod, nginx never
+sees it. Every replica of the workload is then given the workload's measured time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from components.addressing import AddressMap, docker_address_map, kubernetes_address_map
+from components.balancing import balancing_mode, expected_shares, service_shares
+from components.capacity import Capacity, ShareFunction, compute_capacity
+from components.log_stats import DEFAULT_WINDOW_S, LogStats, MemberStats
+from components.plan import build_plan
+from components.report import capacity_document, scores_document
+from components.scores import backend_replicas, compute_scores
+from components.spec import Route, Spec, Traffic
+
+DEFAULT_TOLERANCE = 0.2
+MIN_SAMPLES = 20  # fewer successful tries than this: a replica's time is reported but drives no drift or patch
+FLOOR_MS = 0.5  # nginx's resolution is 1 ms: a mean below half of it is reported as this, never as 0
+OBSERVATION_SCHEMA = 1
+
+
+def target_view(spec: Spec) -> tuple[AddressMap, ShareFunction]:
+    """The address map and expected shares of the spec's target (as `components.targets` gives them), without
+    importing the Pulumi SDK the targets need: a log reader starts in a third of the time. A test holds them equal."""
+    if balancing_mode(spec) == "service":
+        return kubernetes_address_map(spec), service_shares
+    return docker_address_map(spec), expected_shares
+
+
+def member_addresses(address_map: AddressMap, resolved: Mapping[str, str] | None = None) -> dict[str, tuple[str, int]]:
+    """nginx's logged address -> (workload, member index); a Service host also under each address it resolves to."""
+    out: dict[str, tuple[str, int]] = {}
+    for workload, addresses in address_map.items():
+        for index, address in enumerate(addresses):
+            out[address] = (workload, index)
+            host, _, port = address.rpartition(":")
+            if resolved and host in resolved:
+                out[f"{resolved[host]}:{port}"] = (workload, index)
+    return out
+
+
+@dataclass(frozen=True)
+class Measured:
+    """What one log says: the measured spec and the per-member numbers it was made from."""
+
+    spec: Spec
+    times_ms: dict[tuple[str, int], float]  # (workload, replica) -> measured mean, only with >= MIN_SAMPLES
+    peaks: dict[str, float]  # route -> observed peak req/s, only routes seen in the log
+
+
+def _member_mean(stats: LogStats, workload: str, member: int) -> float | None:
+    member_stats = stats.members.get((workload, member))
+    if member_stats is None or member_stats.times.total < MIN_SAMPLES:
+        return None
+    mean = member_stats.times.mean()
+    return None if mean is None else max(FLOOR_MS, mean)
+
+
+def measure(spec: Spec, stats: LogStats) -> Measured:
+    """The spec with measured response times and observed peaks where the log has enough of them."""
+    service = balancing_mode(spec) == "service"
+    times: dict[tuple[str, int], float] = {}
+    workloads = []
+    for workload in spec.workloads:
+        declared = [t * 1000.0 for t in workload.replica_response_times_s()]
+        values = list(declared)
+        for replica in range(workload.replicas):
+            mean = _member_mean(stats, workload.name, 0 if service else replica)
+            if mean is not None:
+                times[(workload.name, replica)] = mean
+                values[replica] = round(mean, 1) or FLOOR_MS
+        if values != declared:
+            workload = workload.model_copy(update={"response_time_ms": values[0] if workload.replicas == 1 else values})
+        workloads.append(workload)
+    peaks = {name: round(route.rate.peak_rps(), 1) for name, route in stats.routes.items()
+             if route.requests and any(r.name == name for r in spec.routes)}
+    traffic = dict(spec.traffic)
+    for name, peak in peaks.items():
+        traffic[name] = Traffic(peak_rps=peak, clients=spec.peak(name).clients)
+    return Measured(spec.model_copy(update={"workloads": workloads, "traffic": traffic}), times, peaks)
+
+
+def _deployed_shares(declared: Spec, shares: ShareFunction) -> ShareFunction:
+    """The split the running config sends (from the declared spec), applied to another spec's peaks and times."""
+    routes = {route.name: route for route in declared.routes}
+
+    def deployed(route: Route, _spec: Spec) -> list[tuple[str, int, Fraction]]:
+        return shares(routes[route.name], declared)
+
+    return deployed
+
+
+def _member_row(spec: Spec, plan_service: bool, workload: str, member: int, stats: MemberStats, served_total: int) -> dict[str, Any]:
+    declared = spec.workload(workload).replica_response_times_s()
+    declared_ms = [t * 1000.0 for t in declared]
+    return {
+        "item": workload if plan_service else f"{workload}/{member}",
+        "workload": workload,
+        "member": member,
+        "tries": stats.tries,
+        "requests": stats.served,
+        "share": stats.served / served_total if served_total else None,
+        "errors": stats.errors,
+        "mean_ms": stats.times.mean(),
+        "p50_ms": stats.times.quantile(0.50),
+        "p99_ms": stats.times.quantile(0.99),
+        "declared_ms": sum(declared_ms) / len(declared_ms) if plan_service else declared_ms[member],
+    }
+
+
+def _split(route: Route, stats: LogStats) -> list[dict[str, Any]]:
+    route_stats = stats.routes.get(route.name)
+    served: dict[str, int] = {}
+    for (workload, _), count in (route_stats.served_by.items() if route_stats else ()):
+        served[workload] = served.get(workload, 0) + count
+    total_served = sum(served.values())
+    total_weight = sum(b.weight for b in route.backends)
+    return [{"workload": b.workload, "declared": b.weight / total_weight,
+             "observed": served.get(b.workload, 0) / total_served if total_served else None} for b in route.backends]
+
+
+def _route_row(route: Route, spec: Spec, stats: LogStats) -> dict[str, Any]:
+    route_stats = stats.routes.get(route.name)
+    requests = route_stats.requests if route_stats else 0
+    statuses = route_stats.statuses if route_stats else {}
+    span = max(stats.span_s, 1.0)
+    return {
+        "route": route.name,
+        "requests": requests,
+        "mean_rps": requests / span,
+        "peak_rps": route_stats.rate.peak_rps() if route_stats else 0.0,
+        "declared_peak_rps": spec.peak(route.name).peak_rps,
+        "rate_429": statuses.get("429", 0) / requests if requests else None,
+        "rate_503": statuses.get("503", 0) / requests if requests else None,
+        "rate_5xx": sum(n for s, n in statuses.items() if s[:1] == "5") / requests if requests else None,
+        "no_server_left": route_stats.no_server_left if route_stats else 0,
+        "split": _split(route, stats),
+    }
+
+
+def _relative(measured: float, declared: float) -> float | None:
+    return None if declared == 0 else measured / declared - 1.0
+
+
+def drift_lines(spec: Spec, measured: Measured, routes: list[dict[str, Any]], tolerance: float) -> list[dict[str, Any]]:
+    """Where measured and declared differ by more than `tolerance` (relative): response times, peaks, splits."""
+    lines = []
+    service = balancing_mode(spec) == "service"
+    for (workload, replica), mean in measured.times_ms.items():
+        if service and replica > 0:
+            continue  # one measured time per workload
+        declared = spec.workload(workload).replica_response_times_s()[replica] * 1000.0
+        relative = _relative(mean, declared)
+        if relative is not None and abs(relative) > tolerance:
+            item = workload if service else f"{workload}/{replica}"
+            lines.append({"kind": "response_time_ms", "item": item, "measured": mean, "declared": declared, "relative": relative,
+                          "message": f"{item}: mean upstream time {mean:.1f} ms, declared {declared:g} ms ({relative:+.0%})"})
+    for row in routes:
+        observed, declared = row["peak_rps"], row["declared_peak_rps"]
+        if not row["requests"]:
+            continue
+        relative = _relative(observed, declared)
+        if relative is None or abs(relative) > tolerance:
+            change = "no peak declared" if relative is None else f"{relative:+.0%}"
+            lines.append({"kind": "peak_rps", "item": row["route"], "measured": observed, "declared": declared, "relative": relative,
+                          "message": f"route {row['route']}: observed peak {observed:.1f} req/s, declared {declared:g} ({change})"})
+        for part in row["split"]:
+            if len(row["split"]) > 1 and part["observed"] is not None:
+                relative = _relative(part["observed"], part["declared"])
+                if relative is not None and abs(relative) > tolerance:
+                    lines.append({"kind": "split", "item": f"{row['route']}->{part['workload']}", "measured": part["observed"],
+                                  "declared": part["declared"], "relative": relative,
+                                  "message": f"route {row['route']}: {part['workload']} served {part['observed']:.1%} of it, "
+                                             f"declared {part['declared']:.1%} ({relative:+.0%})"})
+    return lines
+
+
+def measured_inputs(spec: Spec, measured: Measured) -> dict[str, Any]:
+    """What a plan given the observation (`make plan OBSERVED=`) compares with its declarations, item by item."""
+    return {
+        "t_seconds": [{"item": f"{w}/{r}", "value": measured.times_ms[(w, r)] / 1000.0}
+                      for w, r, _ in backend_replicas(build_plan(spec)) if (w, r) in measured.times_ms],
+        "peak_rps": [{"item": name, "value": peak} for name, peak in sorted(measured.peaks.items())],
+    }
+
+
+def observation_document(spec: Spec, stats: LogStats, shares: ShareFunction,
+                         tolerance: float = DEFAULT_TOLERANCE, window_s: int = DEFAULT_WINDOW_S) -> dict[str, Any]:
+    """The whole observation as JSON-ready data (keys only grow): log summary, members, routes, scores, drift."""
+    service = balancing_mode(spec) == "service"
+    declared_plan = build_plan(spec)
+    measured = measure(spec, stats)
+    measured_plan = build_plan(measured.spec)
+    routed = {w for w, _, _ in backend_replicas(declared_plan)}
+    served_total = sum(m.served for m in stats.members.values())
+    members = [_member_row(spec, service, w, i, m, served_total) for (w, i), m in stats.members.items() if w in routed]
+    routes = [_route_row(route, spec, stats) for route in spec.routes]
+    now: Capacity = compute_capacity(measured_plan, _deployed_shares(spec, shares))
+    return {
+        "schema": OBSERVATION_SCHEMA,
+        "environment": spec.environment,
+        "target": spec.target,
+        "balancing": "service" if service else "gateway",
+        "algorithm": spec.gateway.algorithm,
+        "tolerance": tolerance,
+        "window_s": window_s,
+        "log": _log_summary(spec, stats),
+        "members": members,
+        "routes": routes,
+        "scores": {"declared": scores_document(compute_scores(declared_plan)), "measured": scores_document(compute_scores(measured_plan))},
+        "capacity": {"observed": capacity_document(now), "replanned": capacity_document(compute_capacity(measured_plan, shares))},
+        "drift": drift_lines(spec, measured, routes, tolerance),
+        "measured": measured_inputs(spec, measured),
+    }
+
+
+def _log_summary(spec: Spec, stats: LogStats) -> dict[str, Any]:
+    declared = {route.name for route in spec.routes}
+    return {
+        "lines": stats.lines,
+        "requests": stats.requests,
+        "empty": stats.requests == 0,
+        "span_s": stats.span_s,
+        "malformed": stats.malformed,
+        "malformed_examples": [{"line": p.line, "problem": p.text} for p in stats.malformed_examples],
+        "unmapped_tries": stats.unmapped_tries,
+        "unmapped": dict(sorted(stats.unmapped.items())),
+        "unmapped_examples": [{"line": p.line, "problem": p.text} for p in stats.unmapped_examples],
+        "late_lines": sum(r.rate.late for r in stats.routes.values()),
+        "unknown_routes": sorted(name for name in stats.routes if name and name not in declared),
+    }
+

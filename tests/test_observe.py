@@ -1,0 +1,271 @@
+"""observe: the access-log parser's bad input, address -> replica mapping on both targets, drift, patch and re-plan."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from components.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
+from components.balancing import expected_shares
+from components.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
+from components.observation import measure, member_addresses, observation_document, target_view
+from components.observation_patch import apply_patch, patch_document
+from components.plan import build_plan
+from components.scores import compute_scores, mean_reciprocal
+from components.spec import Spec
+from components.validation import parse_spec
+from offline import observe as cli
+from offline.stack_config import stack_file
+from testbed.access_log_gen import log_line, synthetic_lines
+from testbed.specs import load_stack, make_spec
+
+
+def read(spec: Spec, lines: list[str], addresses: dict[str, list[str]] | None = None, resolved: dict[str, str] | None = None,
+         window_s: int = DEFAULT_WINDOW_S) -> LogStats:
+    addresses = addresses if addresses is not None else docker_address_map(spec)
+    reader = LogReader(member_addresses(addresses, resolved), {u.name for u in build_plan(spec).upstreams}, window_s)
+    for number, line in enumerate(lines, start=1):
+        reader.feed(number, line.encode() + b"\n")
+    return reader.finish()
+
+
+def request(address: str, seconds: float, msec: float = 1_764_000_000.0, route: str = "web", status: str = "200",
+            upstream_status: str = "200") -> str:
+    return log_line(msec=f"{msec:.3f}", route=route, status=status, upstream_addr=address, upstream_status=upstream_status,
+                    upstream_response_time=f"{seconds:.3f}")
+
+
+# -- bad input -----------------------------------------------------------------------------------------------------
+
+def test_malformed_lines_are_counted_and_the_first_few_reported_with_their_line_numbers() -> None:
+    spec = load_stack("dev")
+    web = docker_address_map(spec)["web"][0]
+    good = request(web, 0.025)
+    bad = [
+        "garbage",
+        "[1, 2]",  # JSON, not an object
+        json.dumps({"v": 1, "route": "web"}),  # fields missing
+        good.replace('"v":1', '"v":"1"'),  # wrong type
+        good.replace('"v":1', '"v":0'),  # an older schema
+        good.replace('"msec":"1764000000.000"', '"msec":"nan"'),
+        good.replace('"msec":"1764000000.000"', '"msec":"inf"'),
+        '{"v":1,"msec":"1764000000.000", "route": "web"',  # cut short
+    ]
+    stats = read(spec, [good, *bad, "", "   ", good])
+    assert stats.requests == 2 and stats.malformed == len(bad) and stats.lines == 2 + len(bad)
+    assert [p.line for p in stats.malformed_examples] == [2, 3, 4, 5, 6][:KEEP_EXAMPLES]
+    assert "schema version 0" in stats.malformed_examples[4].text
+    assert stats.members[("web", 0)].times.total == 2  # the malformed lines changed nothing else
+
+
+def test_an_unparsable_time_is_an_error_of_that_try_not_a_crash() -> None:
+    spec = load_stack("dev")
+    web = docker_address_map(spec)["web"][0]
+    stats = read(spec, [request(web, 0.02).replace('"upstream_response_time":"0.020"', '"upstream_response_time":"abc"'),
+                        request(web, 0.02).replace('"upstream_response_time":"0.020"', '"upstream_response_time":"-1"')])
+    assert stats.members[("web", 0)].errors == 2 and stats.members[("web", 0)].times.total == 0
+
+
+def test_an_address_outside_the_plan_is_reported_and_counts_for_no_replica() -> None:
+    spec = load_stack("dev")
+    web = docker_address_map(spec)["web"][0]
+    stats = read(spec, [request(web, 0.02), request("10.9.9.9:80", 0.5), request(f"{web}, 10.9.9.9:80", 0.5)])
+    assert stats.unmapped == {"10.9.9.9:80": 2} and stats.unmapped_tries == 2
+    assert [(p.line, "10.9.9.9:80" in p.text) for p in stats.unmapped_examples] == [(2, True), (3, True)]
+    assert stats.members[("web", 0)].served == 1 and stats.members[("web", 0)].tries == 2
+
+
+def test_an_empty_log_says_so_and_binary_garbage_is_no_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "empty.log"
+    empty.write_bytes(b"")
+    assert cli.main(["--stack", "dev", "--log", str(empty)]) == 0
+    assert "the log has no request line" in capsys.readouterr().out
+    noise = tmp_path / "noise.log"
+    noise.write_bytes(bytes(range(256)) * 40 + b"\n\xff\xfe{\"v\":1}\n")
+    assert cli.main(["--stack", "dev", "--log", str(noise), "--format", "json", "--write-patch", str(tmp_path / "p.yaml")]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["log"]["empty"] and document["log"]["malformed"] == document["log"]["lines"] == 42  # 40 + 2 line breaks
+    assert document["drift"] == [] and len(document["log"]["malformed_examples"]) == KEEP_EXAMPLES
+    assert not (tmp_path / "p.yaml").exists(), "no patch from a log without requests"
+
+
+def test_unknown_stack_missing_log_and_bad_options_are_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--stack", "nope", "--log", "-"]) == 2
+    assert "no stack 'nope'" in capsys.readouterr().err
+    assert cli.main(["--stack", "dev", "--log", str(tmp_path / "missing.log")]) == 2
+    assert "cannot read the log" in capsys.readouterr().err
+    assert cli.main(["--stack", "dev", "--log", "-", "--tolerance", "0"]) == 2
+    assert "TOLERANCE" in capsys.readouterr().err
+
+
+# -- the statistics ------------------------------------------------------------------------------------------------
+
+def test_histogram_quantiles_are_exact_at_millisecond_resolution() -> None:
+    histogram = Histogram()
+    for ms in range(1, 101):
+        histogram.add(float(ms))
+    assert histogram.quantile(0.5) == 50 and histogram.quantile(0.99) == 99 and histogram.quantile(1.0) == 100
+    assert histogram.mean() == pytest.approx(50.5)
+    assert Histogram().quantile(0.5) is None
+
+
+def test_window_peak_counts_empty_seconds_and_takes_late_lines_into_the_open_second() -> None:
+    window = WindowPeak(2)
+    for second, count in ((100, 5), (101, 7), (103, 9), (104, 1)):
+        window.add(second, count)
+    window.settle(None)
+    assert window.peak_rps() == 6.0  # (5 + 7) / 2; 102 was empty, so (0 + 9) / 2 and (9 + 1) / 2 are lower
+    window.add(90, 3)  # older than what is settled
+    assert window.late == 3
+
+
+def test_folding_in_batches_gives_the_same_statistics_as_line_by_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    spec = load_stack("staging")
+    lines = list(synthetic_lines(spec, docker_address_map(spec), 3000, 300.0, {}))
+    whole = read(spec, lines)
+    monkeypatch.setattr(LogReader, "FOLD_LINES", 7)
+    folded = read(spec, lines)
+    assert whole.members == folded.members and whole.requests == folded.requests
+    assert {n: (r.requests, r.rate.peak_rps(), r.served_by) for n, r in whole.routes.items()} == \
+        {n: (r.requests, r.rate.peak_rps(), r.served_by) for n, r in folded.routes.items()}
+
+
+def test_retries_count_for_every_replica_tried_and_a_named_upstream_is_no_server_left() -> None:
+    spec = load_stack("staging")
+    api = docker_address_map(spec)["api"]
+    upstream = build_plan(spec).route_upstreams["api_versioned"]
+    stats = read(spec, [
+        log_line(msec="1764000000.100", route="api_versioned", status="200", upstream_addr=f"{api[0]}, {api[1]}",
+                 upstream_status="502, 200", upstream_response_time="0.001, 0.040"),
+        log_line(msec="1764000000.200", route="api_versioned", status="503", upstream_addr=upstream, upstream_status="-",
+                 upstream_response_time="-"),
+    ])
+    first, second = stats.members[("api", 0)], stats.members[("api", 1)]
+    assert (first.tries, first.served, first.errors, first.times.total) == (1, 0, 1, 0)
+    assert (second.tries, second.served, second.errors) == (1, 1, 0) and second.times.mean() == pytest.approx(40.0)
+    assert stats.routes["api_versioned"].no_server_left == 1 and stats.unmapped_tries == 0
+
+
+# -- address -> replica, both targets ------------------------------------------------------------------------------
+
+def test_docker_addresses_map_back_to_each_replica_and_recover_its_time_and_share() -> None:
+    spec = load_stack("staging")
+    truth = {("api", 0): 40.0, ("api", 1): 120.0, ("web", 0): 25.0, ("web", 1): 25.0}
+    stats = read(spec, list(synthetic_lines(spec, docker_address_map(spec), 40_000, 400.0, truth, seed=3)))
+    document = observation_document(spec, stats, expected_shares)
+    rows = {row["item"]: row for row in document["members"]}
+    assert set(rows) == {f"{w.name}/{r}" for w in spec.workloads for r in range(w.replicas)}
+    for (workload, replica), mean in truth.items():
+        assert rows[f"{workload}/{replica}"]["mean_ms"] == pytest.approx(mean, rel=0.1)
+    assert rows["api/0"]["requests"] == pytest.approx(rows["api/1"]["requests"], rel=0.15)  # least_conn declared: even
+    assert [d["item"] for d in document["drift"] if d["kind"] == "response_time_ms"] == ["api/1"]  # 120 vs 40 declared
+
+
+def _services_json(spec: Spec, addresses: dict[str, str]) -> str:
+    return json.dumps({"kind": "List", "items": [{"metadata": {"name": name, "namespace": "shop-prod"}, "spec": {"clusterIP": ip}}
+                                                 for name, ip in addresses.items()]})
+
+
+def test_kubernetes_service_addresses_map_to_workloads_with_no_per_pod_breakdown() -> None:
+    spec = load_stack("prod")
+    ips = {w.name: f"10.96.0.{10 + i}" for i, w in enumerate(spec.workloads)}
+    logged = {w.name: [f"{ips[w.name]}:{w.port}"] for w in spec.workloads}  # what nginx logs: the resolved ClusterIP
+    resolved = cli.service_addresses(_services_json(spec, ips), spec)
+    assert resolved[kubernetes_service_host(spec, "api")] == ips["api"]
+    lines = list(synthetic_lines(spec, logged, 20_000, 500.0, {("api", 0): 90.0}, seed=5))
+    without = read(spec, lines, kubernetes_address_map(spec))
+    assert without.unmapped_tries == 20_000, "a ClusterIP without the Services' addresses maps to nothing"
+    stats = read(spec, lines, kubernetes_address_map(spec), resolved)
+    assert stats.unmapped_tries == 0
+    document = observation_document(spec, stats, expected_shares)
+    assert {row["item"] for row in document["members"]} == {w.name for w in spec.workloads}
+    assert [d["item"] for d in document["drift"] if d["kind"] == "response_time_ms"] == ["api"]
+    measured = measure(spec, stats).spec.workload("api")
+    assert isinstance(measured.response_time_ms, list) and len(set(measured.response_time_ms)) == 1  # every pod: the workload's time
+    assert measured.response_time_ms[0] == pytest.approx(90.0, rel=0.1)
+
+
+@pytest.mark.parametrize("stack", ["dev", "prod"])
+def test_observe_sees_each_target_as_the_target_itself_does(stack: str) -> None:
+    from components.targets import target_for
+
+    spec = load_stack(stack)
+    address_map, shares = target_view(spec)
+    target = target_for(spec)
+    assert address_map == target.address_map()
+    assert [shares(r, spec) for r in spec.routes] == [target.shares(r, spec) for r in spec.routes]
+
+
+def test_hosts_lines_also_name_service_addresses() -> None:
+    spec = load_stack("prod")
+    text = f"# kube services\n10.96.0.7 {kubernetes_service_host(spec, 'web')} web\n"
+    assert cli.service_addresses(text, spec) == {kubernetes_service_host(spec, "web"): "10.96.0.7", "web": "10.96.0.7"}
+
+
+# -- scores, drift, patch, re-plan ---------------------------------------------------------------------------------
+
+def skew(declared: list[float]) -> Spec:
+    return make_spec({"svc": {"replicas": 4, "response_time_ms": declared, "max_concurrency": 8}},
+                     [{"name": "main", "match": {"path": "/"}, "to": {"svc": 1}}],
+                     gateway={"algorithm": "latency_optimal"}, traffic={"main": 1000})
+
+
+def skew_log(spec: Spec, truth: list[float], count: int = 30_000) -> LogStats:
+    addresses = {"svc": [f"127.0.0.1:{9000 + i}" for i in range(4)]}
+    times = {("svc", i): t for i, t in enumerate(truth)}
+    return read(spec, list(synthetic_lines(spec, addresses, count, 1000.0, times, seed=7)), addresses)
+
+
+def test_measured_scores_run_the_same_formula_on_the_measured_times() -> None:
+    spec = skew([10, 10, 10, 10])
+    stats = skew_log(spec, [10, 10, 10, 50])
+    document = observation_document(spec, stats, expected_shares)
+    means = [stats.members[("svc", i)].times.mean() for i in range(4)]
+    assert document["scores"]["measured"]["load_balancing"] == pytest.approx(mean_reciprocal([round(m or 0, 1) / 1000 for m in means]))
+    assert document["scores"]["declared"]["load_balancing"] == pytest.approx(compute_scores(build_plan(spec)).load_balancing)
+    assert document["capacity"]["observed"]["replicas"][3]["overloaded"], "a full share at 50 ms overloads svc/3 at the peak"
+    assert document["capacity"]["replanned"]["replicas"][3]["offered_rps"] == 0.0
+
+
+def test_the_patch_replans_latency_optimal_to_make_the_slow_replica_a_backup() -> None:
+    spec = skew([10, 10, 10, 10])
+    before = build_plan(spec).upstreams[0].servers
+    assert not any(s.backup for s in before) and len({s.weight for s in before}) == 1
+    raw = {f"netopt:{k}": v for k, v in spec.model_dump(mode="json", exclude_unset=True).items()}
+    patch, changes = patch_document(raw, spec, measure(spec, skew_log(spec, [10, 10, 10, 50])), tolerance=0.2)
+    assert len(changes) == 1 and changes[0].startswith("svc: response_time_ms")
+    times = patch["config"]["netopt:workloads"][0]["response_time_ms"]
+    assert times[:3] == [10.0, 10.0, 10.0] and times[3] == pytest.approx(50, rel=0.1)  # only what drifts changes
+    merged = apply_patch({"config": raw}, yaml.safe_load(yaml.safe_dump(patch)))["config"]
+    replanned = parse_spec({k.removeprefix("netopt:"): v for k, v in merged.items()})
+    after = build_plan(replanned).upstreams[0].servers
+    assert [s.backup for s in after] == [False, False, False, True]
+
+
+def test_the_cli_patch_is_a_stack_file_fragment_that_replans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = load_stack("dev")
+    log = tmp_path / "access.log"
+    lines = synthetic_lines(spec, docker_address_map(spec), 5000, 100.0, {("api", 0): 200.0}, seed=2)
+    log.write_text("\n".join(lines) + "\n")
+    patch_path = tmp_path / "patch.yaml"
+    assert cli.main(["--stack", "dev", "--log", str(log), "--write-patch", str(patch_path)]) == 0
+    out = capsys.readouterr().out
+    assert "api/0: mean upstream time" in out and f"Patch written to {patch_path}" in out
+    patch = yaml.safe_load(patch_path.read_text())
+    stack = yaml.safe_load(stack_file("dev").read_text())
+    merged: dict[str, Any] = apply_patch(stack, patch)
+    replanned = parse_spec({k.removeprefix("netopt:"): v for k, v in merged["config"].items()})
+    assert replanned.workload("api").response_time_ms == pytest.approx(200.0, rel=0.1)
+    assert replanned.workload("web") == spec.workload("web"), "what did not drift is left as declared"
+
+
+def test_nothing_drifts_within_the_tolerance() -> None:
+    spec = skew([10, 10, 10, 50])
+    stats = skew_log(spec, [10, 10, 10, 50])
+    kinds = [d["kind"] for d in observation_document(spec, stats, expected_shares, tolerance=0.2)["drift"]]
+    assert "response_time_ms" not in kinds
+    assert "response_time_ms" in [d["kind"] for d in observation_document(spec, stats, expected_shares, tolerance=0.001)["drift"]]
