@@ -17,6 +17,9 @@ EXPECTED_LEVEL = {
     "staging": {"score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory", "observed": "advisory"},
     "prod": {**dict.fromkeys(("score", "capacity", "structure", "security"), "mandatory"), "observed": "advisory"},  # drift prompts a re-plan
 }
+# Per-gate exceptions to the category's level: a workload without any probe (`health: {kind: none}`) is refused in
+# prod only (issue: advisory elsewhere); a probe that cannot run (health-probes-valid) stays mandatory in staging.
+EXCEPTIONS = {("staging", "health-checks"): "advisory"}
 
 
 @pytest.mark.parametrize("stack", SHIPPED)
@@ -33,7 +36,7 @@ def test_each_environment_sets_the_documented_level_per_category(shipped_analyse
     analysis = shipped_analyses[stack]
     assert set(analysis.policies) == set(CATEGORY)
     for name, policy in analysis.policies.items():
-        assert policy["level"] == EXPECTED_LEVEL[stack][CATEGORY[name]], name
+        assert policy["level"] == EXCEPTIONS.get((stack, name), EXPECTED_LEVEL[stack][CATEGORY[name]]), name
 
 
 def test_config_files_name_every_policy_with_explicit_levels() -> None:
