@@ -9,6 +9,7 @@ import pulumi
 from components.capacity import compute_capacity
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.network import ContainerNetwork
+from components.nginx import render_nginx
 from components.plan import Plan, build_plan
 from components.report import strategy_report
 from components.scores import compute_scores
@@ -19,10 +20,16 @@ from components.workload import Workload
 
 
 def analyse(spec: Spec) -> tuple[Target, Plan, dict[str, Any]]:
-    """Target, plan and strategy report for a spec — pure, no resources (tests and benchmarks use it too)."""
+    """Target, plan and strategy report for a spec — pure, no resources (tests and benchmarks use it too).
+
+    The report names the digest of the gateway config rendered here; the LoadBalancer renders the config it deploys
+    on its own, and the policy pack checks that the two agree (rendering is deterministic, ~50 ms at 1,000 routes).
+    """
     target = target_for(spec)
     plan = build_plan(spec)
-    return target, plan, strategy_report(plan, compute_scores(plan), compute_capacity(plan, target.shares), target.balancing)
+    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    capacity = compute_capacity(plan, target.shares)
+    return target, plan, strategy_report(plan, compute_scores(plan), capacity, target.balancing, config)
 
 
 class AppNetwork(pulumi.ComponentResource):
