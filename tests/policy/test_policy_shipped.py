@@ -12,10 +12,10 @@ from policies.catalog import GATES
 from .overlays import SHIPPED
 
 CATEGORY = {gate.name: gate.category for gate in GATES}
-EXPECTED_LEVEL = {
-    "dev": dict.fromkeys(("score", "capacity", "structure", "security"), "advisory"),
-    "staging": {"score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory"},
-    "prod": dict.fromkeys(("score", "capacity", "structure", "security"), "mandatory"),
+EXPECTED_LEVEL = {  # the integrity gates verify the evidence the others judge: mandatory everywhere
+    "dev": {"integrity": "mandatory", **dict.fromkeys(("score", "capacity", "structure", "security"), "advisory")},
+    "staging": {"integrity": "mandatory", "score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory"},
+    "prod": dict.fromkeys(("integrity", "score", "capacity", "structure", "security"), "mandatory"),
 }
 
 
