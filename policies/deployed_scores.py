@@ -148,8 +148,8 @@ def _server(index: int, server: Directive, http_zones: list[str] | None, maps: d
     block = server.block or []
     default_server = any("default_server" in d.args for d in server.children("listen"))
     server_zones = _limit_zones(block) or http_zones
-    locations = [(d, kind) for d in server.children("location") if (kind := _modifier(d)) is not None]
-    regex_count = sum(1 for _, (kind, _path) in locations if kind == "regex")
+    locations = [(d, modifier) for d in server.children("location") if (modifier := _modifier(d)) is not None]
+    regex_count = sum(1 for _, (kind, _) in locations if kind == "regex")
     regex_position = 0
     for location, (kind, path) in locations:
         if kind == "regex":

@@ -14,11 +14,11 @@ Only the no-option call forms are memoised (`Remediate` asks for secret-preservi
 Set NETOPT_POLICY_NO_MEMO=1 to run the library unpatched.
 
 The patch (`fastpath_patch.py`) replaces module globals of `pulumi_policy.policy` and subclasses the private
-`_DictProxy`/`_ListProxy`, so this module imports and installs it only on the exact library version it was written and tested for (`WRITTEN_FOR`); any other version
-runs the library's stock path — identical verdicts, ~3x slower analysis at 1,000 workloads — with a warning on the
-pack's stderr. Moving to a new pulumi-policy: re-read `_PolicyAnalyzerServicer.Analyze`/`AnalyzeStack`, run
-tests/policy (every fixture is analyzed both ways) and `python -m offline.analyzer --generated 1000 --compare-stock`,
-then update `WRITTEN_FOR`.
+`_DictProxy`/`_ListProxy`, so this module imports and installs it only on the exact library version it was written
+and tested for (`WRITTEN_FOR`); any other version runs the library's stock path — identical verdicts, a slower
+analysis (policies/README.md, Performance) — with a warning on the pack's stderr. Moving to a new pulumi-policy:
+re-read `_PolicyAnalyzerServicer.Analyze`/`AnalyzeStack`, run tests/policy (every fixture is analyzed both ways)
+and `python -m offline.analyzer --generated 1000 --compare-stock`, then update `WRITTEN_FOR`.
 """
 
 from __future__ import annotations

@@ -21,9 +21,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from pulumi_policy import Policy, PolicyResource, StackValidationArgs
+from pulumi_policy.proxy import UnknownValueError
 
 from policies.deployed_scores import deployed_scores
-from policies.framework import Gate, StackReport, fmt, number, stack_policy
+from policies.framework import Gate, StackCheck, StackReport, fmt, number, stack_policy, unknown_violation
 from policies.model import APP_NETWORK, gateway_configs, get, items
 from policies.nginx_config import parse_config, sha256_text
 
@@ -179,9 +180,23 @@ def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report
                 f"Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
 
 
+def _on_the_app_network(gate: Gate, check: StackCheck) -> StackCheck:
+    """A value unknown in preview fails closed, as everywhere, but attached to the AppNetwork whose report holds it."""
+    def guarded(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
+        try:
+            check(args, config, report_violation)
+        except UnknownValueError as error:
+            reported = _reported(args)
+            network = reported[0] if reported else None
+            where = f"{APP_NETWORK} '{network.name}'" if network else "the stack"
+            report_violation(unknown_violation(gate, where, error), network.urn if network else None)
+
+    return guarded
+
+
 def policies() -> list[Policy]:
     return [
         stack_policy(APP_NETWORK_REPORT, _app_network_report),
-        stack_policy(REPORT_DIGEST, _report_digest),
-        stack_policy(SCORES_RECOMPUTED, _scores_recomputed),
+        stack_policy(REPORT_DIGEST, _on_the_app_network(REPORT_DIGEST, _report_digest)),
+        stack_policy(SCORES_RECOMPUTED, _on_the_app_network(SCORES_RECOMPUTED, _scores_recomputed)),
     ]
