@@ -202,9 +202,12 @@ def parse_image(image: str) -> ImageRef:
 
 def gateway_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(where, nginx.conf text) carried by this resource: the Docker gateway's upload or the gateway ConfigMap."""
-    if resource_type == DOCKER_CONTAINER and is_gateway_labels(docker_labels(props)):
+    if resource_type == DOCKER_CONTAINER:
+        uploads = items(get(props, "uploads"))  # read first: thousands of backends upload nothing, and labels cost more
+        if not uploads or not is_gateway_labels(docker_labels(props)):
+            return []
         return [(f"container '{name}' upload {get(u, 'file')}", str(get(u, "content", default="")))
-                for u in items(get(props, "uploads")) if str(get(u, "file", default="")).endswith("nginx.conf")]
+                for u in uploads if str(get(u, "file", default="")).endswith("nginx.conf")]
     if resource_type == K8S_CONFIG_MAP and is_gateway_labels(k8s_labels(props)):
         data = get(props, "data", default={})
         return [(f"ConfigMap '{name}' key {key}", str(data[key])) for key in data if str(key).endswith("nginx.conf")]
