@@ -31,7 +31,10 @@ WRITTEN_FOR = "1.21.0"  # the pulumi-policy version whose servicer internals fas
 
 
 def installed_version() -> str:
-    return importlib.metadata.version("pulumi-policy")
+    try:
+        return importlib.metadata.version("pulumi-policy")
+    except importlib.metadata.PackageNotFoundError:  # importable without its metadata: not a version we know
+        return "unknown"
 
 
 def install() -> bool:
