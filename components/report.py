@@ -6,6 +6,7 @@ preview and the policy pack reads the numbers computed here instead of recomputi
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict
 from typing import Any
 
@@ -52,8 +53,17 @@ def _saturates_first(capacity: Capacity) -> dict[str, Any] | None:
     return {"workload": first.workload, "peak_utilization": first.peak_utilization, "headroom": headroom}
 
 
-def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: str) -> dict[str, Any]:
-    """Everything a reviewer or a policy needs to judge the strategy, keyed for stability (keys only grow)."""
+def config_digest(gateway_config: str) -> str:
+    """SHA-256 (hex) of the gateway's nginx.conf text, UTF-8: what the policy pack recomputes from the deployed config."""
+    return hashlib.sha256(gateway_config.encode()).hexdigest()
+
+
+def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: str, gateway_config: str) -> dict[str, Any]:
+    """Everything a reviewer or a policy needs to judge the strategy, keyed for stability (keys only grow).
+
+    `gateway.config_sha256` names the nginx.conf these numbers were computed for, so the policy pack can tell a
+    report that belongs to the deployed config from a stale or hand-edited one.
+    """
     spec = plan.spec
     return {
         "environment": spec.environment,
@@ -79,6 +89,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: s
             "retry_tries": spec.gateway.retries.tries,
             "retry_conditions": list(spec.gateway.retries.conditions),
             "replicas": spec.gateway.replicas,
+            "config_sha256": config_digest(gateway_config),
         },
         "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs, "singleton": w.singleton,
                                "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls]}

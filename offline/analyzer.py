@@ -485,6 +485,8 @@ def _main(argv: list[str] | None = None) -> int:
     source.add_argument("--generated", type=int, metavar="N", help="bench/generate.py's stack of N workloads (a scale benchmark)")
     parser.add_argument("--replicas", type=int, default=2, help="replicas per generated workload (default 2)")
     parser.add_argument("--policy-config", help="default: policies/config/<netopt:environment>.json (prod.json for --generated)")
+    parser.add_argument("--compare-stock", action="store_true",
+                        help="analyze again on pulumi-policy's stock path (NETOPT_POLICY_NO_MEMO=1) and compare the verdicts (exit 2 if they differ)")
     args = parser.parse_args(argv)
     if args.generated:
         from bench.generate import generated_cli_config
@@ -502,12 +504,36 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"[{d.level}] {d.policy} {d.resource}: {d.message.split(chr(10), 1)[-1]}")
     for note in analysis.notes:
         print(f"note: {note}")
-    t = analysis.timings
     print(f"{len(analysis.diagnostics)} violation(s), {len(analysis.mandatory())} mandatory; {analysis.analyzed} resources, "
-          f"{len(analysis.policies)} policies. Program under mocks {program_s:.2f}s (not the pack's work); pack: start {t['start_s']:.2f}s, "
-          f"Analyze x{analysis.analyzed} {t['analyze_s']:.2f}s, AnalyzeStack {t['analyze_stack_s']:.2f}s (pack CPU for both {t['pack_cpu_s']:.2f}s), "
-          f"total with start and marshalling {t['total_s']:.2f}s")
+          f"{len(analysis.policies)} policies. Program under mocks {program_s:.2f}s (not the pack's work); pack: {_timings(analysis)}")
+    if args.compare_stock:
+        stock = _stock_analysis(resources, stack, policy_config, config)
+        same = stock.diagnostics == analysis.diagnostics and sorted(map(repr, stock.not_applicable)) == sorted(map(repr, analysis.not_applicable))
+        print(f"stock path (NETOPT_POLICY_NO_MEMO=1): {_timings(stock)}")
+        print(f"verdicts {'identical' if same else 'DIFFER'}: {len(stock.diagnostics)} violation(s) and {len(stock.not_applicable)} "
+              f"not-applicable on the stock path, {len(analysis.diagnostics)} and {len(analysis.not_applicable)} with the fast path")
+        if not same:
+            return 2
     return 1 if analysis.mandatory() else 0
+
+
+def _timings(analysis: Analysis) -> str:
+    t = analysis.timings
+    return (f"start {t['start_s']:.2f}s, Analyze x{analysis.analyzed} {t['analyze_s']:.2f}s, AnalyzeStack {t['analyze_stack_s']:.2f}s "
+            f"(pack CPU for both {t['pack_cpu_s']:.2f}s), total with start and marshalling {t['total_s']:.2f}s")
+
+
+def _stock_analysis(resources: list[RecordedResource], stack: str, policy_config: Path | str, config: Mapping[str, str]) -> Analysis:
+    """The same analysis with the pack's fast path switched off (the pack inherits this process's environment)."""
+    previous = os.environ.get("NETOPT_POLICY_NO_MEMO")
+    os.environ["NETOPT_POLICY_NO_MEMO"] = "1"
+    try:
+        return analyze(resources, stack=stack, policy_config=policy_config, config=config)
+    finally:
+        if previous is None:
+            del os.environ["NETOPT_POLICY_NO_MEMO"]
+        else:
+            os.environ["NETOPT_POLICY_NO_MEMO"] = previous
 
 
 if __name__ == "__main__":

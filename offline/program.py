@@ -20,6 +20,11 @@ How the runner runs the program is its own choice, and four choices keep a large
   engine for diagnostics only) is skipped, since the recording monitor discards it. This is the one patch of an
   SDK internal: `_without_source_positions` below; `NETOPT_OFFLINE_SOURCE_POSITIONS=1` (or
   `run_program(..., source_positions=True)`) keeps them.
+
+The recording monitor subclasses the SDK's `MockMonitor` and uses its URN and registration internals, and the runner
+resets `pulumi.runtime.settings` state between runs: internals of the one SDK version it was written and tested for
+(`SDK_VERSION`). `run_program` refuses any other installed version with a message saying what to do, instead of
+recording something subtly different.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import gc
+import importlib.metadata
 import os
 import runpy
 from collections.abc import Callable, Iterator
@@ -122,6 +128,24 @@ class ProgramError(Exception):
     """The program stopped with an error (e.g. invalid config reported through pulumi.RunError)."""
 
 
+SDK_VERSION = "3.272.0"  # the pulumi SDK whose internals this runner uses (requirements.txt pins it)
+
+
+def installed_sdk_version() -> str:
+    return importlib.metadata.version("pulumi")
+
+
+def require_sdk_version() -> None:
+    """ProgramError unless the installed pulumi SDK is exactly SDK_VERSION."""
+    installed = installed_sdk_version()
+    if installed != SDK_VERSION:
+        raise ProgramError(
+            f"offline/program.py runs the program on internals of the Pulumi SDK (MockMonitor, runtime settings) written for "
+            f"pulumi=={SDK_VERSION}, but pulumi {installed} is installed. Fix: install the pinned version "
+            f"(.venv/bin/pip install pulumi=={SDK_VERSION}, as requirements.txt says), or port offline/program.py to {installed}, "
+            "run tests/test_program.py and tests/policy, and update SDK_VERSION. `pulumi preview` with the CLI does not use this runner.")
+
+
 SOURCE_POSITIONS_ENV = "NETOPT_OFFLINE_SOURCE_POSITIONS"
 """Set to 1 to let the SDK capture each resource's call stack and source position, as it does under the engine."""
 
@@ -210,9 +234,12 @@ def run_program(config: dict[str, str], stack: str, project_dir: Path = PROJECT_
                 source_positions: bool | None = None) -> list[RecordedResource]:
     """Run the project's program with `config` (CLI form) under mocks; return the registered resources.
 
+    ProgramError when the program fails or the installed pulumi SDK is not the one this runner was written for.
+
     `source_positions` (default: the NETOPT_OFFLINE_SOURCE_POSITIONS environment variable, off) keeps the SDK's
     per-resource stack capture; the recording is the same either way.
     """
+    require_sdk_version()
     if source_positions is None:
         source_positions = os.environ.get(SOURCE_POSITIONS_ENV, "") == "1"
     monitor = _RecordingMonitor()

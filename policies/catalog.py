@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from policies import containers, drift, gateway, kubernetes, state, strategy
+from policies import containers, drift, gateway, kubernetes, state, strategy, trust
 from policies.framework import Gate
 
 GATES: tuple[Gate, ...] = (
+    trust.APP_NETWORK_REPORT,
+    trust.REPORT_DIGEST,
+    trust.SCORES_RECOMPUTED,
     *(gate for gate, _, _ in strategy.SCORES.values()),
     strategy.PEAK_UTILIZATION,
     strategy.ADMITS_PEAK,
@@ -31,8 +34,8 @@ GATES: tuple[Gate, ...] = (
 
 
 def all_policies() -> list[Policy]:
-    policies: list[Policy] = [*strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(), *state.policies(),
-                              *drift.policies()]
+    policies: list[Policy] = [*trust.policies(), *strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(),
+                              *state.policies(), *drift.policies()]
     by_name = {p.name: p for p in policies}
     assert sorted(by_name) == sorted(g.name for g in GATES), "catalog.GATES and the policy modules disagree"
     return [by_name[g.name] for g in GATES]

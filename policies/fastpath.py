@@ -12,136 +12,42 @@ reasons are byte-for-byte what the unpatched library returns (tests/policy compa
 
 Only the no-option call forms are memoised (`Remediate` asks for secret-preserving proxies and is left alone).
 Set NETOPT_POLICY_NO_MEMO=1 to run the library unpatched.
+
+The patch (`fastpath_patch.py`) replaces module globals of `pulumi_policy.policy` and subclasses the private
+`_DictProxy`/`_ListProxy`, so this module imports and installs it only on the exact library version it was written
+and tested for (`WRITTEN_FOR`); any other version runs the library's stock path — identical verdicts, a slower
+analysis (policies/README.md, Performance) — with a warning on the pack's stderr. Moving to a new pulumi-policy:
+re-read `_PolicyAnalyzerServicer.Analyze`/`AnalyzeStack`, run tests/policy (every fixture is analyzed both ways)
+and `python -m offline.analyzer --generated 1000 --compare-stock`, then update `WRITTEN_FOR`.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
-import threading
-from collections.abc import Callable
-from typing import Any
+import warnings
 
-from pulumi_policy import proxy as _proxy
-
-_MAX_ENTRIES = 50_000  # one AnalyzeStack of a 1,000-workload stack holds ~3,000 of each kind
+WRITTEN_FOR = "1.21.0"  # the pulumi-policy version whose servicer internals fastpath_patch.py patches
 
 
-class _Memo(threading.local):
-    def __init__(self) -> None:
-        # id(argument) -> (argument, result): holding the argument keeps its id from being reused while cached.
-        self.entries: dict[int, tuple[Any, Any]] = {}
-
-
-def _memoised(function: Callable[..., Any], memo: _Memo) -> Callable[..., Any]:
-    def call(argument: Any, *args: Any, **kwargs: Any) -> Any:
-        if args or kwargs:
-            return function(argument, *args, **kwargs)
-        entry = memo.entries.get(id(argument))
-        if entry is not None and entry[0] is argument:
-            return entry[1]
-        if len(memo.entries) >= _MAX_ENTRIES:
-            memo.entries.clear()
-        result = function(argument)
-        memo.entries[id(argument)] = (argument, result)
-        return result
-
-    call.__wrapped__ = function  # type: ignore[attr-defined]
-    return call
-
-
-class _JsonFormat:
-    """Stands in for `google.protobuf.json_format` inside `pulumi_policy.policy` (it only calls MessageToDict)."""
-
-    def __init__(self, module: Any, memo: _Memo) -> None:
-        self._module = module
-        self.MessageToDict = _memoised(module.MessageToDict, memo)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._module, name)
-
-
-class _LazyDict(_proxy._DictProxy):
-    """`unknown_checking_proxy` without the eager copy: children are wrapped when first read, not all up front.
-
-    The library wraps every nested value of every resource (building a path list per value) before any policy
-    runs; for a 1,000-workload report that is most of the work. Reads behave exactly as through the library's
-    proxy: an unknown value raises `UnknownValueError` with the same path, "__target" yields the raw value.
-    """
-
-    def __init__(self, target: dict[str, Any], path: list[str]) -> None:
-        self._raw = target
-        self._path = path
-        self._wrapped: dict[str, Any] = {}
-
-    def __getitem__(self, key: Any) -> Any:
-        if key == "__target":
-            return self._raw
-        if key in self._wrapped:
-            return self._wrapped[key]
-        value = _lazy(self._raw[key], self._path, key)
-        self._wrapped[key] = value
-        return value
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self._raw[key] = value
-        self._wrapped.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-    def __iter__(self) -> Any:
-        return iter(self._raw)
-
-
-_UNSET = object()
-
-
-class _LazyList(_proxy._ListProxy):
-    def __init__(self, target: list[Any], path: list[str]) -> None:
-        self._raw = target
-        self._path = path
-        self._wrapped: list[Any] = [_UNSET] * len(target)
-
-    def __getitem__(self, key: Any) -> Any:
-        if key == "__target":
-            return self._raw
-        if isinstance(key, slice):
-            return [self[i] for i in range(*key.indices(len(self._raw)))]
-        value = self._wrapped[key]
-        if value is _UNSET:
-            value = _lazy(self._raw[key], self._path, key)
-            self._wrapped[key] = value
-        return value
-
-    def __len__(self) -> int:
-        return len(self._raw)
-
-
-def _lazy(value: Any, path: list[str], key: Any) -> Any:
-    if _proxy._is_unknown(value):
-        raise _proxy.UnknownValueError(value, [*path, str(key)])
-    if isinstance(value, dict):
-        return _LazyDict(value, [*path, str(key)])
-    if isinstance(value, list):
-        return _LazyList(value, [*path, str(key)])
-    return value
-
-
-def lazy_unknown_checking_proxy(props: dict[str, Any]) -> Any:
-    return _LazyDict(props, [])
+def installed_version() -> str:
+    try:
+        return importlib.metadata.version("pulumi-policy")
+    except importlib.metadata.PackageNotFoundError:  # importable without its metadata: not a version we know
+        return "unknown"
 
 
 def install() -> bool:
-    """Patch `pulumi_policy.policy` in this process; returns False when disabled or already installed."""
+    """Install the fast path; False when disabled, already installed, or on another library version (with a warning)."""
     if os.environ.get("NETOPT_POLICY_NO_MEMO") == "1":
         return False
-    from pulumi_policy import policy as library
-
-    names = vars(library)  # the module globals the servicer's Analyze/AnalyzeStack look these names up in
-    if isinstance(names["json_format"], _JsonFormat):
+    version = installed_version()
+    if version != WRITTEN_FOR:
+        warnings.warn(f"netopt policy pack: policies/fastpath_patch.py patches pulumi-policy internals and was written for "
+                      f"pulumi-policy=={WRITTEN_FOR}, but {version} is installed: running the library's stock path instead "
+                      f"(same verdicts, slower). Pin pulumi-policy=={WRITTEN_FOR} (policies/requirements.txt), or re-verify "
+                      "the fast path against the new version and update WRITTEN_FOR.", RuntimeWarning, stacklevel=2)
         return False
-    memo = _Memo()
-    names["json_format"] = _JsonFormat(names["json_format"], memo)
-    names["deserialize_properties"] = _memoised(names["deserialize_properties"], memo)
-    names["unknown_checking_proxy"] = _memoised(lazy_unknown_checking_proxy, memo)
-    return True
+    from policies import fastpath_patch  # imported only here: it subclasses private classes of this exact version
+
+    return fastpath_patch.apply()

@@ -31,8 +31,8 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-Category = Literal["score", "capacity", "structure", "security", "observed"]
-CATEGORIES: tuple[Category, ...] = ("score", "capacity", "structure", "security", "observed")
+Category = Literal["integrity", "score", "capacity", "structure", "security", "observed"]
+CATEGORIES: tuple[Category, ...] = ("integrity", "score", "capacity", "structure", "security", "observed")
 
 Report = Callable[[str], None]
 StackReport = Callable[[str, str | None], None]

@@ -14,7 +14,8 @@ from pulumi_policy import Policy, ResourceValidationArgs, StackValidationArgs
 
 from components.spec import IDEMPOTENT_METHODS
 from policies.framework import Gate, Report, StackReport, number, resource_policy, stack_policy
-from policies.model import APP_NETWORK, Directive, gateway_configs, get, items, parse_nginx, walk
+from policies.model import APP_NETWORK, gateway_configs, get, items
+from policies.nginx_config import Directive, parse_nginx, walk
 
 MIN_REPLICAS = Gate(
     "min-replicas", "structure",

@@ -1,4 +1,4 @@
-"""Read-only views of what the engine sends: the strategy report, containers of either target, nginx.conf.
+"""Read-only views of what the engine sends: the strategy report, containers of either target, the gateway config.
 
 Nothing here computes a score or a capacity figure: those come, already computed by `components`, in the
 AppNetwork component's `report` input (`components/report.py`). These helpers only find values in resource
@@ -7,9 +7,8 @@ properties, whatever the target (Docker containers or Kubernetes Deployments).
 
 from __future__ import annotations
 
-import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -232,61 +231,16 @@ def parse_image(image: str) -> ImageRef:
     return ImageRef(repository, tag, digest or None)
 
 
-# -- nginx.conf ---------------------------------------------------------------------------------------------------
-
-@dataclass
-class Directive:
-    name: str
-    args: list[str]
-    block: list[Directive] | None = None
-
-    def children(self, name: str) -> Iterator[Directive]:
-        return (d for d in self.block or [] if d.name == name)
-
-
-_TOKEN = re.compile(r"""\s*(?:(#[^\n]*)|("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|([{};])|([^\s{};"'#]+))""", re.S)
-
-
-def parse_nginx(text: str) -> list[Directive]:
-    """nginx.conf as a tree of directives (enough for the gateway's generated config: quotes, blocks, comments)."""
-    stack: list[list[Directive]] = [[]]
-    words: list[str] = []
-    for match in _TOKEN.finditer(text):
-        comment, quoted, punct, word = match.groups()
-        if comment:
-            continue
-        if quoted:
-            words.append(quoted[1:-1])
-        elif word:
-            words.append(word)
-        elif punct == ";":
-            if words:
-                stack[-1].append(Directive(words[0], words[1:]))
-            words = []
-        elif punct == "{":
-            directive = Directive(words[0] if words else "", words[1:], [])
-            stack[-1].append(directive)
-            assert directive.block is not None
-            stack.append(directive.block)
-            words = []
-        elif punct == "}" and len(stack) > 1:
-            stack.pop()
-            words = []
-    return stack[0]
-
-
-def walk(directives: Iterable[Directive]) -> Iterator[Directive]:
-    for directive in directives:
-        yield directive
-        if directive.block:
-            yield from walk(directive.block)
-
+# -- where the gateway config is deployed ------------------------------------------------------------------------
 
 def gateway_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(where, nginx.conf text) carried by this resource: the Docker gateway's upload or the gateway ConfigMap."""
-    if resource_type == DOCKER_CONTAINER and is_gateway_labels(docker_labels(props)):
+    if resource_type == DOCKER_CONTAINER:
+        uploads = items(get(props, "uploads"))  # read first: thousands of backends upload nothing, and labels cost more
+        if not uploads or not is_gateway_labels(docker_labels(props)):
+            return []
         return [(f"container '{name}' upload {get(u, 'file')}", str(get(u, "content", default="")))
-                for u in items(get(props, "uploads")) if str(get(u, "file", default="")).endswith("nginx.conf")]
+                for u in uploads if str(get(u, "file", default="")).endswith("nginx.conf")]
     if resource_type == K8S_CONFIG_MAP and is_gateway_labels(k8s_labels(props)):
         data = get(props, "data", default={})
         return [(f"ConfigMap '{name}' key {key}", str(data[key])) for key in data if str(key).endswith("nginx.conf")]

@@ -17,6 +17,8 @@ A fixture (tests/policy/fixtures/*.yaml) names the shipped stack it modifies and
         replace: {path: [data, nginx.conf], old: "...", new: "..."}
         delete: true                        # the resource is not registered at all
         unknown: [[report, scores, routing]] # the value is unknown during preview
+    template_bug: true                      # the program itself rendered the edited gateway config: the report's
+                                            #   config_sha256 follows the edit (without it, an edit is a hand edit)
     policy_config: {images-pinned: {requireDigest: true}}  # merged over policies/config/<environment>.json
 
 A path is a list of keys, or a string of keys separated by dots; `[name=x]` selects the list item whose name is
@@ -26,6 +28,7 @@ x, `[3]` an index, `[*]` every item.
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -38,6 +41,7 @@ from pulumi.output import UNKNOWN
 
 from offline.program import RecordedResource, run_program
 from offline.stack_config import cli_config, stack_file
+from policies.model import APP_NETWORK, gateway_configs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED = ("dev", "staging", "prod")
@@ -53,6 +57,7 @@ class Fixture:
     stack: dict[str, Any]
     resources: list[dict[str, Any]]
     policy_config: dict[str, Any]
+    template_bug: bool = False
 
 
 def load_fixtures() -> list[Fixture]:
@@ -67,6 +72,7 @@ def load_fixtures() -> list[Fixture]:
             stack=doc.get("stack") or {},
             resources=doc.get("resources") or [],
             policy_config=doc.get("policy_config") or {},
+            template_bug=bool(doc.get("template_bug")),
         ))
     return fixtures
 
@@ -158,4 +164,15 @@ def recorded(fixture: Fixture, config: dict[str, str]) -> list[RecordedResource]
                 resource.outputs = {}
             elif resource.outputs and "report" in resource.outputs and "report" in resource.inputs:
                 resource.outputs = {**resource.outputs, "report": resource.inputs["report"]}
+    if fixture.template_bug:
+        _report_follows_config(resources)
     return resources
+
+
+def _report_follows_config(resources: list[RecordedResource]) -> None:
+    """Give the report the digest of the (edited) gateway config, as if the program had rendered it."""
+    (text,) = {t for r in resources for _, t in gateway_configs(r.type, r.name, r.inputs)}
+    for resource in resources:
+        if resource.type == APP_NETWORK:
+            for properties in (p for p in (resource.inputs, resource.outputs) if "report" in p):
+                properties["report"]["gateway"]["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()

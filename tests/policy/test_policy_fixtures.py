@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,11 +24,16 @@ def _policy_config(fixture: Fixture, environment: str) -> dict[str, object]:
 
 
 @pytest.mark.parametrize("fixture", FIXTURES, ids=[f.name for f in FIXTURES])
-def test_fixture_trips_exactly_the_expected_policy(fixture: Fixture) -> None:
+def test_fixture_trips_exactly_the_expected_policy(fixture: Fixture, stock_pack: Path) -> None:
     config = stack_config(fixture)
-    analysis = analyze(recorded(fixture, config), stack=fixture.base, config=config,
-                       policy_config=_policy_config(fixture, config["netopt:environment"]))
+    resources = recorded(fixture, config)
+    policy_config = _policy_config(fixture, config["netopt:environment"])
+    analysis = analyze(resources, stack=fixture.base, config=config, policy_config=policy_config)
     assert analysis.violated() == fixture.expect, "\n".join(f"[{d.level}] {d.policy}: {d.message}" for d in analysis.diagnostics)
+    # The same verdicts, byte for byte, from the pack on the library's stock path (the fast path's version guard tripped).
+    stock = analyze(resources, stack=fixture.base, config=config, policy_config=policy_config, pack_dir=stock_pack)
+    assert stock.diagnostics == analysis.diagnostics
+    assert sorted(map(repr, stock.not_applicable)) == sorted(map(repr, analysis.not_applicable))
     for diagnostic in analysis.diagnostics:
         # Every message names the resource, the measured value against the threshold, and the fix.
         assert "Fix:" in diagnostic.message

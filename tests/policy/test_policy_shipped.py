@@ -12,10 +12,11 @@ from policies.catalog import GATES
 from .overlays import SHIPPED
 
 CATEGORY = {gate.name: gate.category for gate in GATES}
-EXPECTED_LEVEL = {
-    "dev": dict.fromkeys(("score", "capacity", "structure", "security", "observed"), "advisory"),
-    "staging": {"score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory", "observed": "advisory"},
-    "prod": {**dict.fromkeys(("score", "capacity", "structure", "security"), "mandatory"), "observed": "advisory"},  # drift prompts a re-plan
+EXPECTED_LEVEL = {  # the integrity gates verify the evidence the others judge: mandatory everywhere; drift prompts a re-plan
+    "dev": {"integrity": "mandatory", **dict.fromkeys(("score", "capacity", "structure", "security", "observed"), "advisory")},
+    "staging": {"integrity": "mandatory", "score": "advisory", "capacity": "advisory", "structure": "mandatory", "security": "mandatory",
+                "observed": "advisory"},
+    "prod": {**dict.fromkeys(("integrity", "score", "capacity", "structure", "security"), "mandatory"), "observed": "advisory"},
 }
 # Per-gate exceptions to the category's level: a workload without any probe (`health: {kind: none}`) is refused in
 # prod only (issue: advisory elsewhere); a probe that cannot run (health-probes-valid) stays mandatory in staging.

@@ -1,0 +1,113 @@
+"""The pack's second computation of r_j and f_l (policies/deployed_scores.py) from rendered configs, against the plan's.
+
+The pack must never import components' scoring; these tests are where the two computations meet: on the shipped
+stacks, on generated specs (exact/prefix/regex mixes, hosts, method and header dispatch, shared and global limits),
+and on hand edits of a rendered config that change what nginx does.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+
+from components.app_network import analyse
+from components.config import namespace_values
+from components.nginx import render_nginx
+from components.spec import Spec
+from components.validation import SpecError, parse_spec
+from offline.stack_config import cli_config, stack_file
+from policies.deployed_scores import DeployedScores, deployed_scores
+from policies.nginx_config import parse_config
+from tests.test_nginx_render import valid_specs
+
+from .overlays import SHIPPED
+
+POLICIES = Path(__file__).resolve().parents[2] / "policies"
+
+
+def _deployed(spec: Spec) -> tuple[DeployedScores, dict[str, Any], str]:
+    target, plan, report = analyse(spec)
+    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    return deployed_scores(parse_config(config)), report, config
+
+
+def _assert_agree(scores: DeployedScores, report: dict[str, Any]) -> None:
+    assert scores.problems == []
+    assert scores.steps == {i["item"]: i["value"] for i in report["scores"]["inputs"]["r"]}
+    assert scores.limits == {i["item"]: i["value"] for i in report["scores"]["inputs"]["f_rps"]}
+    assert scores.routing == pytest.approx(report["scores"]["routing"], rel=1e-12)
+    assert scores.flow_control == pytest.approx(report["scores"]["flow_control"], rel=1e-12)
+
+
+@pytest.mark.parametrize("stack", SHIPPED)
+def test_shipped_configs_give_the_reported_scores(stack: str) -> None:
+    scores, report, _ = _deployed(parse_spec(namespace_values(cli_config(stack_file(stack)))))
+    _assert_agree(scores, report)
+    assert len(scores.steps) == 7 and max(scores.steps.values()) == 2  # the README's shipped r_j
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(valid_specs())
+def test_any_valid_spec_gives_the_reported_scores(raw: dict[str, Any]) -> None:
+    try:
+        spec = parse_spec(raw)
+    except SpecError:
+        assume(False)
+        return
+    scores, report, _ = _deployed(spec)
+    _assert_agree(scores, report)
+
+
+def _prod() -> tuple[DeployedScores, dict[str, Any], str]:
+    return _deployed(parse_spec(namespace_values(cli_config(stack_file("prod")))))
+
+
+def test_a_prefix_that_no_longer_stops_the_regex_search_costs_a_regex_try() -> None:
+    _, _, config = _prod()
+    edited = deployed_scores(parse_config(config.replace("location ^~ /api/ {", "location /api/ {")))
+    assert edited.steps["api"] == 3 and edited.steps["api_beta"] == 3  # tree + 1 regex + dispatch
+
+
+def test_a_looser_zone_or_a_missing_limit_changes_f() -> None:
+    _, _, config = _prod()
+    looser = deployed_scores(parse_config(config.replace("rate=5r/s;", "rate=300r/m;").replace("rate=20r/s;", "rate=40r/s;")))
+    assert looser.limits["login"] == 5.0 and looser.limits["auth"] == 40.0  # 300 r/m = 5 r/s
+    # Drop web's limit from one of the locations serving it: a client can reach the route unlimited there.
+    unlimited = deployed_scores(parse_config(config.replace(
+        "location = /static {\n            set $netopt_route web;\n            proxy_pass http://up_web;\n"
+        "            limit_req zone=netopt_rl_web_per_client burst=50 nodelay;",
+        "location = /static {\n            set $netopt_route web;\n            proxy_pass http://up_web;")))
+    assert unlimited.limits["web"] is None and unlimited.limits["static"] == 50.0
+
+
+def test_a_limit_at_server_level_is_inherited_by_locations_without_their_own() -> None:
+    _, _, config = _prod()
+    edited = config.replace("limit_req zone=netopt_rl_web_per_client burst=50 nodelay;", "")
+    edited = edited.replace("        server_name _;\n", "        server_name _;\n        limit_req zone=netopt_rl_web_per_client;\n", 1)
+    scores = deployed_scores(parse_config(edited))
+    # ^~ /static/ keeps its own limit_req (static's zone), so it does not inherit the server's: web is unlimited there.
+    assert scores.problems == [] and scores.limits["web"] is None and scores.limits["api"] == 50.0
+    inherited = deployed_scores(parse_config(edited.replace("limit_req zone=netopt_rl_static_per_client burst=100 nodelay;", "")))
+    # Now every location serving web inherits the server's zone; static's key is empty in web's zone: unlimited.
+    assert inherited.limits["web"] == 100.0 and inherited.limits["static"] is None
+
+
+def test_a_config_crossplane_rejects_or_an_undefined_dispatch_variable_is_a_problem() -> None:
+    _, _, config = _prod()
+    broken = deployed_scores(parse_config(config.replace("limit_req_status 429;", "limit_req_status;")))
+    assert any("crossplane" in p and "limit_req_status" in p for p in broken.problems)
+    undefined = deployed_scores(parse_config(config.replace("set $netopt_route $netopt_sel_default_5;", "set $netopt_route $nowhere;")))
+    assert any("$nowhere, which no map defines" in p for p in undefined.problems)
+
+
+def test_the_pack_does_not_import_components_scoring() -> None:
+    # An independent second computation: the recomputation and its parser import nothing from components.
+    for module in ("deployed_scores.py", "nginx_config.py", "trust.py"):
+        tree = ast.parse((POLICIES / module).read_text())
+        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not any(name.startswith("components") for name in imported), (module, imported)
