@@ -26,7 +26,9 @@ import time
 from collections.abc import Iterable
 from typing import BinaryIO
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+from testbed.tools import locate
+
+NGINX = locate("nginx") or "/usr/sbin/nginx"  # Debian's is in /usr/sbin, not on a normal user's PATH
 
 __all__ = [
     "NGINX",
@@ -76,12 +78,14 @@ def _with_defaults(conf: str) -> str:
     return conf
 
 
-def global_directives(conf: str, foreground: bool = True) -> str:
-    """``-g`` directives a run in a temp prefix needs and the config lacks."""
+def global_directives(conf: str, foreground: bool = True, root: bool | None = None) -> str:
+    """``-g`` directives a run in a temp prefix needs and the config lacks.
+
+    ``root``: whether nginx runs as root (default: whether we do; a wrapper may run it as a user namespace's root)."""
     g = []
     if foreground:
         g.append("daemon off;")
-    if os.geteuid() == 0 and not re.search(r"(?:^|[;{}])\s*user\s", conf, re.M):
+    if (os.geteuid() == 0 if root is None else root) and not re.search(r"(?:^|[;{}])\s*user\s", conf, re.M):
         g.append("user root;")
     if not re.search(r"(?:^|[;{}])\s*pid\s", conf, re.M):
         g.append("pid logs/nginx.pid;")
@@ -90,13 +94,14 @@ def global_directives(conf: str, foreground: bool = True) -> str:
     return " ".join(g)
 
 
-def nginx_t(conf_text: str, *, nginx: str = NGINX) -> str:
+def nginx_t(conf_text: str, *, nginx: str = NGINX, root: bool | None = None) -> str:
     """Run ``nginx -t`` on ``conf_text`` (in a temp prefix). Returns nginx's
-    output on success, raises :class:`NginxConfigError` with it on failure."""
+    output on success, raises :class:`NginxConfigError` with it on failure.
+    ``root``: see :func:`global_directives`."""
     with tempfile.TemporaryDirectory(prefix="nginx-t-") as prefix:
         path = prepare_prefix(prefix, conf_text)
         p = subprocess.run([nginx, "-t", "-q", "-p", prefix + "/", "-c", path,
-                            "-g", global_directives(conf_text, foreground=False)],
+                            "-g", global_directives(conf_text, foreground=False, root=root)],
                            capture_output=True, text=True, timeout=30)
         out = (p.stdout + p.stderr).replace(prefix + "/", "<prefix>/")
         if p.returncode != 0:
