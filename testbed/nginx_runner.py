@@ -60,16 +60,30 @@ def prepare_prefix(prefix: str, conf_text: str) -> str:
     return path
 
 
+_TEMP_DIRS = (("client_body_temp_path", "client_body"), ("proxy_temp_path", "proxy"), ("fastcgi_temp_path", "fastcgi"),
+              ("uwsgi_temp_path", "uwsgi"), ("scgi_temp_path", "scgi"))
+_SHARED_TMP = re.compile(r"(?m)((?:^|[;{}])\s*)(pid|client_body_temp_path|proxy_temp_path|fastcgi_temp_path|uwsgi_temp_path|scgi_temp_path)"
+                         r"(\s+)/tmp/[^;\s]*\s*;")
+
+
+def _private_tmp(conf: str) -> str:
+    """The pid file and temp dirs a gateway config puts in its container's own /tmp, moved into the prefix.
+
+    On the host /tmp is shared by every user and run: a /tmp/nginx.pid another user's nginx -t left behind makes
+    ours fail (permission denied), concurrent runs would share it. Replaced in place: line numbers are kept."""
+    where = {"pid": "logs/nginx.pid", **{d: f"tmp/{name}" for d, name in _TEMP_DIRS}}
+    return _SHARED_TMP.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{where[m.group(2)]};", conf)
+
+
 def _with_defaults(conf: str) -> str:
-    """Keep temp paths inside the prefix unless the config sets them.
+    """Keep the pid file and temp paths inside the prefix (see _private_tmp; set where the config lacks them).
 
     Inserted on the ``http {`` line itself so nginx's line numbers in error
     messages still match the caller's text."""
+    conf = _private_tmp(conf)
     if re.search(r"(?:^|[;{}])\s*http\s*\{", conf, re.M):
         extra = []
-        for d, name in (("client_body_temp_path", "client_body"), ("proxy_temp_path", "proxy"),
-                        ("fastcgi_temp_path", "fastcgi"), ("uwsgi_temp_path", "uwsgi"),
-                        ("scgi_temp_path", "scgi")):
+        for d, name in _TEMP_DIRS:
             if not re.search(rf"(?:^|[;{{}}])\s*{d}\s", conf, re.M):
                 extra.append(f"{d} tmp/{name};")
         if extra:
