@@ -46,7 +46,8 @@ def _analyze(prod: tuple[dict[str, str], list[RecordedResource]], document: dict
     ({"enforcementLevel": "blocking"}, "peak-utilization: 'blocking' is not a valid enforcement level"),
     (0.7, "peak-utilization: 0.7 is not a valid value; must be an enforcement level string or an object"),
 ])
-def test_the_harness_rejects_wrong_types_and_values_against_the_packs_schema(prod: tuple[dict[str, str], list[RecordedResource]], entry: Any, expected: str) -> None:
+def test_the_harness_rejects_wrong_types_and_values_against_the_packs_schema(
+        prod: tuple[dict[str, str], list[RecordedResource]], entry: Any, expected: str) -> None:
     with pytest.raises(PolicyConfigError) as error:
         _analyze(prod, _prod_config(**{"peak-utilization": entry}))
     assert expected in str(error.value)
