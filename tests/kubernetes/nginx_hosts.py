@@ -16,7 +16,7 @@ import os
 import shlex
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from components.addressing import AddressMap
@@ -34,10 +34,10 @@ def service_hosts(addresses: AddressMap) -> dict[str, str]:
     return {name: f"127.0.0.{10 + i}" for i, name in enumerate(names)}
 
 
-def _unshare_command() -> list[str]:
-    """`unshare` with the namespaces this user needs to bind-mount over /etc/hosts."""
+def unshare_command(as_root: bool) -> list[str]:
+    """`unshare` with the namespaces needed to bind-mount over /etc/hosts: root or a normal user."""
     unshare = find_tool("unshare", package="util-linux")
-    return [unshare, "--mount"] if os.geteuid() == 0 else [unshare, "--map-root-user", "--mount"]
+    return [unshare, "--mount"] if as_root else [unshare, "--map-root-user", "--mount"]
 
 
 def _bind_hosts_script(hosts_file: Path) -> str:
@@ -47,7 +47,7 @@ def _bind_hosts_script(hosts_file: Path) -> str:
 @functools.cache
 def private_hosts_command() -> tuple[str, ...]:
     """The command prefix that runs a process with its own mount namespace; raises PrivateHostsUnavailableError."""
-    command = _unshare_command()
+    command = unshare_command(as_root=os.geteuid() == 0)
     with tempfile.TemporaryDirectory(prefix="nginx-hosts-probe-") as work:
         probe = Path(work) / "hosts"
         probe.write_text("127.0.0.77 netopt-probe.invalid\n")
@@ -67,15 +67,20 @@ def private_hosts_command() -> tuple[str, ...]:
     return tuple(command)
 
 
+def nginx_wrapper(work: Path, hosts: Mapping[str, str], command: Sequence[str]) -> Path:
+    """An executable `nginx` in `work` that runs the real one under `command` with `hosts` as its /etc/hosts."""
+    hosts_file = work / "hosts"
+    hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{address} {name}\n" for name, address in sorted(hosts.items())))
+    wrapper = work / "nginx"
+    inner = f"{_bind_hosts_script(hosts_file)} && exec {shlex.quote(NGINX)} \"$@\""
+    wrapper.write_text(f"#!/bin/sh\nexec {shlex.join(command)} -- /bin/sh -c {shlex.quote(inner)} nginx \"$@\"\n")
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
 def nginx_t_resolving(conf_text: str, hosts: Mapping[str, str]) -> str:
     """`nginx -t` of `conf_text` with `hosts` (name -> address) as the only name source; raises NginxConfigError."""
     command = private_hosts_command()
     with tempfile.TemporaryDirectory(prefix="nginx-hosts-") as work:
-        hosts_file = Path(work) / "hosts"
-        hosts_file.write_text("127.0.0.1 localhost\n" + "".join(f"{address} {name}\n" for name, address in sorted(hosts.items())))
-        wrapper = Path(work) / "nginx"
-        inner = f"{_bind_hosts_script(hosts_file)} && exec {shlex.quote(NGINX)} \"$@\""
-        wrapper.write_text(f"#!/bin/sh\nexec {shlex.join(command)} -- /bin/sh -c {shlex.quote(inner)} nginx \"$@\"\n")
-        os.chmod(wrapper, 0o755)
         # Inside the namespace nginx is root (the real root, or the user namespace's): `user root;` either way.
-        return nginx_t(conf_text, nginx=str(wrapper), root=True)
+        return nginx_t(conf_text, nginx=str(nginx_wrapper(Path(work), hosts, command)), root=True)
