@@ -5,10 +5,10 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv plan observe test lint unit up e2e bench clean
+.PHONY: venv plan observe test tools lint unit goldens up e2e bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
-	@test -x $(PY) || python3 -m venv $(VENV)
+	@test -x $(PY) || python3 -m venv $(VENV) || { rm -rf $(VENV); echo "netopt: cannot create $(VENV) with python3 -m venv; install it: sudo apt-get install -y python3-venv" >&2; exit 1; }
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
@@ -23,15 +23,24 @@ observe: venv
 	@$(PY) -m offline.observe --stack $(STACK) --log $(or $(LOG),-) --format $(FORMAT) $(if $(PATCH),--write-patch $(PATCH)) \
 	  $(if $(TOLERANCE),--tolerance $(TOLERANCE)) $(if $(WINDOW),--window $(WINDOW)) $(if $(SERVICES),--services $(SERVICES))
 
-## make test: lint, types, and every test except the Docker end-to-end stage
-test: lint unit
+## make test: lint, types, and every test except the Docker end-to-end stage (checks the system tools first)
+test: tools lint unit
+
+## make tools: the system tools make test runs (nginx, wrk, unshare, mount); prints the apt-get command if missing.
+## Runs with the system python3 (stdlib only), so a fresh machine hears what to install before the venv is built.
+tools:
+	@python3 -m testbed.tools
 
 lint: venv
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-unit: venv
+unit: venv tools
 	$(PY) -m pytest -m "not e2e" $(PYTEST_ARGS)
+
+## make goldens: rewrite tests/golden/*.nginx.conf from the renderer (after a reviewed change; the test only compares)
+goldens: venv
+	$(PY) -m testbed.goldens
 
 ## make e2e: apply the dev stack's Docker resources to a real dockerd started for the run
 e2e: venv

@@ -49,6 +49,7 @@ from testbed.haproxy_runner import HaproxyRunner  # noqa: E402
 from testbed.nginx_runner import NginxRunner  # noqa: E402
 from testbed.specs import make_spec  # noqa: E402
 from testbed.stats import median  # noqa: E402
+from testbed.tools import locate  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "bench", "results")
 
@@ -793,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
     if a.nice:
         os.setpriority(os.PRIO_PROCESS, 0, -abs(a.nice))  # children inherit it
     for tool in ("wrk", "nginx", "haproxy"):
-        if not (shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}")):
+        if locate(tool) is None:
             print(f"bench: {tool} is not installed (apt-get install {tool})", file=sys.stderr)
             return 2
     os.makedirs(os.path.join(a.out, "raw"), exist_ok=True)

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-WRK = shutil.which("wrk") or "/usr/bin/wrk"
+from testbed.tools import locate
+
+WRK = locate("wrk") or "/usr/bin/wrk"
 
 __all__ = ["WRK", "WrkResult", "parse_wrk", "run_wrk", "wrk_script"]
 

@@ -3,10 +3,13 @@
 `analyze()` takes the resources `offline.program.run_program` recorded and, like the engine during
 `pulumi preview --policy-pack policies --policy-pack-config <file>`:
 
-1. starts a small Engine gRPC service (the address a plugin is given; it records Log calls) and the pack itself,
-   `python -m pulumi.policy <engine-address> <pack-dir>`, with the pack directory as working directory and the
-   environment the CLI gives analyzer plugins (PULUMI_CONFIG, PULUMI_PROJECT, PULUMI_STACK, PULUMI_DRY_RUN,
-   PULUMI_ORGANIZATION, PULUMI_CONFIG_SECRET_KEYS); the port is the first line the pack prints;
+1. starts a small Engine gRPC service (the address a plugin is given; it records Log calls) and the pack itself
+   as the CLI's shim `pulumi-analyzer-policy-python` does: `python -u -m pulumi.policy <engine-address>
+   <pack-dir>` (unbuffered: the pack writes its port without a flush), the venv's bin first on PATH, with the
+   pack directory as working directory and the variables the CLI gives analyzer plugins (PULUMI_CONFIG,
+   PULUMI_PROJECT, PULUMI_STACK, PULUMI_DRY_RUN, PULUMI_ORGANIZATION, PULUMI_CONFIG_SECRET_KEYS); the port is
+   the first line the pack prints. The child's environment is built here (`pack_environment`), never inherited,
+   so the caller's PYTHONUNBUFFERED, PYTHONPATH, PYTHONHOME or PATH cannot change whether or how the pack runs;
 2. asks `GetPluginInfo` and `GetAnalyzerInfo`, then does the engine's part of configuration: parses the
    `--policy-pack-config` document, rejects unknown policy names and invalid enforcement levels, fills in schema
    defaults, and validates each policy's properties against the `configSchema` the pack declared (JSON schema,
@@ -28,6 +31,7 @@ import os
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -304,15 +308,35 @@ def stop_process(process: subprocess.Popen[bytes], grace_s: float = 5.0) -> None
             process.wait(timeout=grace_s)
 
 
+def pack_command(python: str, engine_address: str, pack_dir: Path) -> list[str]:
+    """The command line of the CLI's Python analyzer shim (`pulumi-analyzer-policy-python`): `-u`, unbuffered."""
+    return [python, "-u", "-m", "pulumi.policy", engine_address, str(pack_dir)]
+
+
+def pack_environment(python: str, env: Mapping[str, str]) -> dict[str, str]:
+    """The pack's whole environment, built from scratch: the interpreter's bin directory first on a minimal PATH
+    (as the shim puts the virtualenv's bin first), HOME, a UTF-8 locale, TMPDIR, the pack's own documented
+    switches (NETOPT_POLICY_*) and the PULUMI_* variables in `env`. Nothing else of the caller's leaks in."""
+    child = {
+        "PATH": os.pathsep.join([str(Path(python).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+        "HOME": str(Path.home()),
+        "LANG": "C.UTF-8",
+        "TMPDIR": tempfile.gettempdir(),
+    }
+    child.update({k: v for k, v in os.environ.items() if k.startswith("NETOPT_POLICY_")})
+    child.update(env)
+    return child
+
+
 @contextmanager
 def policy_pack(engine_address: str, env: Mapping[str, str], pack_dir: Path = POLICY_DIR,
                 python: str = sys.executable) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     """The pack's gRPC server, started as the CLI starts a Python pack; yields (port, process); always stopped."""
-    stderr_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"netopt-policy-{os.getpid()}-{threading.get_ident()}.stderr"
+    stderr_path = Path(tempfile.gettempdir()) / f"netopt-policy-{os.getpid()}-{threading.get_ident()}.stderr"
     with stderr_path.open("w+b") as stderr:
         process = subprocess.Popen(
-            [python, "-m", "pulumi.policy", engine_address, str(pack_dir)],
-            cwd=pack_dir, env={**os.environ, **env}, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
+            pack_command(python, engine_address, pack_dir),
+            cwd=pack_dir, env=pack_environment(python, env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr)
         try:
             assert process.stdout is not None
             line = _read_first_line(process.stdout, START_TIMEOUT_S)

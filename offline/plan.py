@@ -77,13 +77,14 @@ def render_text(document: dict[str, Any]) -> str:
             walk(resource["urn"], depth + 1)
 
     walk(None, 0)
-    lines.append(f"  ({len(document['resources'])} resources)")
+    lines.append(f"  ({len(document['resources'])} resources; the policy pack also analyzes the root pulumi:pulumi:Stack)")
     scores = document["scores"]
     lines += ["", "Scores:"]
     for key, label, unit in (("load_balancing", "load balancing  (1/n) Σ 1/t_i", "1/s"), ("routing", "routing         (1/m) Σ 1/r_j", ""),
                              ("flow_control", "flow control    (1/k) Σ 1/f_l", "s/req"), ("overall", "overall         (1/p) Σ 1/s_o", "")):
         lines.append(f"  {label} = {scores[key]:.4f} {unit}".rstrip())
     inputs = scores["inputs"]
+    lines.append("  t_i:  " + ", ".join(f"{i['item']}={_fmt(i['value'])}s" for i in inputs["t_seconds"]))
     lines.append("  r_j:  " + ", ".join(f"{i['item']}={_fmt(i['value'], 0)}" for i in inputs["r"]))
     lines.append("  f_l:  " + ", ".join(f"{i['item']}={_fmt(i['value'], 1)}" for i in inputs["f_rps"]))
     lines.append("  s_o:  " + ", ".join(f"{i['item']}={_fmt(i['value'])}" for i in inputs["s"]))

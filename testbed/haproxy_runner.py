@@ -18,8 +18,9 @@ from collections.abc import Iterable
 from typing import BinaryIO
 
 from testbed.nginx_runner import wait_listening
+from testbed.tools import locate
 
-HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
+HAPROXY = locate("haproxy") or "/usr/sbin/haproxy"  # /usr/sbin: not on a normal user's PATH
 
 __all__ = ["HAPROXY", "HaproxyConfigError", "HaproxyRunner", "bind_addresses", "haproxy_c"]
 

@@ -26,7 +26,9 @@ import time
 from collections.abc import Iterable
 from typing import BinaryIO
 
-NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+from testbed.tools import locate
+
+NGINX = locate("nginx") or "/usr/sbin/nginx"  # Debian's is in /usr/sbin, not on a normal user's PATH
 
 __all__ = [
     "NGINX",
@@ -58,16 +60,30 @@ def prepare_prefix(prefix: str, conf_text: str) -> str:
     return path
 
 
+_TEMP_DIRS = (("client_body_temp_path", "client_body"), ("proxy_temp_path", "proxy"), ("fastcgi_temp_path", "fastcgi"),
+              ("uwsgi_temp_path", "uwsgi"), ("scgi_temp_path", "scgi"))
+_SHARED_TMP = re.compile(r"(?m)((?:^|[;{}])\s*)(pid|client_body_temp_path|proxy_temp_path|fastcgi_temp_path|uwsgi_temp_path|scgi_temp_path)"
+                         r"(\s+)/tmp/[^;\s]*\s*;")
+
+
+def _private_tmp(conf: str) -> str:
+    """The pid file and temp dirs a gateway config puts in its container's own /tmp, moved into the prefix.
+
+    On the host /tmp is shared by every user and run: a /tmp/nginx.pid another user's nginx -t left behind makes
+    ours fail (permission denied), concurrent runs would share it. Replaced in place: line numbers are kept."""
+    where = {"pid": "logs/nginx.pid", **{d: f"tmp/{name}" for d, name in _TEMP_DIRS}}
+    return _SHARED_TMP.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3)}{where[m.group(2)]};", conf)
+
+
 def _with_defaults(conf: str) -> str:
-    """Keep temp paths inside the prefix unless the config sets them.
+    """Keep the pid file and temp paths inside the prefix (see _private_tmp; set where the config lacks them).
 
     Inserted on the ``http {`` line itself so nginx's line numbers in error
     messages still match the caller's text."""
+    conf = _private_tmp(conf)
     if re.search(r"(?:^|[;{}])\s*http\s*\{", conf, re.M):
         extra = []
-        for d, name in (("client_body_temp_path", "client_body"), ("proxy_temp_path", "proxy"),
-                        ("fastcgi_temp_path", "fastcgi"), ("uwsgi_temp_path", "uwsgi"),
-                        ("scgi_temp_path", "scgi")):
+        for d, name in _TEMP_DIRS:
             if not re.search(rf"(?:^|[;{{}}])\s*{d}\s", conf, re.M):
                 extra.append(f"{d} tmp/{name};")
         if extra:
@@ -76,12 +92,14 @@ def _with_defaults(conf: str) -> str:
     return conf
 
 
-def global_directives(conf: str, foreground: bool = True) -> str:
-    """``-g`` directives a run in a temp prefix needs and the config lacks."""
+def global_directives(conf: str, foreground: bool = True, root: bool | None = None) -> str:
+    """``-g`` directives a run in a temp prefix needs and the config lacks.
+
+    ``root``: whether nginx runs as root (default: whether we do; a wrapper may run it as a user namespace's root)."""
     g = []
     if foreground:
         g.append("daemon off;")
-    if os.geteuid() == 0 and not re.search(r"(?:^|[;{}])\s*user\s", conf, re.M):
+    if (os.geteuid() == 0 if root is None else root) and not re.search(r"(?:^|[;{}])\s*user\s", conf, re.M):
         g.append("user root;")
     if not re.search(r"(?:^|[;{}])\s*pid\s", conf, re.M):
         g.append("pid logs/nginx.pid;")
@@ -90,13 +108,14 @@ def global_directives(conf: str, foreground: bool = True) -> str:
     return " ".join(g)
 
 
-def nginx_t(conf_text: str, *, nginx: str = NGINX) -> str:
+def nginx_t(conf_text: str, *, nginx: str = NGINX, root: bool | None = None) -> str:
     """Run ``nginx -t`` on ``conf_text`` (in a temp prefix). Returns nginx's
-    output on success, raises :class:`NginxConfigError` with it on failure."""
+    output on success, raises :class:`NginxConfigError` with it on failure.
+    ``root``: see :func:`global_directives`."""
     with tempfile.TemporaryDirectory(prefix="nginx-t-") as prefix:
         path = prepare_prefix(prefix, conf_text)
         p = subprocess.run([nginx, "-t", "-q", "-p", prefix + "/", "-c", path,
-                            "-g", global_directives(conf_text, foreground=False)],
+                            "-g", global_directives(conf_text, foreground=False, root=root)],
                            capture_output=True, text=True, timeout=30)
         out = (p.stdout + p.stderr).replace(prefix + "/", "<prefix>/")
         if p.returncode != 0:

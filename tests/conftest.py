@@ -12,6 +12,8 @@ from components.spec import Spec
 from components.validation import parse_spec
 from offline.stack_config import cli_config, stack_file
 
+pytest_plugins = ("tests.strict_skips",)  # under CI a skip fails
+
 STACKS = ("dev", "staging", "prod")
 
 

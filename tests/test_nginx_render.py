@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import copy
-import os
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,27 +15,18 @@ from components.app_network import analyse
 from components.nginx import NginxRuntime, render_nginx
 from components.plan import build_plan
 from components.validation import SpecError, parse_spec
+from testbed.goldens import mismatch, rendered
 from testbed.nginx_runner import nginx_t
 from tests.conftest import STACKS, stack_spec
 from tests.kubernetes.nginx_hosts import nginx_t_resolving, service_hosts
 
-GOLDEN = Path(__file__).parent / "golden"
-
-
-def rendered(stack: str) -> str:
-    target, plan, _ = analyse(stack_spec(stack))
-    return render_nginx(plan, target.address_map(), target.nginx_runtime())
-
 
 @pytest.mark.parametrize("stack", STACKS)
 def test_matches_golden_file(stack: str) -> None:
-    """Rendering is deterministic; a diff here is a reviewed change (regenerate with NETOPT_UPDATE_GOLDEN=1)."""
-    text = rendered(stack)
-    golden = GOLDEN / f"{stack}.nginx.conf"
-    if os.environ.get("NETOPT_UPDATE_GOLDEN"):
-        golden.write_text(text)
-    assert text == golden.read_text()
-    assert text == rendered(stack)
+    """Rendering is deterministic; a diff here is a reviewed change (regenerate with `make goldens`, never from a test)."""
+    difference = mismatch(stack)
+    assert difference is None, difference
+    assert rendered(stack) == rendered(stack)
 
 
 @pytest.mark.parametrize("stack", STACKS)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from typing import Any
 
 import pytest
 
+from components.app_network import analyse
 from offline.program import ProgramError, RecordedResource, run_program, run_stack
 from offline.stack_config import cli_config, stack_file
-from tests.conftest import STACKS, stack_spec
+from tests.conftest import STACKS, stack_raw, stack_spec
 
 CONTAINER = "docker:index/container:Container"
 NETWORK = "docker:index/network:Network"
@@ -34,8 +36,39 @@ def test_component_tree(stack: tuple[str, list[RecordedResource]]) -> None:
     for resource in resources:
         if resource is not app:
             assert resource.parent in by_urn, f"{resource.name} is not parented inside the AppNetwork"
-    assert app.inputs["report"]["scores"]["overall"] > 0
-    assert app.outputs["report"] == app.inputs["report"]
+    report = app.inputs["report"]
+    assert report == _as_registered(analyse(spec)[2]), "the AppNetwork carries exactly the report the pure pipeline computes"
+    expected = _scores_from_raw_config(stack_raw(name), report["scores"]["routing"])
+    for key, value in expected.items():
+        assert report["scores"][key] == pytest.approx(value, rel=1e-9), key
+
+
+def _as_registered(value: Any) -> Any:
+    """A value as Pulumi registers an input: None-valued keys are dropped."""
+    if isinstance(value, dict):
+        return {k: _as_registered(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_as_registered(v) for v in value]
+    return value
+
+
+def _scores_from_raw_config(raw: dict[str, Any], routing: float) -> dict[str, float]:
+    """LB, F and O recomputed from the stack file's raw values (not the spec model, not components/scores.py).
+
+    R needs nginx's location order (tests/test_plan.py and tests/test_scores.py check it by hand); O uses it."""
+    routed = {b["workload"] for route in raw["routes"] for b in route["backends"]}
+    times_ms: list[float] = []
+    for w in raw["workloads"]:
+        if w["name"] in routed:
+            rt = w["response_time_ms"]
+            times_ms += list(rt) if isinstance(rt, list) else [rt] * w.get("replicas", 1)
+    lb = sum(1000.0 / t for t in times_ms) / len(times_ms)
+    limits = {limit["name"]: limit["rps"] for limit in raw.get("rate_limits", [])}
+    flow = sum(1.0 / limits[r["rate_limit"]] if r.get("rate_limit") else 0.0 for r in raw["routes"]) / len(raw["routes"])
+    scoring = raw.get("scoring", {})
+    references = [(lb, 1000.0 / scoring.get("latency_budget_ms", 100)), (routing, 1.0), (flow, 1.0 / scoring.get("flow_reference_rps", 1000))]
+    overall = sum(1.0 / max(1.0, reference / score) for score, reference in references) / 3
+    return {"load_balancing": lb, "flow_control": flow, "overall": overall}
 
 
 @pytest.mark.parametrize("name", DOCKER_STACKS)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import pytest
 
+from components.balancing import nginx_shares, upstream_members
+from components.plan import build_plan
 from components.validation import SpecError, parse_spec
 from tests.conftest import STACKS, stack_raw
 
@@ -100,7 +103,12 @@ def test_conflicting_routes(minimal: dict[str, Any]) -> None:
 def test_routes_split_by_method_do_not_conflict(minimal: dict[str, Any]) -> None:
     minimal["routes"][0]["match"]["methods"] = ["POST"]
     minimal["routes"].append({"name": "api_read", "match": {"path": "/api/", "methods": ["GET", "HEAD"]}, "backends": [{"workload": "web"}]})
-    parse_spec(minimal)
+    plan = build_plan(parse_spec(minimal))
+    (location,) = [loc for server in plan.servers for loc in server.locations if loc.path == "/api/"]
+    chain = {rule.route.name: rule.route.match.methods for rule in location.rules}
+    # One location, its two routes told apart by method; other methods fall through to what `/` would serve.
+    assert chain == {"api": ["POST"], "api_read": ["GET", "HEAD"], "web": None}
+    assert plan.route_upstreams["api"] != plan.route_upstreams["api_read"]
 
 
 def test_port_clash(minimal: dict[str, Any]) -> None:
@@ -146,7 +154,10 @@ def test_latency_optimal_needs_the_peak_of_every_route_to_unequal_replicas(minim
 
 def test_latency_optimal_with_equal_response_times_needs_no_traffic(minimal: dict[str, Any]) -> None:
     minimal["gateway"]["algorithm"] = "latency_optimal"
-    parse_spec(minimal)
+    spec = parse_spec(minimal)
+    assert spec.traffic == {}
+    api = next(r for r in spec.routes if r.name == "api")
+    assert nginx_shares(api, spec) == [("api", 0, Fraction(1, 2)), ("api", 1, Fraction(1, 2))], "equal times: equal shares, no peak needed"
 
 
 def test_latency_optimal_needs_no_traffic_on_kubernetes(minimal: dict[str, Any]) -> None:
@@ -154,7 +165,10 @@ def test_latency_optimal_needs_no_traffic_on_kubernetes(minimal: dict[str, Any])
     minimal.update(target="kubernetes", network={"name": "t"})
     minimal["gateway"]["algorithm"] = "latency_optimal"
     minimal["workloads"][0]["response_time_ms"] = [10, 50]
-    parse_spec(minimal)
+    spec = parse_spec(minimal)
+    assert spec.traffic == {} and spec.target == "kubernetes"
+    api = next(r for r in spec.routes if r.name == "api")
+    assert upstream_members(api, spec) == [("api", 0, Fraction(1))], "one member, the workload's Service, whatever the peak"
 
 
 def test_per_replica_list_must_match_replicas(minimal: dict[str, Any]) -> None:

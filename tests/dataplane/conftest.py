@@ -7,7 +7,6 @@ without them the tests fail (``NETOPT_DATAPLANE_OPTIONAL=1`` turns that into a s
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
@@ -29,9 +28,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _require(tool: str) -> None:
-    if shutil.which(tool) or os.path.exists(f"/usr/sbin/{tool}"):
+    from testbed.tools import MissingToolError, find_tool
+
+    try:
+        find_tool(tool)
         return
-    msg = f"{tool} is not installed (apt-get install {tool})"
+    except MissingToolError as error:
+        msg = str(error)
     if os.environ.get("NETOPT_DATAPLANE_OPTIONAL") == "1":
         pytest.skip(msg)
     pytest.fail(msg + "; set NETOPT_DATAPLANE_OPTIONAL=1 to skip the data-plane tests instead", pytrace=False)

@@ -4,6 +4,7 @@ testbed.routing for the precedence the oracle applies)."""
 from __future__ import annotations
 
 import itertools
+import sys
 
 import pytest
 
@@ -14,14 +15,8 @@ from testbed.specs import STACKS, load_stack
 pytestmark = pytest.mark.dataplane
 
 def _all_probes() -> list[tuple[str, Probe]]:
-    out = []
-    for stack in STACKS:
-        try:
-            spec = load_stack(stack)
-        except Exception:  # pragma: no cover - reported by the stack tests themselves
-            continue
-        out += [(stack, p) for p in probes(spec)]
-    return out
+    """Every probe of every shipped stack; a stack that does not load fails the collection (never drops its probes)."""
+    return [(stack, p) for stack in STACKS for p in probes(load_stack(stack))]
 
 
 _PROBES = _all_probes()
@@ -155,3 +150,12 @@ def test_regex_declaration_order_and_extra_cases() -> None:
         if got != (want or ""):
             wrong.append(f"{method} {host}{path} {headers}: nginx {got!r} (status {statuses[i]}), spec {want!r}")
     assert not wrong, "\n".join(wrong)
+
+
+def test_a_stack_that_does_not_load_fails_instead_of_dropping_its_probes(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(stack: str) -> Spec:
+        raise ValueError(f"stack {stack} does not load")
+
+    monkeypatch.setattr(sys.modules[__name__], "load_stack", broken)
+    with pytest.raises(ValueError, match="stack dev does not load"):
+        _all_probes()

@@ -14,9 +14,7 @@ from components.nginx import render_nginx
 from testbed.nginx_runner import NGINX, NginxConfigError, nginx_t
 from tests.conftest import stack_spec
 from tests.kubernetes.conftest import PROD, by_kind
-from tests.kubernetes.nginx_hosts import can_resolve_privately, nginx_t_resolving, service_hosts
-
-pytestmark = pytest.mark.skipif(not can_resolve_privately(), reason="util-linux unshare gives nginx its own /etc/hosts")
+from tests.kubernetes.nginx_hosts import nginx_t_resolving, service_hosts
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -1,4 +1,14 @@
-"""Invalid --policy-pack-config documents are rejected with a clear message, as the engine rejects them."""
+"""Invalid --policy-pack-config documents are rejected with a clear message, and the pack applies what it is sent.
+
+What is checked where (the Pulumi CLI is not installed here, so its Go code does not run):
+- the schemas are the real pack's: each analysis starts the pack and reads every policy's `configSchema` from its
+  GetAnalyzerInfo over gRPC (a bound such as `maximum <= 1` comes from the pack, not from the harness);
+- the validation against them is the harness's reimplementation of the CLI's (offline.analyzer.
+  reconcile_policy_config: JSON schema draft 7, unknown names and levels rejected, defaults filled in) — the
+  tests on rejected documents check that copy, not the engine itself;
+- what the pack does with an accepted config (levels, disabled policies, undeclared property names) is the real
+  pack's behaviour, seen in its Analyze responses.
+"""
 
 from __future__ import annotations
 
@@ -36,14 +46,15 @@ def _analyze(prod: tuple[dict[str, str], list[RecordedResource]], document: dict
     ({"enforcementLevel": "blocking"}, "peak-utilization: 'blocking' is not a valid enforcement level"),
     (0.7, "peak-utilization: 0.7 is not a valid value; must be an enforcement level string or an object"),
 ])
-def test_wrong_types_and_values_are_rejected(prod: tuple[dict[str, str], list[RecordedResource]], entry: Any, expected: str) -> None:
+def test_the_harness_rejects_wrong_types_and_values_against_the_packs_schema(
+        prod: tuple[dict[str, str], list[RecordedResource]], entry: Any, expected: str) -> None:
     with pytest.raises(PolicyConfigError) as error:
         _analyze(prod, _prod_config(**{"peak-utilization": entry}))
     assert expected in str(error.value)
     assert str(error.value).startswith("invalid policy pack config for netopt:")
 
 
-def test_unknown_policy_name_is_rejected_with_the_known_names(prod: tuple[dict[str, str], list[RecordedResource]]) -> None:
+def test_the_harness_rejects_an_unknown_policy_name_listing_the_packs_names(prod: tuple[dict[str, str], list[RecordedResource]]) -> None:
     with pytest.raises(PolicyConfigError) as error:
         _analyze(prod, _prod_config(**{"peak-utilisation": {"maximum": 0.7}}))
     message = str(error.value)
@@ -98,3 +109,13 @@ def test_a_disabled_policy_does_not_run_in_the_pack(prod: tuple[dict[str, str], 
     analysis = analyze(run_program(bad_config, "prod"), stack="prod", config=bad_config, policy_config=document)
     assert analysis.policies["rate-limits-protect-backends"]["level"] == "disabled"
     assert analysis.violated() == {("min-replicas", "advisory")}
+
+
+def test_the_schemas_validated_against_are_the_ones_the_pack_declares_over_grpc(prod: tuple[dict[str, str], list[RecordedResource]]) -> None:
+    from policies.catalog import all_policies
+
+    analysis = _analyze(prod, {})
+    declared = {p.name: p.config_schema.properties for p in all_policies() if p.config_schema is not None}
+    assert declared, "the pack declares config schemas"
+    for name, properties in declared.items():
+        assert analysis.policies[name]["schema"] == properties, name
