@@ -79,19 +79,19 @@ def test_a_looser_zone_or_a_missing_limit_changes_f() -> None:
     # Drop web's limit from one of the locations serving it: a client can reach the route unlimited there.
     unlimited = deployed_scores(parse_config(config.replace(
         "location = /static {\n            set $netopt_route web;\n            proxy_pass http://up_web;\n"
-        "            limit_req zone=netopt_rl_web_per_client burst=50 nodelay;",
+        "            limit_req zone=netopt_rl_web__per__client burst=50 nodelay;",
         "location = /static {\n            set $netopt_route web;\n            proxy_pass http://up_web;")))
     assert unlimited.limits["web"] is None and unlimited.limits["static"] == 50.0
 
 
 def test_a_limit_at_server_level_is_inherited_by_locations_without_their_own() -> None:
     _, _, config = _prod()
-    edited = config.replace("limit_req zone=netopt_rl_web_per_client burst=50 nodelay;", "")
-    edited = edited.replace("        server_name _;\n", "        server_name _;\n        limit_req zone=netopt_rl_web_per_client;\n", 1)
+    edited = config.replace("limit_req zone=netopt_rl_web__per__client burst=50 nodelay;", "")
+    edited = edited.replace("        server_name _;\n", "        server_name _;\n        limit_req zone=netopt_rl_web__per__client;\n", 1)
     scores = deployed_scores(parse_config(edited))
     # ^~ /static/ keeps its own limit_req (static's zone), so it does not inherit the server's: web is unlimited there.
     assert scores.problems == [] and scores.limits["web"] is None and scores.limits["api"] == 50.0
-    inherited = deployed_scores(parse_config(edited.replace("limit_req zone=netopt_rl_static_per_client burst=100 nodelay;", "")))
+    inherited = deployed_scores(parse_config(edited.replace("limit_req zone=netopt_rl_static__per__client burst=100 nodelay;", "")))
     # Now every location serving web inherits the server's zone; static's key is empty in web's zone: unlimited.
     assert inherited.limits["web"] == 100.0 and inherited.limits["static"] is None
 
@@ -100,7 +100,7 @@ def test_a_config_crossplane_rejects_or_an_undefined_dispatch_variable_is_a_prob
     _, _, config = _prod()
     broken = deployed_scores(parse_config(config.replace("limit_req_status 429;", "limit_req_status;")))
     assert any("crossplane" in p and "limit_req_status" in p for p in broken.problems)
-    undefined = deployed_scores(parse_config(config.replace("set $netopt_route $netopt_sel_default_5;", "set $netopt_route $nowhere;")))
+    undefined = deployed_scores(parse_config(config.replace("set $netopt_route $netopt_sel_5;", "set $netopt_route $nowhere;")))
     assert any("$nowhere, which no map defines" in p for p in undefined.problems)
 
 
