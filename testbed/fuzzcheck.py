@@ -88,13 +88,27 @@ def check_invalid(raw: dict[str, Any], expected: set[str]) -> list[Finding]:
         parse_spec(raw)
     except SpecError as error:
         paths = _issue_paths(error)
-        findings = [Finding("report misses a problem", f"{want} not in the report:\n{error.report()}")
+        findings = [Finding(f"report misses a problem at {_shape(want)}", f"{want} not in the report:\n{error.report()}")
                     for want in sorted(expected) if not any(_covers(p, want) for p in paths)]
         tolerated = expected | collision_paths(raw)
-        findings += [Finding("report names an unexpected problem", f"{p}:\n{error.report()}")
+        findings += [Finding(_refusal(raw, p, "report names an unexpected problem"), f"{p}:\n{error.report()}")
                      for p in paths if not any(_covers(p, t) for t in tolerated)]
         return findings
-    return [Finding("invalid config accepted", f"expected problems at {sorted(expected)}")]
+    return [Finding(f"invalid config accepted ({', '.join(sorted(_shape(p) for p in expected))})", f"expected problems at {sorted(expected)}")]
+
+
+def _shape(path: str) -> str:
+    """`netopt:routes[3].match.headers.X-A` -> `routes[].match.headers`: one category for every index."""
+    return re.sub(r"\.headers\..*$", ".headers", re.sub(r"\[\d+\]", "[]", path.removeprefix("netopt:")))
+
+
+def _refusal(raw: dict[str, Any], path: str, category: str) -> str:
+    """Name a refusal of a regex PCRE2 compiles (nginx would accept it) apart from other refusals."""
+    found = re.fullmatch(r"netopt:routes\[(\d+)\]\.match", path)
+    match = raw["routes"][int(found.group(1))]["match"] if found else {}
+    if match.get("path_type") == "regex" and pcre2_compiles(match["path"]):
+        return f"{category}: a regex PCRE2 (nginx) accepts"
+    return category
 
 
 def _pcre2_invalid_paths(raw: dict[str, Any]) -> set[str]:
@@ -113,7 +127,7 @@ def check_valid(generated: Generated, requests: list[Request]) -> list[Finding]:
     except SpecError as error:
         tolerated = collision_paths(raw)
         untolerated = [p for p in _issue_paths(error) if not any(_covers(p, t) for t in tolerated)]
-        return [Finding("valid config refused", error.report())] if untolerated else []
+        return [Finding(_refusal(raw, untolerated[0], "valid config refused"), error.report())] if untolerated else []
     return _run_on_nginx(spec, requests)
 
 

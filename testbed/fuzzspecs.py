@@ -93,7 +93,8 @@ def _plain_path(draw: st.DrawFn, trailing: bool) -> str:
 
 
 @st.composite
-def _route(draw: st.DrawFn, name: str, workloads: list[str], rate_limits: list[str], conn_limits: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
+def _route(draw: st.DrawFn, name: str, workloads: list[str], rate_limits: list[str],
+           conn_limits: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
     kind = draw(st.sampled_from(["exact", "prefix", "prefix", "regex"]))
     if kind == "regex":
         path, examples = draw(regex_route_path())
@@ -110,9 +111,9 @@ def _route(draw: st.DrawFn, name: str, workloads: list[str], rate_limits: list[s
         match["headers"] = draw(st.dictionaries(st.sampled_from(HEADER_NAMES), st.sampled_from(HEADER_VALUES), min_size=1, max_size=2))
     chosen = draw(st.lists(st.sampled_from(workloads), min_size=1, max_size=2, unique=True))
     route: dict[str, Any] = {"name": name, "match": match, "backends": [{"workload": w, "weight": draw(st.integers(1, 100))} for w in chosen]}
-    if rate_limits and draw(st.booleans()):
+    if draw(st.booleans()) and rate_limits:
         route["rate_limit"] = draw(st.sampled_from(rate_limits))
-    if conn_limits and draw(st.integers(0, 3)) == 0:
+    if draw(st.integers(0, 3)) == 0 and conn_limits:
         route["concurrency_limit"] = draw(st.sampled_from(conn_limits))
     return route, examples
 
@@ -134,10 +135,10 @@ def stacks(draw: st.DrawFn) -> Generated:
     names = draw(st.lists(st.sampled_from(WORKLOADS), min_size=1, max_size=3, unique=True))
     workloads = [{"name": n, "image": f"example/{n}:1", "port": 8080, "replicas": draw(st.integers(1, 3)),
                   "response_time_ms": draw(st.sampled_from([1, 5, 20, 80])), "max_concurrency": 1000} for n in names]
-    rate_limits = [{"name": n, "rps": draw(st.sampled_from([0.5, 1, 5, 1000])), "burst": draw(st.sampled_from([0, 2, 50])),
+    rate_limits: list[dict[str, Any]] = [{"name": n, "rps": draw(st.sampled_from([0.5, 1, 5, 1000])), "burst": draw(st.sampled_from([0, 2, 50])),
                     "key": draw(st.sampled_from(["client_ip", "global", "header:X-Api-Key"]))}
                    for n in draw(st.lists(st.sampled_from(RATE_LIMIT_NAMES), max_size=3, unique=True))]
-    conn_limits = [{"name": n, "connections": 100, "key": draw(st.sampled_from(["client_ip", "global"]))}
+    conn_limits: list[dict[str, Any]] = [{"name": n, "connections": 100, "key": draw(st.sampled_from(["client_ip", "global"]))}
                    for n in draw(st.lists(st.sampled_from(CONN_LIMIT_NAMES), max_size=2, unique=True))]
     routes: list[dict[str, Any]] = []
     examples: dict[str, tuple[str, ...]] = {}
@@ -239,7 +240,7 @@ def _fault(raw: dict[str, Any], kind: str, index: int) -> str | None:
         routes[r]["name"] = routes[r - 1]["name"] if r else routes[1]["name"]
         return f"netopt:routes[{max(r, 1)}].name"
     if kind == "rps_inexpressible" and limits:
-        limits[index % len(limits)]["rps"] = 0.3
+        limits[index % len(limits)]["rps"] = 0.123  # 7.38 per minute
         return f"netopt:rate_limits[{index % len(limits)}].rps"
     if kind == "bad_algorithm":
         raw["gateway"]["algorithm"] = "fastest"
