@@ -1,6 +1,7 @@
 """Differential fuzzing at scale: `python bench/fuzz.py --examples 10000 [--workers 2]`.
 
-Every example draws an adversarial stack (docker or kubernetes) and 8-30 requests around its routes and checks
+Every example draws (testbed/fuzzspecs.py, from `random.Random(f"{seed}-{index}")`, so any example can be redrawn)
+an adversarial stack (docker or kubernetes) and 8-30 requests around its routes and checks
 (testbed/fuzzcheck.py): a valid stack passes `nginx -t` and real nginx routes each request where the independent
 oracle says; a faulty copy of it gets one report naming every injected problem; every `--entry-every`-th example
 also runs the faulty stack through the real entry point (`python -m offline.plan`). Failures do not stop the run:
@@ -15,6 +16,7 @@ import copy
 import json
 import multiprocessing
 import os
+import random
 import sys
 import time
 from dataclasses import dataclass, field
@@ -22,11 +24,8 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from hypothesis import HealthCheck, Phase, given, seed, settings
-from hypothesis import strategies as st
-
 from testbed.fuzzcheck import Finding, ProjectCopy, check_entry_point, check_invalid, check_valid
-from testbed.fuzzspecs import Generated, faults, requests, stacks
+from testbed.fuzzspecs import Generated, generate_requests, generate_stack, inject_faults
 from testbed.nginx_oracle import Request
 
 
@@ -34,7 +33,6 @@ from testbed.nginx_oracle import Request
 class Tally:
     examples: int = 0
     requests: int = 0
-    invalid: int = 0
     entry_point: int = 0
     failing_examples: int = 0
     findings: dict[str, int] = field(default_factory=dict)
@@ -48,38 +46,33 @@ class Tally:
                 self.smallest[finding.category] = (size, kind, raw, reqs, finding.detail)
 
 
-def _worker(args: tuple[int, int, int]) -> Tally:
-    examples, worker_seed, entry_every = args
+def _worker(args: tuple[int, int, int, int]) -> Tally:
+    """Examples `first`..`first + count - 1`; example i draws from `random.Random(f"{seed}-{i}")` (reproducible)."""
+    first, count, run_seed, entry_every = args
     tally = Tally()
     project = ProjectCopy() if entry_every else None
-    progress = max(1, examples // 10)
-
-    @seed(worker_seed)
-    @settings(max_examples=examples, deadline=None, phases=[Phase.generate], suppress_health_check=list(HealthCheck), database=None)
-    @given(st.data())
-    def run(data: st.DataObject) -> None:
-        generated = data.draw(stacks())
-        reqs = data.draw(requests(generated))
-        raw, expected = data.draw(faults(generated))
-        tally.examples += 1
-        tally.requests += len(reqs)
-        tally.invalid += 1
-        found = check_valid(generated, reqs)
-        tally.add(found, "valid", generated.raw, reqs)
-        bad = check_invalid(raw, expected)
-        tally.add(bad, "invalid", raw, [])
-        failed = bool(found or bad)
-        if project is not None and tally.examples % entry_every == 0:
-            tally.entry_point += 1
-            entry = check_entry_point(project, raw, expected, duplicate_key=tally.examples % (2 * entry_every) == 0)
-            tally.add(entry, "entry", raw, [])
-            failed = failed or bool(entry)
-        tally.failing_examples += failed
-        if tally.examples % progress == 0:
-            print(f"  worker {worker_seed}: {tally.examples}/{examples} examples, {tally.failing_examples} failing", file=sys.stderr, flush=True)
-
+    progress = max(1, count // 10)
     try:
-        run()
+        for i in range(first, first + count):
+            rng = random.Random(f"{run_seed}-{i}")
+            generated = generate_stack(rng)
+            reqs = generate_requests(rng, generated)
+            raw, expected = inject_faults(rng, generated)
+            tally.examples += 1
+            tally.requests += len(reqs)
+            found = check_valid(generated, reqs)
+            tally.add(found, f"valid #{i}", generated.raw, reqs)
+            bad = check_invalid(raw, expected)
+            tally.add(bad, f"invalid #{i}", raw, [])
+            failed = bool(found or bad)
+            if project is not None and i % entry_every == 0:
+                tally.entry_point += 1
+                entry = check_entry_point(project, raw, expected, duplicate_key=i % (2 * entry_every) == 0)
+                tally.add(entry, f"entry #{i}", raw, [])
+                failed = failed or bool(entry)
+            tally.failing_examples += failed
+            if tally.examples % progress == 0:
+                print(f"  examples {first}..: {tally.examples}/{count}, {tally.failing_examples} failing", file=sys.stderr, flush=True)
     finally:
         if project is not None:
             project.remove()
@@ -125,7 +118,6 @@ def _merge(tallies: list[Tally]) -> Tally:
     for t in tallies:
         total.examples += t.examples
         total.requests += t.requests
-        total.invalid += t.invalid
         total.entry_point += t.entry_point
         total.failing_examples += t.failing_examples
         for category, count in t.findings.items():
@@ -145,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-reduce", action="store_true", help="print the smallest failing examples as drawn")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    shares = [(args.examples // args.workers + (i < args.examples % args.workers), args.seed + i, args.entry_every) for i in range(args.workers)]
+    counts = [args.examples // args.workers + (i < args.examples % args.workers) for i in range(args.workers)]
+    shares = [(sum(counts[:i]), counts[i], args.seed, args.entry_every) for i in range(args.workers)]
     if args.workers == 1:
         tallies = [_worker(shares[0])]
     else:
@@ -154,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
     total = _merge(tallies)
     elapsed = time.monotonic() - started
     print(f"netopt fuzz: {total.examples} examples ({total.examples} valid stacks on nginx with {total.requests} requests, "
-          f"{total.invalid} faulty stacks, {total.entry_point} through python -m offline.plan), {args.workers} worker(s), seed {args.seed}")
+          f"{total.examples} faulty stacks, {total.entry_point} through python -m offline.plan), {args.workers} worker(s), seed {args.seed}")
     print(f"time: {elapsed:.0f} s ({total.examples / elapsed:.1f} examples/s)")
     print(f"failures: {total.failing_examples} failing examples, {sum(total.findings.values())} findings")
     for category, count in sorted(total.findings.items(), key=lambda kv: -kv[1]):
         _, kind, raw, reqs, detail = total.smallest[category]
-        if kind == "valid" and not args.no_reduce:
+        if kind.startswith("valid") and not args.no_reduce:
             raw, reqs, reduced = _reduce(raw, reqs, category)
             detail = reduced or detail
         print(f"\n[{count}x] {category}\n  {detail.splitlines()[0] if detail else ''}")

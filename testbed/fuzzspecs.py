@@ -11,11 +11,16 @@ punctuation and case are dropped: a validator may refuse those (naming them) ins
 
 `faults()` injects problems into a valid config, each with the key path the report must name. `requests()` draws
 requests around a spec's routes: near misses in host, path, method and headers, including header values with `|`.
+
+The generators are plain functions of a `random.Random`; each strategy draws one from `st.randoms()`. With
+`use_true_random=False` (the tests) every choice is a Hypothesis draw, so failures shrink; with `True` (the long
+run in bench/fuzz.py) choices cost microseconds instead of Hypothesis' bookkeeping for a few hundred draws.
 """
 
 from __future__ import annotations
 
 import copy
+import random
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -58,63 +63,63 @@ def _escape(text: str) -> str:
     return re.sub(r"([^A-Za-z0-9/])", r"\\\1", text)
 
 
-@st.composite
-def regex_route_path(draw: st.DrawFn) -> tuple[str, tuple[str, ...]]:
-    """A PCRE regex for a URI and up to two example paths (not all necessarily matching: the oracle decides)."""
-    anchored = draw(st.booleans()) or draw(st.booleans())
-    caseless = draw(st.integers(0, 5)) == 0
+def _some(rng: random.Random, pool: tuple[str, ...] | list[str], low: int, high: int) -> list[str]:
+    """`low`..`high` distinct items of `pool`, in a random order."""
+    return rng.sample(list(pool), rng.randint(low, min(high, len(pool))))
+
+
+def regex_route_path(rng: random.Random) -> tuple[str, tuple[str, ...]]:
+    """A PCRE regex for a URI and two example paths (not all necessarily matching: the oracle decides)."""
+    anchored = rng.random() < 0.75
     parts: list[tuple[str, str]] = [("/", "/")] if anchored else []
-    for _ in range(draw(st.integers(1, 4))):
-        if draw(st.booleans()):
-            segment = draw(st.sampled_from(SEGMENTS))
+    for _ in range(rng.randint(1, 4)):
+        if rng.random() < 0.5:
+            segment = rng.choice(SEGMENTS)
             parts.append((_escape(segment), segment))
         else:
-            parts.append(draw(st.sampled_from(_PIECES)))
-        if draw(st.integers(0, 3)) == 0:
-            parts.append(("/", "/") if draw(st.booleans()) else (r"(?<=/)", ""))
+            parts.append(rng.choice(_PIECES))
+        if rng.random() < 0.25:
+            parts.append(("/", "/") if rng.random() < 0.5 else (r"(?<=/)", ""))
     pattern = "".join(p for p, _ in parts)
     example = "".join(e for _, e in parts)
-    if caseless:
-        at = draw(st.integers(0, len(parts)))
+    if rng.random() < 0.2:  # (?i) somewhere: what follows it matches in any case
+        at = rng.randint(0, len(parts))
         pattern = "".join(p for p, _ in parts[:at]) + "(?i)" + "".join(p for p, _ in parts[at:])
         example = "".join(e for _, e in parts[:at]) + "".join(e for _, e in parts[at:]).swapcase()
-    end = draw(st.sampled_from(["", "", "$", r"\z", "(/.*)?$"]))
-    pattern = ("^" if anchored else "") + pattern + end
+    pattern = ("^" if anchored else "") + pattern + rng.choice(["", "", "$", r"\z", "(/.*)?$"])
     path = example if example.startswith("/") else "/x/" + example
     return pattern, (path, path + "/y")
 
 
-@st.composite
-def _plain_path(draw: st.DrawFn, trailing: bool) -> str:
-    path = "/" + "/".join(draw(st.lists(st.sampled_from(SEGMENTS), min_size=0, max_size=3)))
-    if trailing and path != "/" and draw(st.booleans()):
+def _plain_path(rng: random.Random, trailing: bool) -> str:
+    path = "/" + "/".join(rng.choice(SEGMENTS) for _ in range(rng.randint(0, 3)))
+    if trailing and path != "/" and rng.random() < 0.5:
         path += "/"
     return path
 
 
-@st.composite
-def _route(draw: st.DrawFn, name: str, workloads: list[str], rate_limits: list[str],
+def _route(rng: random.Random, name: str, workloads: list[str], rate_limits: list[str],
            conn_limits: list[str]) -> tuple[dict[str, Any], tuple[str, ...]]:
-    kind = draw(st.sampled_from(["exact", "prefix", "prefix", "regex"]))
+    kind = rng.choice(["exact", "prefix", "prefix", "regex"])
     if kind == "regex":
-        path, examples = draw(regex_route_path())
+        path, examples = regex_route_path(rng)
     else:
-        path = draw(_plain_path(trailing=kind == "prefix"))
+        path = _plain_path(rng, trailing=kind == "prefix")
         base = path if path.endswith("/") else path + "/"
         examples = (path,) if kind == "exact" else (path, base + "q", path.rstrip("/") or "/")
     match: dict[str, Any] = {"path": path, "path_type": kind}
-    if draw(st.booleans()):
-        match["host"] = draw(st.sampled_from(HOSTS))
-    if draw(st.integers(0, 2)) == 0:
-        match["methods"] = draw(st.lists(st.sampled_from(ALL_METHODS), min_size=1, max_size=3, unique=True))
-    if draw(st.integers(0, 2)) == 0:
-        match["headers"] = draw(st.dictionaries(st.sampled_from(HEADER_NAMES), st.sampled_from(HEADER_VALUES), min_size=1, max_size=2))
-    chosen = draw(st.lists(st.sampled_from(workloads), min_size=1, max_size=2, unique=True))
-    route: dict[str, Any] = {"name": name, "match": match, "backends": [{"workload": w, "weight": draw(st.integers(1, 100))} for w in chosen]}
-    if draw(st.booleans()) and rate_limits:
-        route["rate_limit"] = draw(st.sampled_from(rate_limits))
-    if draw(st.integers(0, 3)) == 0 and conn_limits:
-        route["concurrency_limit"] = draw(st.sampled_from(conn_limits))
+    if rng.random() < 0.5:
+        match["host"] = rng.choice(HOSTS)
+    if rng.random() < 0.33:
+        match["methods"] = _some(rng, ALL_METHODS, 1, 3)
+    if rng.random() < 0.33:
+        match["headers"] = {h: rng.choice(HEADER_VALUES) for h in _some(rng, HEADER_NAMES, 1, 2)}
+    chosen = _some(rng, workloads, 1, 2)
+    route: dict[str, Any] = {"name": name, "match": match, "backends": [{"workload": w, "weight": rng.randint(1, 100)} for w in chosen]}
+    if rate_limits and rng.random() < 0.5:
+        route["rate_limit"] = rng.choice(rate_limits)
+    if conn_limits and rng.random() < 0.25:
+        route["concurrency_limit"] = rng.choice(conn_limits)
     return route, examples
 
 
@@ -129,29 +134,28 @@ def _conflicts(route: dict[str, Any], kept: list[dict[str, Any]]) -> bool:
     return any(_conflict_key(other) == _conflict_key(route) and methods & set(other["match"].get("methods") or ALL_METHODS) for other in kept)
 
 
-@st.composite
-def stacks(draw: st.DrawFn) -> Generated:
-    target = draw(st.sampled_from(["docker", "kubernetes"]))
-    names = draw(st.lists(st.sampled_from(WORKLOADS), min_size=1, max_size=3, unique=True))
-    workloads = [{"name": n, "image": f"example/{n}:1", "port": 8080, "replicas": draw(st.integers(1, 3)),
-                  "response_time_ms": draw(st.sampled_from([1, 5, 20, 80])), "max_concurrency": 1000} for n in names]
-    rate_limits: list[dict[str, Any]] = [{"name": n, "rps": draw(st.sampled_from([0.5, 1, 5, 1000])), "burst": draw(st.sampled_from([0, 2, 50])),
-                    "key": draw(st.sampled_from(["client_ip", "global", "header:X-Api-Key"]))}
-                   for n in draw(st.lists(st.sampled_from(RATE_LIMIT_NAMES), max_size=3, unique=True))]
-    conn_limits: list[dict[str, Any]] = [{"name": n, "connections": 100, "key": draw(st.sampled_from(["client_ip", "global"]))}
-                   for n in draw(st.lists(st.sampled_from(CONN_LIMIT_NAMES), max_size=2, unique=True))]
+def generate_stack(rng: random.Random) -> Generated:
+    target = rng.choice(["docker", "kubernetes"])
+    names = _some(rng, WORKLOADS, 1, 3)
+    workloads = [{"name": n, "image": f"example/{n}:1", "port": 8080, "replicas": rng.randint(1, 3),
+                  "response_time_ms": rng.choice([1, 5, 20, 80]), "max_concurrency": 1000} for n in names]
+    rate_limits: list[dict[str, Any]] = [{"name": n, "rps": rng.choice([0.5, 1, 5, 1000]), "burst": rng.choice([0, 2, 50]),
+                                          "key": rng.choice(["client_ip", "global", "header:X-Api-Key"])}
+                                         for n in _some(rng, RATE_LIMIT_NAMES, 0, 3)]
+    conn_limits: list[dict[str, Any]] = [{"name": n, "connections": 100, "key": rng.choice(["client_ip", "global"])}
+                                         for n in _some(rng, CONN_LIMIT_NAMES, 0, 2)]
     routes: list[dict[str, Any]] = []
     examples: dict[str, tuple[str, ...]] = {}
-    for name in draw(st.lists(st.sampled_from(ROUTE_NAMES), min_size=1, max_size=6, unique=True)):
-        route, paths = draw(_route(name, names, [l["name"] for l in rate_limits], [c["name"] for c in conn_limits]))
+    for name in _some(rng, ROUTE_NAMES, 1, 6):
+        route, paths = _route(rng, name, names, [l["name"] for l in rate_limits], [c["name"] for c in conn_limits])
         if not _conflicts(route, routes):
             routes.append(route)
             examples[name] = paths
-    algorithm = draw(st.sampled_from(["round_robin", "least_conn", "ip_hash", "latency_weighted", "latency_optimal", "consistent_hash"]))
+    algorithm = rng.choice(["round_robin", "least_conn", "ip_hash", "latency_weighted", "latency_optimal", "consistent_hash"])
     gateway: dict[str, Any] = {"image": "nginx:test", "algorithm": algorithm, "keepalive": {"connections": 8, "timeout_s": 30}}
     if algorithm == "consistent_hash":
-        gateway["hash_key"] = draw(st.sampled_from(["client_ip", "uri", "header:X-User"]))
-    if draw(st.integers(0, 3)) == 0:
+        gateway["hash_key"] = rng.choice(["client_ip", "uri", "header:X-User"])
+    if rng.random() < 0.25:
         gateway["allowed_sources"] = RESTRICTED_SOURCES
     raw: dict[str, Any] = {"environment": "fuzz", "target": target, "network": {"name": "fz"}, "gateway": gateway,
                            "workloads": workloads, "routes": routes, "rate_limits": rate_limits, "concurrency_limits": conn_limits}
@@ -160,6 +164,10 @@ def stacks(draw: st.DrawFn) -> Generated:
     if algorithm == "latency_optimal":
         raw["traffic"] = {r["name"]: 100 for r in routes}
     return Generated(raw, examples)
+
+
+def stacks(use_true_random: bool = False) -> st.SearchStrategy[Generated]:
+    return st.randoms(use_true_random=use_true_random).map(generate_stack)
 
 
 def _folded(text: str) -> str:
@@ -257,14 +265,13 @@ FAULTS = ("port_text", "port_bool", "replicas_bool", "replicas_zero", "unknown_w
           "unknown_top_level")
 
 
-@st.composite
-def faults(draw: st.DrawFn, generated: Generated) -> tuple[dict[str, Any], set[str]]:
+def inject_faults(rng: random.Random, generated: Generated) -> tuple[dict[str, Any], set[str]]:
     """A copy of the config with 1-3 faults on distinct key paths, and those paths."""
     raw = copy.deepcopy(generated.raw)
     expected: set[str] = set()
-    for kind in draw(st.lists(st.sampled_from(FAULTS), min_size=1, max_size=3, unique=True)):
+    for kind in _some(rng, FAULTS, 1, 3):
         before = copy.deepcopy(raw)
-        path = _fault(raw, kind, draw(st.integers(0, 5)))
+        path = _fault(raw, kind, rng.randint(0, 5))
         if path is None or path in expected or any(path.startswith(p) or p.startswith(path) for p in expected):
             raw = before
             continue
@@ -272,6 +279,10 @@ def faults(draw: st.DrawFn, generated: Generated) -> tuple[dict[str, Any], set[s
     if not expected:
         expected.add(str(_fault(raw, "unknown_top_level", 0)))
     return raw, expected
+
+
+def faults(generated: Generated, use_true_random: bool = False) -> st.SearchStrategy[tuple[dict[str, Any], set[str]]]:
+    return st.randoms(use_true_random=use_true_random).map(lambda rng: inject_faults(rng, generated))
 
 
 # ---- requests ------------------------------------------------------------------------------------------------------
@@ -296,8 +307,7 @@ def _value_variants(value: str) -> list[str]:
     return [value, value + "|x", "x|" + value, value.upper(), value + " ", "a b", value + value]
 
 
-@st.composite
-def requests(draw: st.DrawFn, generated: Generated) -> list[Request]:
+def generate_requests(rng: random.Random, generated: Generated) -> list[Request]:
     """Requests around the spec's routes: each aimed at one route, then perturbed (or not)."""
     raw = generated.raw
     routes = raw["routes"]
@@ -305,18 +315,17 @@ def requests(draw: st.DrawFn, generated: Generated) -> list[Request]:
     value_pool = sorted({v for r in routes for v in r["match"].get("headers", {}).values()} | {"a|b"})
     restricted = "allowed_sources" in raw["gateway"]
     out = []
-    for _ in range(draw(st.integers(8, 30))):
-        route = draw(st.sampled_from(routes))
+    for _ in range(rng.randint(8, 30)):
+        route = rng.choice(routes)
         match = route["match"]
-        host = draw(st.sampled_from(_host_variants(match["host"]))) if match.get("host") else "netopt-unmatched.test"
-        if draw(st.integers(0, 4)) == 0:
-            host = draw(st.sampled_from([*HOSTS[:5], "_", "netopt-unmatched.test"]))
-        path = draw(st.sampled_from(_path_variants(draw(st.sampled_from(generated.examples[route["name"]]))) or ["/"]))
-        methods = match.get("methods") or ["GET"]
-        method = draw(st.sampled_from(methods)) if draw(st.booleans()) else draw(st.sampled_from(ALL_METHODS))
+        host = rng.choice(_host_variants(match["host"])) if match.get("host") else "netopt-unmatched.test"
+        if rng.random() < 0.2:
+            host = rng.choice([*HOSTS[:5], "_", "netopt-unmatched.test"])
+        path = rng.choice(_path_variants(rng.choice(generated.examples[route["name"]])) or ["/"])
+        method = rng.choice(match.get("methods") or ["GET"]) if rng.random() < 0.5 else rng.choice(ALL_METHODS)
         headers = dict(match.get("headers", {}))
         for name in list(headers):
-            action = draw(st.sampled_from(["keep", "keep", "drop", "lower", "underscore", "value"]))
+            action = rng.choice(["keep", "keep", "drop", "lower", "underscore", "value"])
             if action == "drop":
                 del headers[name]
             elif action == "lower":
@@ -324,9 +333,13 @@ def requests(draw: st.DrawFn, generated: Generated) -> list[Request]:
             elif action == "underscore":
                 headers[name.replace("-", "_")] = headers.pop(name)
             elif action == "value":
-                headers[name] = draw(st.sampled_from(_value_variants(headers[name])))
-        if draw(st.integers(0, 2)) == 0:  # another header some route tests, maybe with a `|` that could shift fields
-            headers.setdefault(draw(st.sampled_from(header_pool)), draw(st.sampled_from(value_pool)))
-        source = DENIED_SOURCE if restricted and draw(st.integers(0, 3)) == 0 else "127.0.0.1"
+                headers[name] = rng.choice(_value_variants(headers[name]))
+        if rng.random() < 0.33:  # another header some route tests, maybe with a `|` that could shift fields
+            headers.setdefault(rng.choice(header_pool), rng.choice(value_pool))
+        source = DENIED_SOURCE if restricted and rng.random() < 0.25 else "127.0.0.1"
         out.append(Request(method, host, path, tuple(headers.items()), source))
     return out
+
+
+def requests(generated: Generated, use_true_random: bool = False) -> st.SearchStrategy[list[Request]]:
+    return st.randoms(use_true_random=use_true_random).map(lambda rng: generate_requests(rng, generated))
