@@ -113,7 +113,7 @@ def _refusal(raw: dict[str, Any], path: str, category: str) -> str:
 
 def _pcre2_invalid_paths(raw: dict[str, Any]) -> set[str]:
     return {f"netopt:routes[{i}].match" for i, r in enumerate(raw["routes"])
-            if r["match"]["path_type"] == "regex" and not pcre2_compiles(r["match"]["path"])}
+            if r["match"].get("path_type") == "regex" and not pcre2_compiles(r["match"]["path"])}
 
 
 def check_valid(generated: Generated, requests: list[Request]) -> list[Finding]:

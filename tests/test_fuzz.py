@@ -19,7 +19,7 @@ from testbed.specs import make_spec
 
 pytestmark = pytest.mark.dataplane
 
-PROFILE = settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+PROFILE = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 
 
 def _assert_none(findings: list[Finding]) -> None:
