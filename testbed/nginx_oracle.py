@@ -17,7 +17,8 @@ and from the README's routing semantics:
 
 A header condition holds when the request carries that header (names case-insensitive) with exactly that value; a
 header whose name has an underscore is one nginx ignores (`underscores_in_headers off`), so it never matches; nginx
-trims blanks around a header's value.
+trims blanks around a header's value, and of a header sent twice `$http_<name>` is the first (nginx 1.22, the
+Debian package the tests run; 1.23+ joins them with ", ").
 Request paths are taken as nginx's normalized `$uri` (the fuzzer only sends normalized paths).
 """
 
