@@ -46,14 +46,17 @@ class Tally:
                 self.smallest[finding.category] = (size, kind, raw, reqs, finding.detail)
 
 
-def _worker(args: tuple[int, int, int, int]) -> Tally:
-    """Examples `first`..`first + count - 1`; example i draws from `random.Random(f"{seed}-{i}")` (reproducible)."""
-    first, count, run_seed, entry_every = args
+def _worker(args: tuple[int, int, int, int, float]) -> Tally:
+    """Examples `first`..`first + count - 1`; example i draws from `random.Random(f"{seed}-{i}")` (reproducible).
+    Stops early, with what it has, once `deadline` (a time.time()) has passed."""
+    first, count, run_seed, entry_every, deadline = args
     tally = Tally()
     project = ProjectCopy() if entry_every else None
     progress = max(1, count // 10)
     try:
         for i in range(first, first + count):
+            if time.time() > deadline:
+                break
             rng = random.Random(f"{run_seed}-{i}")
             generated = generate_stack(rng)
             reqs = generate_requests(rng, generated)
@@ -134,11 +137,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--entry-every", type=int, default=100, help="run the real entry point on every N-th faulty stack (0: never)")
+    parser.add_argument("--max-seconds", type=float, default=float("inf"), help="stop drawing examples after this long")
     parser.add_argument("--no-reduce", action="store_true", help="print the smallest failing examples as drawn")
     args = parser.parse_args(argv)
     started = time.monotonic()
     counts = [args.examples // args.workers + (i < args.examples % args.workers) for i in range(args.workers)]
-    shares = [(sum(counts[:i]), counts[i], args.seed, args.entry_every) for i in range(args.workers)]
+    deadline = time.time() + args.max_seconds
+    shares = [(sum(counts[:i]), counts[i], args.seed, args.entry_every, deadline) for i in range(args.workers)]
     if args.workers == 1:
         tallies = [_worker(shares[0])]
     else:
@@ -148,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     print(f"netopt fuzz: {total.examples} examples ({total.examples} valid stacks on nginx with {total.requests} requests, "
           f"{total.examples} faulty stacks, {total.entry_point} through python -m offline.plan), {args.workers} worker(s), seed {args.seed}")
+    if total.examples < args.examples:
+        print(f"stopped by --max-seconds {args.max_seconds:g} after {total.examples} of {args.examples} examples")
     print(f"time: {elapsed:.0f} s ({total.examples / elapsed:.1f} examples/s)")
     print(f"failures: {total.failing_examples} failing examples, {sum(total.findings.values())} findings")
     for category, count in sorted(total.findings.items(), key=lambda kv: -kv[1]):
