@@ -245,7 +245,8 @@ def _fault(raw: dict[str, Any], kind: str, index: int) -> str | None:
         workloads[w]["colour"] = "blue"
         return f"netopt:workloads[{w}].colour"
     if kind == "duplicate_route" and len(routes) > 1:
-        routes[r]["name"] = routes[r - 1]["name"] if r else routes[1]["name"]
+        raw.get("traffic", {}).pop(routes[max(r, 1)]["name"], None)  # else traffic names a route that is gone, too
+        routes[max(r, 1)]["name"] = routes[max(r, 1) - 1]["name"]
         return f"netopt:routes[{max(r, 1)}].name"
     if kind == "rps_inexpressible" and limits:
         limits[index % len(limits)]["rps"] = 0.123  # 7.38 per minute
@@ -293,8 +294,9 @@ def _instantiate(host: str) -> str:
 
 def _host_variants(host: str) -> list[str]:
     plain = _instantiate(host)
-    return [plain, plain.upper(), plain + ":8080", plain + ".", plain.replace("-", "."), plain.replace(".", "-"),
-            plain.replace("-", "").replace(".", ""), "y." + plain, host[2:] if host.startswith("*.") else "q." + plain]
+    variants = [plain, plain.upper(), plain + ":8080", plain + ".", plain.replace("-", "."), plain.replace(".", "-"),
+                plain.replace("-", "").replace(".", ""), "y." + plain, host[2:] if host.startswith("*.") else "q." + plain]
+    return [v for v in variants if ".." not in v]  # an empty label is a Host nginx answers with 400
 
 
 def _path_variants(path: str) -> list[str]:
