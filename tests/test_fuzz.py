@@ -1,0 +1,79 @@
+"""Differential fuzzing, the `make test` profile: generated adversarial stacks on both targets, checked against
+Debian's nginx and an independent oracle (testbed/fuzzcheck.py says what each check asserts).
+
+`bench/fuzz.py --examples 10000` runs the same checks at scale; here a small profile keeps the suite short.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from testbed.fuzzcheck import Finding, ProjectCopy, check_entry_point, check_invalid, check_valid
+from testbed.fuzzspecs import faults, requests, stacks
+from testbed.nginx_oracle import Request, choose_route
+from testbed.specs import make_spec
+
+pytestmark = pytest.mark.dataplane
+
+PROFILE = settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+
+
+def _assert_none(findings: list[Finding]) -> None:
+    assert not findings, "\n".join(str(f) for f in findings[:5])
+
+
+@PROFILE
+@given(st.data())
+def test_valid_stacks_pass_nginx_t_and_route_as_the_oracle_says(data: st.DataObject) -> None:
+    generated = data.draw(stacks(), label="stack")
+    _assert_none(check_valid(generated, data.draw(requests(generated), label="requests")))
+
+
+@settings(PROFILE, max_examples=150)
+@given(st.data())
+def test_invalid_stacks_get_one_report_naming_every_problem(data: st.DataObject) -> None:
+    raw, expected = data.draw(faults(data.draw(stacks(), label="stack")), label="faulty config")
+    _assert_none(check_invalid(raw, expected))
+
+
+@pytest.fixture(scope="module")
+def project() -> Any:
+    copy = ProjectCopy()
+    yield copy
+    copy.remove()
+
+
+@settings(PROFILE, max_examples=4)
+@given(st.data(), st.booleans())
+def test_entry_point_exits_1_with_the_report_and_writes_nothing(project: ProjectCopy, data: st.DataObject, duplicate_key: bool) -> None:
+    raw, expected = data.draw(faults(data.draw(stacks(), label="stack")), label="faulty config")
+    _assert_none(check_entry_point(project, raw, expected, duplicate_key=duplicate_key))
+
+
+def test_oracle_follows_nginx_location_order() -> None:
+    """The oracle itself, on hand-picked cases from nginx's documentation and the README's routing rules."""
+    spec = make_spec({"a": 1, "b": 1}, [
+        {"name": "exact", "match": {"path": "/logo.png", "path_type": "exact"}, "to": {"a": 1}},
+        {"name": "png", "match": {"path": r"\.png$", "path_type": "regex"}, "to": {"a": 1}},
+        {"name": "named", "match": {"path": r"^/u/(?P<id>\d++)$", "path_type": "regex"}, "to": {"a": 1}},
+        {"name": "img", "match": {"path": "/img/"}, "to": {"b": 1}},
+        {"name": "img_post", "match": {"path": "/img/", "methods": ["POST"], "headers": {"X-Tenant": "a|b"}}, "to": {"a": 1}},
+        {"name": "host_root", "match": {"host": "*.example.com", "path": "/"}, "to": {"b": 1}},
+        {"name": "root", "match": {"path": "/"}, "to": {"a": 1}},
+    ])
+    cases = [
+        (Request("GET", "x", "/logo.png"), "exact"),               # = beats a regex
+        (Request("GET", "x", "/img/a.png"), "png"),                # a regex beats a longer prefix
+        (Request("GET", "x", "/u/42"), "named"),                   # PCRE2 possessive quantifier
+        (Request("GET", "x", "/u/4x"), "root"),
+        (Request("GET", "x", "/img/a"), "img"),                    # longest prefix
+        (Request("POST", "x", "/img/a", (("x-tenant", "a|b"),)), "img_post"),
+        (Request("POST", "x", "/img/a", (("X_Tenant", "a|b"),)), "img"),  # nginx ignores a header with "_"
+        (Request("GET", "a.b.Example.com:8080", "/z"), "host_root"),  # wildcard host, case and port ignored
+        (Request("GET", "example.com", "/z"), "root"),             # *.example.com does not cover example.com
+    ]
+    assert [choose_route(spec, request) for request, _ in cases] == [want for _, want in cases]
