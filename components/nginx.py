@@ -241,12 +241,15 @@ def _balancing_method(out: _Writer, plan: Plan) -> None:
         out.line(f"hash {variable} consistent;")
 
 
-def _limit_key(key: str) -> str:
+def _limit_key(key: str, printable: bool = False) -> str:
+    """What a limit counts under: `$binary_remote_addr` (4 bytes a zone entry), `global`, or a header's key map.
+    `printable`: the same key as the access log shows it (`$remote_addr`, the header's value or the address)."""
     if key == "client_ip":
-        return "$binary_remote_addr"
+        return "$remote_addr" if printable else "$binary_remote_addr"
     if key == "global":
         return "global"
-    return header_key_var(key.partition(":")[2])
+    header = key.partition(":")[2]
+    return header_log_key_var(header) if printable else header_key_var(header)
 
 
 def _maps(out: _Writer, plan: Plan) -> None:
@@ -312,20 +315,12 @@ def _limit_log_maps(out: _Writer, plan: Plan) -> None:
             for route in plan.spec.routes:
                 if getattr(route, attribute) == limit.name:
                     names[route.name] = limit.name
-                    keys[route.name] = _printable_key(limit.key)
+                    keys[route.name] = _limit_key(limit.key, printable=True)
         for variable, values in ((f"$netopt_log_{prefix}", names), (f"$netopt_log_{prefix}_key", keys)):
             with out.block(f"map $netopt_route {variable}"):
                 out.line('default "";')
                 for route_name, value in values.items():
                     out.line(f"{_map_key(route_name)} {_quote(value)};")
-
-
-def _printable_key(key: str) -> str:
-    if key == "client_ip":
-        return "$remote_addr"
-    if key == "global":
-        return "global"
-    return header_log_key_var(key.partition(":")[2])
 
 
 def _retry_after_by_route(plan: Plan) -> dict[str, int]:

@@ -331,6 +331,17 @@ class RouteMatch(Strict):
             raise ValueError("path must start with / and contain no spaces, quotes, ';', '{' or '}'")
         return self
 
+    @model_validator(mode="after")
+    def _header_names_are_distinct(self) -> RouteMatch:
+        """Header names are case-insensitive: `X-A: 1` and `x-a: 2` would be one header that must equal both."""
+        seen: dict[str, str] = {}
+        for name in self.headers:
+            if name.lower() in seen:
+                raise ValueError(f"headers {seen[name.lower()]!r} and {name!r} name the same header (names are case-insensitive), "
+                                 "so no request can match both values; keep one")
+            seen[name.lower()] = name
+        return self
+
 
 class RouteBackend(Strict):
     workload: Name

@@ -12,8 +12,10 @@ and from the README's routing semantics:
    hostless, each in declaration order) -- searched with PCRE2 and no flags, as nginx compiles `location ~`; else the
    prefixes covering the URI, longest first.
 3. routes sharing a path are tried host-specific first, then the more conditions (headers + methods) first, then in
-   declaration order; the first whose method and headers hold wins. When none holds the request goes on to the next
-   location in the order of step 2 (the one nginx would have chosen without this one). Nothing left: 404 (None).
+   declaration order; the first whose method and headers hold wins. When none holds at an exact or prefix location
+   the request goes on to the next location in the order of step 2 (the one nginx would have chosen without this
+   one); a regex location owns every URI it matches, so there it ends in 404 (the README's routing semantics: which
+   location would come next depends on the whole URI, and nginx cannot resume its search). Nothing left: 404 (None).
 
 A header condition holds when the request carries that header (names case-insensitive) with exactly that value; a
 header whose name has an underscore is one nginx ignores (`underscores_in_headers off`), so it never matches; nginx
@@ -116,6 +118,8 @@ def choose_route(spec: Spec, request: Request) -> str | None:
         for route in sharing:
             if _conditions_hold(route, request):
                 return route.name
+        if kind == "regex":
+            return None
     return None
 
 

@@ -275,3 +275,13 @@ def test_malformed_sections_are_reported_once_not_as_unknown_references(minimal:
     minimal["routes"][0]["backends"] = 5
     assert problems(minimal) == {"netopt:workloads": "expected a list, got a mapping",
                                  "netopt:routes[0].backends": "expected a list, got 5"}
+
+
+def test_header_names_differing_only_in_case_are_refused(minimal: dict[str, Any]) -> None:
+    """Found by the differential fuzzer: the renderer kept the last of `X-A: 1` / `x-a: 2`, a route no request matches."""
+    minimal["routes"][0]["match"]["headers"] = {"X-Tenant": "a", "x-tenant": "b"}
+    with pytest.raises(SpecError) as caught:
+        parse_spec(minimal)
+    (issue,) = caught.value.issues
+    assert issue.path == "netopt:routes[0].match"
+    assert "'X-Tenant' and 'x-tenant' name the same header" in issue.message
