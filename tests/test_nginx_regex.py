@@ -17,7 +17,7 @@ from testbed.routing import expected_route, regex_examples
 
 def _location_conf(pattern: str) -> str:
     escaped = pattern.replace("\\", "\\\\").replace('"', '\\"')
-    return f'events {{}}\nhttp {{ server {{ listen 127.0.0.1:1; location ~ "{escaped}" {{ return 200; }} }} }}\n'
+    return f'events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:1; location ~ "{escaped}" {{ return 200; }} }} }}\n'
 
 
 def _problems(raw: dict[str, Any]) -> str:
