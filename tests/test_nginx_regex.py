@@ -11,13 +11,15 @@ from components.nginx import render_nginx
 from components.nginx_regex import RegexError, compile_location_regex, search
 from components.plan import build_plan
 from components.validation import SpecError, parse_spec
+from testbed.gateway import free_port
 from testbed.nginx_runner import NginxConfigError, nginx_t
 from testbed.routing import expected_route, regex_examples
 
 
 def _location_conf(pattern: str) -> str:
     escaped = pattern.replace("\\", "\\\\").replace('"', '\\"')
-    return f'events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:1; location ~ "{escaped}" {{ return 200; }} }} }}\n'
+    # nginx -t opens the listen socket: a free unprivileged port, and no log a normal user cannot open
+    return f'events {{}}\nhttp {{ access_log off; server {{ listen 127.0.0.1:{free_port()}; location ~ "{escaped}" {{ return 200; }} }} }}\n'
 
 
 def _problems(raw: dict[str, Any]) -> str:
