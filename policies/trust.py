@@ -71,6 +71,14 @@ def _reported(args: StackValidationArgs) -> tuple[PolicyResource, Mapping[str, A
     return (networks[0], report) if isinstance(report, Mapping) and get(report, "scores") is not None else None
 
 
+def _reported_or_not_applicable(args: StackValidationArgs) -> tuple[PolicyResource, Mapping[str, Any]] | None:
+    """`_reported`, marking the gate not applicable when it is None: app-network-report is the one that reports it."""
+    reported = _reported(args)
+    if reported is None:
+        args.not_applicable("no single AppNetwork with a report (app-network-report reports it)")
+    return reported
+
+
 def _carriers(args: StackValidationArgs) -> list[tuple[PolicyResource, str, str]]:
     return [(r, where, text) for r in args.resources for where, text in gateway_configs(r.resource_type, r.name, r.props)]
 
@@ -99,9 +107,8 @@ def _app_network_report(args: StackValidationArgs, config: dict[str, Any], repor
 
 
 def _report_digest(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
-    reported = _reported(args)
+    reported = _reported_or_not_applicable(args)
     if reported is None:
-        args.not_applicable("no single AppNetwork with a report (app-network-report reports it)")
         return
     network, report = reported
     claimed = get(report, "gateway", "config_sha256")
@@ -156,9 +163,8 @@ def _differences(report: Mapping[str, Any], steps: dict[str, int], limits: dict[
 
 
 def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
-    reported = _reported(args)
+    reported = _reported_or_not_applicable(args)
     if reported is None:
-        args.not_applicable("no single AppNetwork with a report (app-network-report reports it)")
         return
     network, report = reported
     carriers = _carriers(args)
