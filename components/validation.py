@@ -410,11 +410,13 @@ def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
         yield Issue(key_path(["network", "subnet"]), "the docker target gives every backend a fixed address (nginx resolves names once), "
                     "so it needs an IPv4 subnet; add e.g. 10.42.0.0/24")
         return
-    from components.addressing import FIRST_REPLICA_OFFSET
+    from components.docker_links import block_size, room_needed
 
-    needed = FIRST_REPLICA_OFFSET + sum(w.replicas for w in spec.workloads)
-    if subnet.num_addresses - 1 <= needed:
-        message = f"{subnet} has {subnet.num_addresses - 2} host addresses but {needed} are needed; use a larger subnet"
+    count, prefix = room_needed(spec)
+    if prefix < subnet.prefixlen:
+        message = (f"{subnet} is too small for the service graph on docker: each of its {count} flows (the gateway to a "
+                   f"routed workload, or one declared call) gets an internal network of its own, {block_size(spec)} "
+                   f"addresses each; use a /{max(prefix, 0)} or larger (e.g. {subnet.supernet(new_prefix=max(prefix, 0))})")
         yield Issue(key_path(["network", "subnet"]), message)
     edge = spec.network.edge_subnet
     if edge is not None and edge.overlaps(subnet):

@@ -1,4 +1,5 @@
-"""Workload: the replicas of one backend service, reachable by the gateway under the workload's name."""
+"""Workload: the replicas of one backend service; `addresses` are where the gateway reaches them (none for a
+workload no route sends traffic to)."""
 
 from __future__ import annotations
 
@@ -14,5 +15,5 @@ class Workload(pulumi.ComponentResource):
         super().__init__("netopt:index:Workload", spec.name, {"image": spec.image, "replicas": spec.replicas, "port": spec.port}, opts)
         self.spec = spec
         self.resources = target.workload(self, spec, network.handles)
-        self.addresses = list(target.address_map()[spec.name])
+        self.addresses = list(target.address_map().get(spec.name, []))
         self.register_outputs({"addresses": self.addresses, "replicas": spec.replicas})

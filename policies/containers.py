@@ -239,7 +239,7 @@ def _backends_internal(args: StackValidationArgs, config: dict[str, Any], report
         mode = get(resource.props, "networkMode")
         bad = [f"{name} ({'not declared in this stack, so not provably internal' if name not in networks else 'internal: false'})"
                for name in attached if not networks.get(name, False)]
-        if mode is not None and mode not in attached:
+        if mode not in (None, "none") and mode not in attached:  # "none": no network at all, the most internal there is
             bad.append(f"network_mode {mode}")
         if not attached and mode is None:
             bad.append("Docker's default bridge network (no networks_advanced)")

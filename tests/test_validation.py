@@ -126,7 +126,7 @@ def test_docker_target_needs_a_subnet_with_room(minimal: dict[str, Any]) -> None
     del minimal["network"]["subnet"]
     assert "needs an IPv4 subnet" in problems(minimal)["netopt:network.subnet"]
     minimal["network"]["subnet"] = "10.9.0.0/29"
-    assert "larger subnet" in problems(minimal)["netopt:network.subnet"]
+    assert "or larger" in problems(minimal)["netopt:network.subnet"]
 
 
 def test_consistent_hash_needs_a_key(minimal: dict[str, Any]) -> None:

@@ -1,7 +1,10 @@
-"""Docker target (pulumi-docker): an internal network for backends, an edge network for the gateway.
+"""Docker target (pulumi-docker): one internal network per flow of the service graph, an edge network for the gateway.
 
-Every backend replica is one hardened container with a fixed address from the internal subnet and a DNS alias
-per workload; the gateway is the only container that publishes a port. Containers keep fixed names and
+Every flow (the gateway to a routed workload, a caller to its callee) is an internal network joined by its two
+ends only (components/docker_links.py), so workloads without a declared call between them share no network.
+Every backend replica is one hardened container with fixed addresses and, on the links into it, its workload's
+name as DNS alias; a workload on no link runs with no network at all. The gateway is the only container that
+publishes a port. Containers keep fixed names and
 addresses, so they are replaced delete-first; a workload's replicas are chained (each waits for the previous
 one to be healthy and back in the gateway's rotation), so a change rolls them one at a time. The gateway is
 created with its nginx.conf uploaded; later config changes do not touch the container: a pulumi-command
@@ -20,8 +23,10 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.addressing import AddressMap, docker_address_map, docker_replica_ips, gateway_address
+from components.addressing import AddressMap, docker_address_map
 from components.balancing import expected_shares
+from components.docker_links import Link, links
+from components.graph import GATEWAY
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Spec, Workload
 from components.targets.probes import docker_test
@@ -89,7 +94,7 @@ class DockerTarget:
 
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
-        self._ips = docker_replica_ips(spec)
+        self._links = links(spec)
         self._addresses = docker_address_map(spec)
 
     def address_map(self) -> AddressMap:
@@ -99,17 +104,10 @@ class DockerTarget:
         return NginxRuntime()
 
     def network(self, parent: pulumi.ComponentResource) -> dict[str, pulumi.Input[str]]:
+        """The edge network (key "edge") and every link, keyed by its name."""
         net = self.spec.network
-        assert net.subnet is not None
         opts = pulumi.ResourceOptions(parent=parent)
-        internal = docker.Network(
-            f"{net.name}-internal",
-            name=f"{net.name}-internal",
-            driver="bridge",
-            internal=True,
-            ipam_configs=_ipam(net.subnet),
-            opts=opts,
-        )
+        names: dict[str, pulumi.Input[str]] = {link.name: self._link_network(link, opts).name for link in self._links}
         edge = docker.Network(
             f"{net.name}-edge",
             name=f"{net.name}-edge",
@@ -118,17 +116,37 @@ class DockerTarget:
             ipam_configs=_ipam(net.edge_subnet) if net.edge_subnet else None,
             opts=opts,
         )
-        return {"internal": internal.name, "edge": edge.name}
+        return {**names, "edge": edge.name}
+
+    def _link_network(self, link: Link, opts: pulumi.ResourceOptions) -> docker.Network:
+        flow = link.flow
+        return docker.Network(
+            link.name,
+            name=link.name,
+            driver="bridge",
+            internal=True,
+            ipam_configs=_ipam(link.subnet),
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in
+                    (("netopt.network", self.spec.network.name), ("netopt.source", flow.source), ("netopt.destination", flow.destination))],
+            opts=opts,
+        )
+
+    def _replica_networks(self, workload: str, replica: int, network: dict[str, pulumi.Input[str]]) -> dict[str, Any]:
+        """The links a replica joins: those into its workload (as the alias callers resolve), then those out of it."""
+        into = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], aliases=[workload], ipv4_address=link.server_ips[replica])
+                for link in self._links if link.flow.destination == workload]
+        out = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[replica])
+               for link in self._links if link.flow.source == workload]
+        return {"networks_advanced": into + out} if into or out else {"network_mode": "none"}
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
-        ips = self._ips[workload.name]
         probe = docker_test(workload)
         timing = workload.health_check()
         health = timing if isinstance(timing, HealthCheck) else HealthCheck()
         containers: list[pulumi.Resource] = []
         previous: pulumi.Resource | None = None
         scratch = {v.path: f"rw,noexec,nosuid,size={v.size_mb}m" for v in workload.volumes if v.kind == "scratch"}
-        for replica, ip in enumerate(ips):
+        for replica in range(workload.replicas):
             name = f"{self.spec.network.name}-{workload.name}-{replica}"
             volumes = [docker.ContainerVolumeArgs(container_path=v.path, volume_name=docker.Volume(
                 f"{name}-{v.name}", name=f"{name}-{v.name}", labels=[docker.VolumeLabelArgs(label="netopt.workload", value=workload.name)],
@@ -148,7 +166,7 @@ class DockerTarget:
                 healthcheck=_healthcheck(probe, health),
                 wait=True,
                 wait_timeout=_wait_timeout(health),
-                networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=network["internal"], aliases=[workload.name], ipv4_address=ip)],
+                **self._replica_networks(workload.name, replica, network),
                 **_process(workload),
                 volumes=volumes or None,
                 **{**_HARDENING, "tmpfs": {**_HARDENING["tmpfs"], **scratch}},
@@ -156,7 +174,7 @@ class DockerTarget:
             )
             containers.append(container)
             previous = container
-            if replica < len(ips) - 1:
+            if replica < workload.replicas - 1:
                 previous = self._settle(parent, name, container)
                 containers.append(previous)
         return containers
@@ -176,7 +194,6 @@ class DockerTarget:
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
-        assert self.spec.network.subnet is not None
         digest = hashlib.sha256(config.encode()).hexdigest()
         name = f"{self.spec.network.name}-gateway"
         probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{gw.status_port}/healthz"]
@@ -201,7 +218,8 @@ class DockerTarget:
             wait_timeout=_wait_timeout(HealthCheck()),
             networks_advanced=[  # edge first: Docker publishes ports through a non-internal network
                 docker.ContainerNetworksAdvancedArgs(name=network["edge"]),
-                docker.ContainerNetworksAdvancedArgs(name=network["internal"], ipv4_address=gateway_address(self.spec.network.subnet)),
+                *(docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[0])
+                  for link in self._links if link.flow.source == GATEWAY),
             ],
             ports=[docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")],
             **_HARDENING,

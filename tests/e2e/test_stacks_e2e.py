@@ -7,6 +7,7 @@ workloads: testbed/backend.py, which answers ``X-Replica: $NETOPT_REPLICA`` on `
 """
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 from e2e.apply import CONTAINER, Applied, apply_docker_resources
 from e2e.dockerd import Dockerd
 from e2e.stack import alias_images, is_gateway, record_stack
+from offline.stack_config import cli_config, stack_file
 
 pytestmark = pytest.mark.e2e
 
@@ -128,3 +130,53 @@ def test_rate_limit_answers_429_with_retry_after(deployed: Any) -> None:
             conn.close()
     assert statuses[200] >= 1 and statuses[429] >= 1 and set(statuses) <= {200, 429}, statuses
     assert retry_after == {"10"}, retry_after
+
+
+_CONNECT = ("import socket, sys\n"
+            "try:\n    socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2).close()\n"
+            "except OSError:\n    sys.exit(1)\n")
+
+
+def _connects(app: Applied, source: str, gateway: bool, host: str, port: int) -> bool:
+    """Whether `source` opens a TCP connection to host:port, from inside it (the gateway image has curl, no python)."""
+    if gateway:
+        command = ["curl", "-s", "-o", "/dev/null", "--connect-timeout", "2", "--max-time", "3", f"http://{host}:{port}/"]
+    else:
+        command = ["python3", "-c", _CONNECT, host, str(port)]
+    return int(app.container(source).exec_run(command).exit_code) == 0
+
+
+def _stack_values(stack: str) -> dict[str, Any]:
+    config = cli_config(stack_file(stack))
+    return {key: json.loads(config[f"netopt:{key}"]) for key in ("workloads", "routes")}
+
+
+def test_from_inside_every_container_declared_calls_connect_and_undeclared_pairs_fail(deployed: Any, request: pytest.FixtureRequest) -> None:
+    """Every workload replica and the gateway, against every other workload's every address on its port.
+
+    Docker bridges are not directional: a callee could open a connection back to its caller over their link,
+    so the reverse of a declared call is neither required nor checked here (Kubernetes forbids it: see
+    tests/kubernetes/test_network_policies.py)."""
+    _, app, records, _ = deployed
+    containers = [r.inputs for r in records if r.type == CONTAINER]
+    role = {c["name"]: "gateway" if is_gateway(c) else next(x["value"] for x in c["labels"] if x["label"] == "netopt.workload")
+            for c in containers}
+    declared = _stack_values(request.node.callspec.params["deployed"])
+    workloads = {w["name"]: w for w in declared["workloads"]}
+    allowed = {("gateway", b["workload"]) for r in declared["routes"] for b in r["backends"]}
+    allowed |= {(name, c["workload"]) for name, w in workloads.items() for c in w.get("calls", [])}
+    ips = {name: [n["IPAddress"] for n in app.container(name).attrs["NetworkSettings"]["Networks"].values()] for name in role}
+    wrong, checked = [], 0
+    for source, who in role.items():
+        for callee in sorted({callee for caller, callee in allowed if caller == who and caller != "gateway"}):
+            checked += 1
+            if not _connects(app, source, False, callee, int(workloads[callee]["port"])):
+                wrong.append(f"{source} -> {callee} (declared, by name): refused")
+        for target, other in role.items():
+            if other in (who, "gateway") or (who, other) in allowed or (other, who) in allowed:
+                continue
+            for ip in ips[target]:
+                checked += 1
+                if _connects(app, source, who == "gateway", ip, int(workloads[other]["port"])):
+                    wrong.append(f"{source} -> {target} at {ip} (undeclared): connected")
+    assert checked and not wrong, "\n".join(wrong)
