@@ -39,7 +39,8 @@ BACKENDS_INTERNAL = Gate(
     "backends-internal-only", "security",
     "On Docker, every backend container is attached only to internal networks (no route out, not reachable from the host's networks).",
     {},
-    "Attach backends only to the stack's internal network (network.subnet); only the gateway joins the edge network.",
+    "Attach backends only to the stack's internal links (one per flow of the service graph, carved from network.subnet) "
+    "or to none; only the gateway joins the edge network.",
 )
 
 IMAGES_PINNED = Gate(
