@@ -8,12 +8,13 @@ location kinds and order that the renderer emits.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from components.balancing import integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
 from components.nginx_names import upstream_name
 from components.nginx_regex import search
-from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts
+from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts, match_key
 
 DEFAULT_SERVER = "_"
 
@@ -70,7 +71,8 @@ class Location:
         return bool(self.rules) and not self.rules[-1].conditional
 
     def owns(self, rule: Rule) -> bool:
-        return (rule.route.match.path_type, rule.route.match.path) == (self.kind, self.path)
+        """Whether this is the route's own location (a prefix route's is `location /cart/`, not the bare `= /cart`)."""
+        return rule.route.match.key == match_key(self.kind, self.path)
 
     @property
     def timeouts(self) -> Timeouts | None:
@@ -174,23 +176,24 @@ def _servers(spec: Spec, upstream_of: dict[str, str]) -> tuple[Server, ...]:
 def _server(host: str, routes: list[Route], spec: Spec, upstream_of: dict[str, str]) -> Server:
     grouped: dict[tuple[str, str], list[Rule]] = {}
     for route in routes:
-        key = (route.match.path_type, route.match.path)
-        grouped.setdefault(key, []).append(Rule(route, upstream_of[route.name], route.match.host is not None))
+        grouped.setdefault(route.match.key, []).append(Rule(route, upstream_of[route.name], route.match.host is not None))
     regexes = [path for kind, path in grouped if kind == "regex"]
     own = {key: _until_unconditional(sorted(rules, key=lambda r: (not r.host_specific, -_specificity(r.route)))) for key, rules in grouped.items()}
     resolver = _Resolver(own, regexes)
-    locations = [Location(kind, path, kind == "prefix" and not any(_may_overlap(path, rx) for rx in regexes), resolver.chain((kind, path)))
-                 for kind, path in own]
-    for kind, path in list(own):
-        # nginx answers a request for "/static" with a 301 to "/static/" when only the prefix "/static/" exists;
-        # under the routing semantics "/static" belongs to whichever route covers it, so say so with an exact location.
-        bare = path[:-1]
-        if kind == "prefix" and len(path) > 1 and path.endswith("/") and ("exact", bare) not in own:
-            target = resolver.resolve(bare)
-            locations.append(Location("exact", bare, False, resolver.chain(target) if target else ()))
+    locations = [location for key in own for location in resolver.locations(key)]
     order = {"exact": 0, "prefix": 1, "regex": 2}
     exact_prefix = sorted((loc for loc in locations if loc.kind != "regex"), key=lambda l: (order[l.kind], l.path))
     return Server(host, tuple(exact_prefix + [loc for loc in locations if loc.kind == "regex"]))
+
+
+def _segment_prefixes(path: str) -> Iterator[str]:
+    """`path`, then every prefix of it that ends before a "/", longest first: "/a/b" -> "/a/b", "/a", "/"."""
+    yield path
+    for end in range(len(path) - 1, 0, -1):
+        if path[end] == "/":
+            yield path[:end]
+    if path != "/":
+        yield "/"
 
 
 def _until_unconditional(rules: list[Rule]) -> tuple[Rule, ...]:
@@ -207,23 +210,42 @@ class _Resolver:
     def __init__(self, own: dict[tuple[str, str], tuple[Rule, ...]], regexes: list[str]) -> None:
         self.own = own
         self.regexes = regexes
-        self.prefixes = frozenset(path for kind, path in own if kind == "prefix")
+        self.prefixes = frozenset(path for kind, path in own if kind == "prefix")  # without trailing slashes: match_key
         self.chains: dict[tuple[str, str], tuple[Rule, ...]] = {}
 
-    def longest_prefix(self, path: str, max_len: int | None = None) -> str | None:
-        """The longest prefix location (of at most `max_len` characters) covering `path`: one set lookup per length,
-        linear in the path, not in the number of routes."""
-        for end in range(len(path) if max_len is None else max_len, 0, -1):
-            if path[:end] in self.prefixes:
-                return path[:end]
-        return None
+    def locations(self, key: tuple[str, str]) -> list[Location]:
+        """The nginx locations of one route key. nginx compares location prefixes as strings, so a prefix "/cart" is
+        `location /cart/` (everything below) plus `location = /cart` (the bare path, which `/cart/` alone would answer
+        with a 301): never `location /cart`, which would also take /cartx. The bare location serves what covers "/cart":
+        this route, or a regex that matches it; an exact route on "/cart" is the bare location itself."""
+        kind, path = key
+        if kind != "prefix" or path == "/":
+            return [Location(kind, path, kind == "prefix" and self.stops_regex(path), self.chain(key))]
+        below = Location(kind, path + "/", self.stops_regex(path), self.chain(key))
+        if ("exact", path) in self.own:
+            return [below]
+        target = self.resolve(path)
+        return [below, Location("exact", path, False, self.chain(target) if target else ())]
+
+    def stops_regex(self, prefix: str) -> bool:
+        """No regex can match below the prefix (or at its bare path): rendered ^~, nginx stops searching there."""
+        below = prefix if prefix == "/" else prefix + "/"
+        return not any(_may_overlap(below, rx) for rx in self.regexes)
+
+    def longest_prefix(self, path: str, shorter: bool = False) -> str | None:
+        """The longest prefix route covering `path` by whole segments ("/cart" covers /cart, /cart/ and /cart/x, not
+        /cartx), or the longest shorter than `path`: one set lookup per "/", linear in the path, not in the routes."""
+        candidates = _segment_prefixes(path)
+        if shorter:
+            next(candidates)
+        return next((prefix for prefix in candidates if prefix in self.prefixes), None)
 
     def resolve(self, path: str, skip_exact: bool = False) -> tuple[str, str] | None:
         """nginx's choice for `path`: exact, else longest prefix if ^~, else the first matching regex, else that prefix."""
         if ("exact", path) in self.own and not skip_exact:
             return ("exact", path)
         prefix = self.longest_prefix(path)
-        if prefix is not None and not any(_may_overlap(prefix, rx) for rx in self.regexes):
+        if prefix is not None and self.stops_regex(prefix):
             return ("prefix", prefix)
         regex = next((rx for rx in self.regexes if search(rx, path)), None)  # PCRE2, as nginx matches
         if regex is not None:
@@ -235,7 +257,7 @@ class _Resolver:
         if kind == "exact":
             return self.resolve(path, skip_exact=True)
         if kind == "prefix":  # the request matched no regex: the next shorter prefix covering this one
-            shorter = self.longest_prefix(path, max_len=len(path) - 1)
+            shorter = self.longest_prefix(path, shorter=True)
             return ("prefix", shorter) if shorter is not None else None
         return None  # which regex or prefix would match depends on the whole URI: no static fallback
 
@@ -257,7 +279,8 @@ def _specificity(route: Route) -> int:
 
 
 def _match_steps(servers: tuple[Server, ...]) -> dict[str, int]:
-    """r_j: lookups nginx performs before route j is selected, in the server that owns the route.
+    """r_j: lookups nginx performs before route j is selected, in the server that owns the route, at the route's own
+    location (a prefix route's `location /cart/`; its bare `= /cart` is found in the same tree walk and tries no regex).
 
     1 for the static location tree (exact and prefix share one tree walk), plus each regex location tried
     in order (a prefix without ^~ tries them all before falling back), plus each dispatch-map condition tested

@@ -44,6 +44,12 @@ RetryCondition = Literal[
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 PathType = Literal["exact", "prefix", "regex"]
+
+
+def match_key(path_type: str, path: str) -> tuple[str, str]:
+    """What a route matches on: a prefix without its trailing slashes (Gateway API PathPrefix: "/api/" is "/api", and
+    matches /api, /api/ and /api/x by whole segments, never /apix); exact and regex paths as written."""
+    return (path_type, path.rstrip("/") or "/") if path_type == "prefix" else (path_type, path)
 Target = Literal["docker", "kubernetes"]
 
 
@@ -317,6 +323,10 @@ class RouteMatch(Strict):
     path_type: PathType = "prefix"
     headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,256}$")]] = {}
     methods: list[HttpMethod] | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return match_key(self.path_type, self.path)
 
     @model_validator(mode="after")
     def _path_is_valid_for_its_type(self) -> RouteMatch:

@@ -288,14 +288,16 @@ def _route_conflicts(spec: Spec) -> Iterable[Issue]:
     seen: dict[tuple[object, ...], tuple[int, set[HttpMethod] | None]] = {}
     for i, route in enumerate(spec.routes):
         m = route.match
-        key = (m.host, m.path_type, m.path, tuple(sorted(m.headers.items())))
+        key = (m.host, *m.key, tuple(sorted(m.headers.items())))  # a prefix's trailing slash does not count: match_key
         methods = set(m.methods) if m.methods else None
         if key in seen:
             j, other = seen[key]
             overlap = methods is None or other is None or bool(methods & other)
             if overlap:
+                written = spec.routes[j].match.path
+                slash = "" if written == m.path else f" (prefixes {written} and {m.path} are one path: a trailing slash does not count)"
                 yield Issue(key_path(["routes", i, "match"]), f"conflicts with {key_path(['routes', j])} ('{spec.routes[j].name}'): same host, path "
-                            "and headers with overlapping methods; make the methods, headers or path differ")
+                            f"and headers with overlapping methods{slash}; make the methods, headers or path differ")
                 continue
         seen[key] = (i, methods)
 

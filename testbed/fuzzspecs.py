@@ -125,7 +125,8 @@ def _route(rng: random.Random, name: str, workloads: list[str], rate_limits: lis
 
 def _conflict_key(route: dict[str, Any]) -> tuple[object, ...]:
     m = route["match"]
-    return (m.get("host"), m["path_type"], m["path"], tuple(sorted(m.get("headers", {}).items())))
+    path = m["path"].rstrip("/") or "/" if m["path_type"] == "prefix" else m["path"]  # "/a/" and "/a" are one prefix
+    return (m.get("host"), m["path_type"], path, tuple(sorted(m.get("headers", {}).items())))
 
 
 def _conflicts(route: dict[str, Any], kept: list[dict[str, Any]]) -> bool:

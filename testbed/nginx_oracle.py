@@ -10,7 +10,9 @@ and from the README's routing semantics:
    every route without a host ("routes without host apply to every host, after that host's own routes").
 2. location, in nginx's order: the `exact` path equal to the URI; else the regexes in order (host's own, then
    hostless, each in declaration order) -- searched with PCRE2 and no flags, as nginx compiles `location ~`; else the
-   prefixes covering the URI, longest first.
+   prefixes covering the URI, longest first. A prefix covers the URI by whole path segments, its trailing slash
+   ignored (the README's spec table; Gateway API PathPrefix): `/cart` and `/cart/` are one prefix, covering `/cart`,
+   `/cart/` and `/cart/x` but not `/cartx`.
 3. routes sharing a path are tried host-specific first, then the more conditions (headers + methods) first, then in
    declaration order; the first whose method and headers hold wins. When none holds at an exact or prefix location
    the request goes on to the next location in the order of step 2 (the one nginx would have chosen without this
@@ -93,15 +95,25 @@ def _conditions_hold(route: Route, request: Request) -> bool:
     return all(sent.get(name.lower()) == value for name, value in match.headers.items())
 
 
+def _route_key(route: Route) -> tuple[str, str]:
+    """(path_type, path), a prefix written without its trailing slash: "/cart/" and "/cart" share a location."""
+    match = route.match
+    return (match.path_type, match.path.rstrip("/") or "/") if match.path_type == "prefix" else (match.path_type, match.path)
+
+
+def _covers(prefix: str, path: str) -> bool:
+    return prefix == "/" or path == prefix or path.startswith(prefix + "/")
+
+
 def _locations(routes: Sequence[Route], path: str) -> Iterator[tuple[str, str]]:
     """The (path_type, path) locations covering `path`, in the order nginx would pick them."""
-    keys = list(dict.fromkeys((r.match.path_type, r.match.path) for r in routes))
+    keys = list(dict.fromkeys(_route_key(r) for r in routes))
     if ("exact", path) in keys:
         yield ("exact", path)
     for kind, pattern in keys:
         if kind == "regex" and pcre2_search(pattern, path):
             yield (kind, pattern)
-    prefixes = sorted((p for k, p in keys if k == "prefix" and path.startswith(p)), key=len, reverse=True)
+    prefixes = sorted((p for k, p in keys if k == "prefix" and _covers(p, path)), key=len, reverse=True)
     for prefix in prefixes:
         yield ("prefix", prefix)
 
@@ -113,7 +125,7 @@ def choose_route(spec: Spec, request: Request) -> str | None:
     routes += [r for r in spec.routes if r.match.host is None]
     order = {r.name: i for i, r in enumerate(routes)}
     for kind, path in _locations(routes, request.path):
-        sharing = [r for r in routes if (r.match.path_type, r.match.path) == (kind, path)]
+        sharing = [r for r in routes if _route_key(r) == (kind, path)]
         sharing.sort(key=lambda r: (r.match.host is None, -(len(r.match.headers) + bool(r.match.methods)), order[r.name]))
         for route in sharing:
             if _conditions_hold(route, request):

@@ -9,7 +9,9 @@ way nginx chooses locations:
    candidates are that host's routes plus every route without a host;
 2. path: an ``exact`` route, else the first ``regex`` route in declaration
    order (PCRE2 search as nginx's ``~`` runs it: ``components.nginx_regex``,
-   not Python's ``re``), else the longest ``prefix``;
+   not Python's ``re``), else the longest ``prefix``. A prefix matches by whole
+   path segments, its trailing slash ignored (Gateway API PathPrefix): ``/cart``
+   and ``/cart/`` both match ``/cart``, ``/cart/`` and ``/cart/x``, not ``/cartx``;
 3. several routes on the same path: host-specific first, then more
    conditions (headers + methods), then declaration order.
 
@@ -18,8 +20,9 @@ it falls through to the next rule (as in the Kubernetes Gateway API). No route
 at all -> ``None`` (the gateway answers 404).
 
 :func:`probes` derives, for every route, one request that must reach it and
-requests that must not (a path just outside it, another method, a missing or
-wrong header, another host), with the oracle's expected route for each.
+requests that must not (a path just outside it -- ``/cartx`` for ``/cart`` --,
+another method, a missing or wrong header, another host) and a prefix's own
+path with and without its slash, with the oracle's expected route for each.
 """
 from __future__ import annotations
 
@@ -96,8 +99,18 @@ def _path_matches(route: Route, path: str) -> bool:
     if m.path_type == "exact":
         return path == m.path
     if m.path_type == "prefix":
-        return path.startswith(m.path)
+        return _prefix_matches(m.path, path)
     return nginx_search(m.path, path)
+
+
+def _segments(path: str) -> list[str]:
+    return [s for s in path.split("/") if s]
+
+
+def _prefix_matches(prefix: str, path: str) -> bool:
+    """Gateway API PathPrefix: the prefix's segments are the path's first segments ("/cart/" is under "/cart")."""
+    want = _segments(prefix)
+    return _segments(path)[: len(want)] == want
 
 
 def expected_route(spec: Spec, method: str, path: str, host: str, headers: dict[str, str] | None = None) -> str | None:
@@ -123,8 +136,8 @@ def expected_route(spec: Spec, method: str, path: str, host: str, headers: dict[
         first = min(regex, key=lambda r: order[r.name]).match.path
         return min((r for r in regex if r.match.path == first), key=tie).name
     prefix = [r for r in cands if r.match.path_type == "prefix"]
-    longest = max(len(r.match.path) for r in prefix)
-    return min((r for r in prefix if len(r.match.path) == longest), key=tie).name
+    longest = max(len(_segments(r.match.path)) for r in prefix)
+    return min((r for r in prefix if len(_segments(r.match.path)) == longest), key=tie).name
 
 
 # ----------------------------------------------------------------------------
@@ -230,10 +243,8 @@ def _outside_paths(route: Route, inside: str) -> list[str]:
         cands = [m.path + "x", m.path + "/x", m.path[:-1] or "/x"]
     elif m.path_type == "prefix":
         p = m.path.rstrip("/")
-        if p:
-            cands = [p[:-1] + ("z" if p[-1] != "z" else "y") + "/probe", p[:-1] or "/zz"]
-            if m.path.endswith("/"):
-                cands.insert(0, p)  # "/api" is outside prefix "/api/"
+        if p:  # "/apix" is outside prefix "/api": segments, not characters
+            cands = [p + "x", p[:-1] + ("z" if p[-1] != "z" else "y") + "/probe", p[:-1] or "/zz"]
     else:
         for i in range(1, len(inside)):
             for c in ("Z", "0", "-"):
@@ -246,8 +257,14 @@ def _outside_paths(route: Route, inside: str) -> list[str]:
     return [c for c in cands if not _path_matches(route, c)]
 
 
+def _edge_paths(route: Route) -> list[tuple[str, str]]:
+    """A prefix's own path without and with its trailing slash (both inside it), next to the "match" probe below it."""
+    p = route.match.path.rstrip("/")
+    return [("bare", p), ("slash", p + "/")] if route.match.path_type == "prefix" and p else []
+
+
 def probes(spec: Spec) -> list[Probe]:
-    """A "match" probe per route plus "miss:*" probes; each with the oracle's expectation.
+    """A "match" probe per route plus "miss:*" and "edge:*" probes; each with the oracle's expectation.
 
     A route that no generated request reaches gets a "match" probe whose
     expectation is someone else (the test then reports it as shadowed)."""
@@ -286,6 +303,8 @@ def probes(spec: Spec) -> list[Probe]:
         for what, meth, p, h, hh in misses:
             exp = expected_route(spec, meth, p, h, dict(hh))
             out.append(Probe(route.name, f"miss:{what}", meth, p, h, hh, exp))
+        for what, p in _edge_paths(route):
+            out.append(Probe(route.name, f"edge:{what}", method, p, host, hdrs, expected_route(spec, method, p, host, dict(hdrs))))
     return out
 
 

@@ -77,3 +77,25 @@ def test_oracle_follows_nginx_location_order() -> None:
         (Request("GET", "example.com", "/z"), "root"),             # *.example.com does not cover example.com
     ]
     assert [choose_route(spec, request) for request, _ in cases] == [want for _, want in cases]
+
+
+def test_both_oracles_match_prefixes_by_whole_segments() -> None:
+    """Gateway API PathPrefix in both oracles: segments, not characters; a trailing slash in the prefix does not count."""
+    from testbed.routing import expected_route
+
+    spec = make_spec({"a": 1, "b": 1}, [
+        {"name": "cart", "match": {"path": "/cart"}, "to": {"a": 1}},
+        {"name": "items", "match": {"path": "/cart/items/", "methods": ["GET"]}, "to": {"b": 1}},
+        {"name": "cartx", "match": {"path": "/cartx"}, "to": {"b": 1}},
+        {"name": "carts", "match": {"path": "^/carts$", "path_type": "regex"}, "to": {"b": 1}},
+        {"name": "shop", "match": {"host": "shop.example.com", "path": "/cart/"}, "to": {"b": 1}},
+        {"name": "root", "match": {"path": "/"}, "to": {"a": 1}},
+    ])
+    cases = [("GET", "x", "/cart", "cart"), ("GET", "x", "/cart/", "cart"), ("GET", "x", "/cart/1", "cart"),
+             ("GET", "x", "/cartx", "cartx"), ("GET", "x", "/cartx/1", "cartx"), ("GET", "x", "/carty", "root"),
+             ("GET", "x", "/carts", "carts"), ("GET", "x", "/car", "root"),
+             ("GET", "x", "/cart/items", "items"), ("GET", "x", "/cart/items/3", "items"), ("POST", "x", "/cart/items", "cart"),
+             ("GET", "x", "/cart/itemsx", "cart"), ("GET", "shop.example.com", "/cart", "shop"),
+             ("GET", "shop.example.com", "/cartx", "cartx")]
+    assert [choose_route(spec, Request(m, h, p)) for m, h, p, _ in cases] == [want for *_, want in cases]
+    assert [expected_route(spec, m, p, h) for m, h, p, _ in cases] == [want for *_, want in cases]

@@ -61,7 +61,7 @@ def test_matching_is_byte_wise_and_case_sensitive_like_nginx() -> None:
 
 
 def test_the_plans_resolver_uses_pcre(minimal: dict[str, Any]) -> None:
-    """`/vd]` (the bare form of prefix `/vd]/`) goes to the regex route under `re`, to the prefix route under PCRE2."""
+    """`/vd]` (the bare form of prefix `/vd]/`) goes to the regex route under `re`, to the prefix's own route under PCRE2."""
     minimal["routes"] = [
         {"name": "versioned", "match": {"path": r"^/v[[:digit:]]+", "path_type": "regex"}, "backends": [{"workload": "api"}]},
         {"name": "brackets", "match": {"path": "/vd]/"}, "backends": [{"workload": "web"}]},
@@ -70,8 +70,8 @@ def test_the_plans_resolver_uses_pcre(minimal: dict[str, Any]) -> None:
     spec = parse_spec(minimal)
     (server,) = build_plan(spec).servers
     bare = next(loc for loc in server.locations if (loc.kind, loc.path) == ("exact", "/vd]"))
-    assert [rule.route.name for rule in bare.rules] == ["web"]
-    assert expected_route(spec, "GET", "/vd]", "x") == "web" and expected_route(spec, "GET", "/v1", "x") == "versioned"
+    assert [rule.route.name for rule in bare.rules] == ["brackets"]
+    assert expected_route(spec, "GET", "/vd]", "x") == "brackets" and expected_route(spec, "GET", "/v1", "x") == "versioned"
 
 
 def test_probe_examples_exist_for_pcre_only_syntax() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from components.plan import DEFAULT_SERVER, Location, Plan, build_plan, regex_literal_prefix
 from components.validation import parse_spec
 
@@ -42,13 +44,75 @@ def test_host_route_is_not_shadowed_by_hostless_routes(minimal: dict[str, Any]) 
     assert chain(plan, DEFAULT_SERVER, "prefix", "/api/") == ["api", "api_write", "web"]
 
 
-def test_prefix_without_slash_belongs_to_the_covering_route(minimal: dict[str, Any]) -> None:
+def test_prefix_without_slash_belongs_to_the_prefix(minimal: dict[str, Any]) -> None:
     plan = build_plan(parse_spec(minimal))
-    # nginx would answer /api with a 301 to /api/; under the routing semantics /api is the "/" route's.
-    assert chain(plan, DEFAULT_SERVER, "exact", "/api") == ["web"]
+    # "/api/" is the prefix "/api" (Gateway API: the trailing slash does not count): /api is the api route's, in its own
+    # exact location, so nginx never answers it with a 301 to /api/.
+    assert chain(plan, DEFAULT_SERVER, "exact", "/api") == ["api"]
     del minimal["routes"][1]
     plan = build_plan(parse_spec(minimal))
-    assert chain(plan, DEFAULT_SERVER, "exact", "/api") == []  # nothing covers it: 404, not a redirect
+    assert chain(plan, DEFAULT_SERVER, "exact", "/api") == ["api"]
+    assert [(loc.kind, loc.path) for loc in plan.servers[0].locations] == [("exact", "/api"), ("prefix", "/api/")]
+
+
+def _cart(minimal: dict[str, Any], *extra: dict[str, Any]) -> Plan:
+    minimal["routes"] = [{"name": "cart", "match": {"path": "/cart"}, "backends": [{"workload": "api"}], "rate_limit": "per_ip"},
+                         *extra, {"name": "web", "match": {"path": "/"}, "backends": [{"workload": "web"}]}]
+    return build_plan(parse_spec(minimal))
+
+
+def _resolved(plan: Plan, path: str, host: str = DEFAULT_SERVER) -> list[str]:
+    """The chain of the location nginx picks for `path`: exact, else the longest string prefix (no regexes here)."""
+    server = next(s for s in plan.servers if s.host == host)
+    exact = [loc for loc in server.locations if loc.kind == "exact" and loc.path == path]
+    prefixes = [loc for loc in server.locations if loc.kind == "prefix" and path.startswith(loc.path)]
+    location = exact[0] if exact else max(prefixes, key=lambda loc: len(loc.path))
+    return [rule.route.name for rule in location.rules]
+
+
+def test_prefix_matches_whole_segments(minimal: dict[str, Any]) -> None:
+    plan = _cart(minimal)
+    # Rendered as `location = /cart` and `location ^~ /cart/`, never `location /cart`: nginx compares strings.
+    assert [(loc.kind, loc.path, loc.stops_regex) for loc in plan.servers[0].locations] == [
+        ("exact", "/cart", False), ("prefix", "/", True), ("prefix", "/cart/", True)]
+    for path in ("/cart", "/cart/", "/cart/x", "/cart/x/y"):
+        assert _resolved(plan, path) == ["cart"], path
+    for path in ("/cartx", "/cartx/y", "/car", "/"):
+        assert _resolved(plan, path) == ["web"], path
+    assert plan.match_steps == {"cart": 1, "web": 1}
+
+
+def test_prefix_and_its_slash_form_are_one_path(minimal: dict[str, Any]) -> None:
+    from components.validation import SpecError
+
+    with pytest.raises(SpecError, match="prefixes /cart and /cart/ are one path"):
+        _cart(minimal, {"name": "slash", "match": {"path": "/cart/"}, "backends": [{"workload": "web"}]})
+    # Told apart by a header, they share both locations, as routes on one path do.
+    plan = _cart(minimal, {"name": "slash", "match": {"path": "/cart/", "headers": {"X-Cart": "v2"}}, "backends": [{"workload": "web"}]})
+    assert chain(plan, DEFAULT_SERVER, "prefix", "/cart/") == chain(plan, DEFAULT_SERVER, "exact", "/cart") == ["slash", "cart"]
+
+
+def test_longer_name_is_another_segment(minimal: dict[str, Any]) -> None:
+    plan = _cart(minimal, {"name": "cartx", "match": {"path": "/cartx", "methods": ["GET"]}, "backends": [{"workload": "web"}]})
+    assert _resolved(plan, "/cartx/1") == ["cartx", "web"]  # a POST falls back to "/", not to /cart: not its segment
+    assert _resolved(plan, "/cart/1") == ["cart"] and _resolved(plan, "/cartxy") == ["web"]
+    nested = _cart(minimal, {"name": "items", "match": {"path": "/cart/items", "methods": ["GET"]}, "backends": [{"workload": "web"}]})
+    assert _resolved(nested, "/cart/items") == _resolved(nested, "/cart/items/3") == ["items", "cart"]  # falls back to /cart
+    assert _resolved(nested, "/cart/itemsx") == ["cart"]
+
+
+def test_regex_overlapping_a_prefix_keeps_its_bare_path(minimal: dict[str, Any]) -> None:
+    plan = _cart(minimal, {"name": "carts", "match": {"path": "^/cart[a-z]*$", "path_type": "regex"}, "backends": [{"workload": "web"}]})
+    # A regex can match below /cart/'s string prefix "/cart": no ^~. The bare /cart is the regex's (regexes beat prefixes).
+    assert chain(plan, DEFAULT_SERVER, "exact", "/cart") == ["carts"]
+    assert not next(loc for loc in plan.servers[0].locations if loc.path == "/cart/").stops_regex
+    assert plan.match_steps["cart"] == 2
+
+
+def test_prefix_per_host(minimal: dict[str, Any]) -> None:
+    plan = _cart(minimal, {"name": "shop", "match": {"host": "shop.example.com", "path": "/cart/"}, "backends": [{"workload": "web"}]})
+    assert _resolved(plan, "/cart", "shop.example.com") == ["shop"] and _resolved(plan, "/cartx", "shop.example.com") == ["web"]
+    assert _resolved(plan, "/cart") == ["cart"]
 
 
 def test_prefix_stops_regex_search_only_when_no_regex_can_match_below_it(minimal: dict[str, Any]) -> None:

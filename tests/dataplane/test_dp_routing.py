@@ -83,7 +83,7 @@ def _check(spec: Spec, probe: Probe, status: int, route: str | None, replica: st
 
 def synthetic_spec() -> Spec:
     """Hosts (exact and wildcard), exact vs prefix vs regex, regex declaration
-    order, a longer prefix, method + header conditions sharing a path."""
+    order, a longer prefix, a prefix without its slash, method + header conditions sharing a path."""
     from testbed.specs import make_spec
 
     return make_spec(
@@ -99,6 +99,7 @@ def synthetic_spec() -> Spec:
                                             "headers": {"X-Tenant": "blue"}}, "to": {"api": 1}},
             {"name": "api", "match": {"path": "/api/"}, "to": {"api": 1}},
             {"name": "api_internal", "match": {"path": "/api/internal/"}, "to": {"admin": 1}},
+            {"name": "docs", "match": {"path": "/docs"}, "to": {"static": 1}},  # no slash: /docsx is not its
             {"name": "root", "match": {"path": "/"}, "to": {"web": 1}},
         ],
     )
@@ -159,3 +160,30 @@ def test_a_stack_that_does_not_load_fails_instead_of_dropping_its_probes(monkeyp
     monkeypatch.setattr(sys.modules[__name__], "load_stack", broken)
     with pytest.raises(ValueError, match="stack dev does not load"):
         _all_probes()
+
+
+def test_prefix_matches_whole_segments_and_its_limit_counts_only_them() -> None:
+    """`/cart` takes /cart, /cart/ and /cart/x, never /cartx (nginx's own `location /cart` would); and its rate limit
+    (3 at once, then 429) is not used up by /cartx requests."""
+    from testbed.gateway import Gateway
+    from testbed.routing import expected_route
+    from testbed.specs import make_spec
+
+    spec = make_spec({"cart": 1, "web": 1}, [
+        {"name": "cart", "match": {"path": "/cart"}, "to": {"cart": 1}, "rate_limit": "cart_rl"},
+        {"name": "root", "match": {"path": "/"}, "to": {"web": 1}},
+    ], rate_limits=[{"name": "cart_rl", "rps": 0.5, "burst": 2, "key": "global"}])
+    cases = [*(("/cartx", "root", 200) for _ in range(5)), ("/cartx/1", "root", 200),
+             ("/cart", "cart", 200), ("/cart/", "cart", 200), ("/cart/x", "cart", 200), ("/cart/y", "cart", 429)]
+    with Gateway(spec) as gw:
+        got = []
+        for i, (path, _, _) in enumerate(cases):
+            with gw.client() as c:
+                response = c.request("GET", f"{path}?case={i}")
+            got.append((response.status, response.replica))
+        log = {ln.uri.rsplit("?", 1)[-1]: ln.route for ln in gw.access_log()}
+    for i, ((path, route, status), (answered, replica)) in enumerate(zip(cases, got, strict=True)):
+        assert expected_route(spec, "GET", path, "x") == route, path
+        assert (log.get(f"case={i}"), answered) == (route, status), f"GET {path}: nginx {log.get(f'case={i}')!r}, status {answered}"
+        if status == 200:
+            assert replica and replica.rsplit("-", 1)[0] in route_backends(spec, route), f"GET {path}: answered by {replica}"
