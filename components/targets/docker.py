@@ -21,7 +21,6 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from components.addressing import AddressMap, docker_address_map, docker_replica_ips, gateway_address
-from components.balancing import expected_shares
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Spec, Workload
 from components.targets.probes import docker_test
@@ -84,9 +83,6 @@ def _ipam(subnet: ipaddress.IPv4Network) -> list[docker.NetworkIpamConfigArgs]:
 
 
 class DockerTarget:
-    balancing = "gateway"
-    shares = staticmethod(expected_shares)
-
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self._ips = docker_replica_ips(spec)
