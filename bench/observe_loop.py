@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from components.balancing import target_balancing  # noqa: E402
 from components.log_stats import LogReader, LogStats  # noqa: E402
 from components.nginx import render_nginx  # noqa: E402
 from components.observation import DEFAULT_TOLERANCE, measure, member_addresses  # noqa: E402
@@ -74,7 +75,7 @@ def _flush(nginx: NginxRunner, path: str) -> int:
 def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: float, seed: int) -> dict[str, Any]:
     prefix = tempfile.mkdtemp(prefix="netopt-observe-loop-")
     runtime = host_runtime(prefix)
-    nginx = NginxRunner(render_nginx(build_plan(spec), {"svc": addresses}, runtime), prefix=prefix,
+    nginx = NginxRunner(render_nginx(build_plan(spec, target_balancing(spec.target)), {"svc": addresses}, runtime), prefix=prefix,
                         listen=[("127.0.0.1", runtime.listen_port)]).start()
     log = os.path.join(prefix, "logs", "access.log")
     try:
@@ -86,7 +87,7 @@ def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: f
         truth = backend.stats()
     finally:
         nginx.stop()  # graceful: writes the rest of the log
-    plan = build_plan(spec)
+    plan = build_plan(spec, target_balancing(spec.target))
     reader = LogReader(member_addresses({"svc": addresses}), {u.name for u in plan.upstreams})
     with open(log, "rb") as stream:
         stream.seek(start)

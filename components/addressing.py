@@ -19,7 +19,7 @@ from components.spec import Spec
 
 AddressMap = Mapping[str, list[str]]
 """Workload name -> "host:port" of each upstream member: each replica, indexed by replica number (gateway
-balancing), or the workload's Service alone (service balancing, see `balancing.balancing_mode`)."""
+balancing), or the workload's Service alone (service balancing, see `balancing.target_balancing`)."""
 
 
 def docker_address_map(spec: Spec) -> dict[str, list[str]]:

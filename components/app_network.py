@@ -6,6 +6,7 @@ from typing import Any
 
 import pulumi
 
+from components.balancing import target_balancing
 from components.capacity import compute_capacity
 from components.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.network import ContainerNetwork
@@ -27,10 +28,9 @@ def analyse(spec: Spec, observed: dict[str, Any] | None = None) -> tuple[Target,
     `observed`: the report's `observed` section (components.observed), when the plan is given an observation.
     """
     target = target_for(spec)
-    plan = build_plan(spec)
+    plan = build_plan(spec, target_balancing(spec.target))
     config = render_nginx(plan, target.address_map(), target.nginx_runtime())
-    capacity = compute_capacity(plan, target.shares)
-    report = strategy_report(plan, compute_scores(plan), capacity, target.balancing, config)
+    report = strategy_report(plan, compute_scores(plan), compute_capacity(plan), config)
     if observed is not None:
         report["observed"] = observed
     return target, plan, report

@@ -2,8 +2,9 @@
 
 Each replica is an M/M/c queue: c = the workload's max_concurrency, mean service time t = its declared response
 time, Poisson arrivals at the rate the balancing algorithm sends it (route peak × route split × the replica's
-expected share, see `balancing.expected_shares`). Mean latency is t + Erlang-C waiting time; at utilization ≥ 1
-the queue grows without bound and the replica is flagged overloaded (latency None).
+expected share, see `balancing.expected_shares`). Mean latency is t + Erlang-C waiting time
+(`components.queueing`, the model latency_optimal minimizes too); at utilization ≥ 1 the queue grows without bound
+and the replica is flagged overloaded (latency None).
 
 Calls between workloads (`workloads[].calls`) add to that: a workload's total arrival rate is what the gateway
 sends it plus ratio × each caller's total (`graph.propagate`), and the called part spreads evenly over its
@@ -17,16 +18,13 @@ bound (None).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from fractions import Fraction
 
-from components.balancing import expected_shares, service_rate
+from components.balancing import ShareFunction, service_rate, share_function
 from components.graph import propagate
 from components.plan import Plan
+from components.queueing import mean_latency_s
 from components.spec import Route, Spec, Workload
-
-ShareFunction = Callable[[Route, Spec], list[tuple[str, int, Fraction]]]
 
 
 @dataclass(frozen=True)
@@ -86,25 +84,6 @@ class Capacity:
         return max(loaded, key=lambda w: w.peak_utilization) if loaded else None
 
 
-def erlang_c_wait_probability(servers: int, offered_erlangs: float) -> float:
-    """Probability an arrival waits in an M/M/c queue (Erlang C), via the stable Erlang-B recursion."""
-    b = 1.0
-    for k in range(1, servers + 1):
-        b = offered_erlangs * b / (k + offered_erlangs * b)
-    rho = offered_erlangs / servers
-    return b / (1.0 - rho * (1.0 - b))
-
-
-def mean_latency_s(servers: int, service_time_s: float, arrival_rps: float) -> float | None:
-    offered = arrival_rps * service_time_s
-    if offered >= servers:
-        return None
-    if offered == 0:
-        return service_time_s
-    wait = erlang_c_wait_probability(servers, offered) * service_time_s / (servers - offered)
-    return service_time_s + wait
-
-
 def admitted_max_rps(route: Route, spec: Spec) -> float | None:
     limit = spec.rate_limit(route.rate_limit)
     if limit is None:
@@ -112,8 +91,11 @@ def admitted_max_rps(route: Route, spec: Spec) -> float | None:
     return limit.rps if limit.key == "global" else limit.rps * spec.peak(route.name).clients
 
 
-def compute_capacity(plan: Plan, shares: ShareFunction = expected_shares) -> Capacity:
+def compute_capacity(plan: Plan, shares: ShareFunction | None = None) -> Capacity:
+    """The capacity table of a plan; `shares` defaults to what the plan's balancing mode expects (`share_function`),
+    another is given to ask "what if" (an algorithm's, or the shares a log measured)."""
     spec = plan.spec
+    shares = shares or share_function(plan.balancing)
     offered: dict[tuple[str, int], float] = {}
     admitted: dict[tuple[str, int], float | None] = {}
     route_rows = []

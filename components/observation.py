@@ -20,8 +20,8 @@ from fractions import Fraction
 from typing import Any
 
 from components.addressing import AddressMap, docker_address_map, kubernetes_address_map
-from components.balancing import balancing_mode, expected_shares, service_shares
-from components.capacity import Capacity, ShareFunction, compute_capacity
+from components.balancing import ShareFunction, share_function, target_balancing
+from components.capacity import Capacity, compute_capacity
 from components.log_stats import DEFAULT_WINDOW_S, LogStats, MemberStats
 from components.plan import build_plan
 from components.report import capacity_document, scores_document
@@ -37,9 +37,8 @@ OBSERVATION_SCHEMA = 1
 def target_view(spec: Spec) -> tuple[AddressMap, ShareFunction]:
     """The address map and expected shares of the spec's target (as `components.targets` gives them), without
     importing the Pulumi SDK the targets need: a log reader starts in a third of the time. A test holds them equal."""
-    if balancing_mode(spec) == "service":
-        return kubernetes_address_map(spec), service_shares
-    return docker_address_map(spec), expected_shares
+    addresses = kubernetes_address_map(spec) if spec.target == "kubernetes" else docker_address_map(spec)
+    return addresses, share_function(target_balancing(spec.target))
 
 
 def member_addresses(address_map: AddressMap, resolved: Mapping[str, str] | None = None) -> dict[str, tuple[str, int]]:
@@ -73,7 +72,7 @@ def _member_mean(stats: LogStats, workload: str, member: int) -> float | None:
 
 def measure(spec: Spec, stats: LogStats) -> Measured:
     """The spec with measured response times and observed peaks where the log has enough of them."""
-    service = balancing_mode(spec) == "service"
+    service = target_balancing(spec.target) == "service"
     times: dict[tuple[str, int], float] = {}
     workloads = []
     for workload in spec.workloads:
@@ -160,7 +159,7 @@ def _relative(measured: float, declared: float) -> float | None:
 def drift_lines(spec: Spec, measured: Measured, routes: list[dict[str, Any]], tolerance: float) -> list[dict[str, Any]]:
     """Where measured and declared differ by more than `tolerance` (relative): response times, peaks, splits."""
     lines = []
-    service = balancing_mode(spec) == "service"
+    service = target_balancing(spec.target) == "service"
     for (workload, replica), mean in measured.times_ms.items():
         if service and replica > 0:
             continue  # one measured time per workload
@@ -194,7 +193,7 @@ def measured_inputs(spec: Spec, measured: Measured) -> dict[str, Any]:
     """What a plan given the observation (`make plan OBSERVED=`) compares with its declarations, item by item."""
     return {
         "t_seconds": [{"item": f"{w}/{r}", "value": measured.times_ms[(w, r)] / 1000.0}
-                      for w, r, _ in backend_replicas(build_plan(spec)) if (w, r) in measured.times_ms],
+                      for w, r, _ in backend_replicas(build_plan(spec, target_balancing(spec.target))) if (w, r) in measured.times_ms],
         "peak_rps": [{"item": name, "value": peak} for name, peak in sorted(measured.peaks.items())],
     }
 
@@ -202,10 +201,11 @@ def measured_inputs(spec: Spec, measured: Measured) -> dict[str, Any]:
 def observation_document(spec: Spec, stats: LogStats, shares: ShareFunction,
                          tolerance: float = DEFAULT_TOLERANCE, window_s: int = DEFAULT_WINDOW_S) -> dict[str, Any]:
     """The whole observation as JSON-ready data (keys only grow): log summary, members, routes, scores, drift."""
-    service = balancing_mode(spec) == "service"
-    declared_plan = build_plan(spec)
+    balancing = target_balancing(spec.target)
+    service = balancing == "service"
+    declared_plan = build_plan(spec, balancing)
     measured = measure(spec, stats)
-    measured_plan = build_plan(measured.spec)
+    measured_plan = build_plan(measured.spec, balancing)
     routed = {w for w, _, _ in backend_replicas(declared_plan)}
     served_total = sum(m.served for m in stats.members.values())
     members = [_member_row(spec, service, w, i, m, served_total) for (w, i), m in stats.members.items() if w in routed]
@@ -215,7 +215,7 @@ def observation_document(spec: Spec, stats: LogStats, shares: ShareFunction,
         "schema": OBSERVATION_SCHEMA,
         "environment": spec.environment,
         "target": spec.target,
-        "balancing": "service" if service else "gateway",
+        "balancing": balancing,
         "algorithm": spec.gateway.algorithm,
         "tolerance": tolerance,
         "window_s": window_s,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from components.balancing import integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
+from components.balancing import BalancingMode, integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
 from components.nginx_names import upstream_name
 from components.nginx_regex import search
 from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts, match_key
@@ -94,10 +94,13 @@ class Plan:
     concurrency_limits: tuple[ConcurrencyLimit, ...]
     match_steps: dict[str, int]  # route name -> r_j of the routing score
     route_upstreams: dict[str, str]  # route name -> upstream name
+    balancing: BalancingMode  # who spreads a workload over its replicas: the plan's input, not the spec's
 
 
-def build_plan(spec: Spec) -> Plan:
-    upstreams, upstream_of = _upstreams(spec)
+def build_plan(spec: Spec, balancing: BalancingMode) -> Plan:
+    """The plan of a validated spec under a balancing mode (`balancing.target_balancing` maps a target to its mode:
+    the graph lives in the spec and the plan, a target only translates it)."""
+    upstreams, upstream_of = _upstreams(spec, balancing)
     servers = _servers(spec, upstream_of)
     used_limits = {r.rate_limit for r in spec.routes}
     used_conns = {r.concurrency_limit for r in spec.routes}
@@ -109,34 +112,35 @@ def build_plan(spec: Spec) -> Plan:
         concurrency_limits=tuple(c for c in spec.concurrency_limits if c.name in used_conns),
         match_steps=_match_steps(servers),
         route_upstreams=upstream_of,
+        balancing=balancing,
     )
 
 
-def _upstreams(spec: Spec) -> tuple[tuple[Upstream, ...], dict[str, str]]:
+def _upstreams(spec: Spec, balancing: BalancingMode) -> tuple[tuple[Upstream, ...], dict[str, str]]:
     """One upstream per distinct weighted backend set, shared by routes with the same set (one keepalive pool)."""
     by_signature: dict[tuple[tuple[str, int, int, bool], ...], Upstream] = {}
     upstream_of: dict[str, str] = {}
     for route in spec.routes:
-        signature = _members(route, spec)
+        signature = _members(route, spec, balancing)
         if signature not in by_signature:
             # The same backends and weights give the same members, so a name stands for one signature.
             name = upstream_name([(b.workload, b.weight if len(route.backends) > 1 else None) for b in route.backends])
-            servers = tuple(UpstreamServer(w, r, weight, member_max_conns(spec.workload(w), spec), member_max_fails(spec), backup)
+            servers = tuple(UpstreamServer(w, r, weight, member_max_conns(spec.workload(w), balancing), member_max_fails(balancing), backup)
                             for w, r, weight, backup in signature)
             by_signature[signature] = Upstream(name, servers)
         upstream_of[route.name] = by_signature[signature].name
     return tuple(by_signature.values()), upstream_of
 
 
-def _members(route: Route, spec: Spec) -> tuple[tuple[str, int, int, bool], ...]:
+def _members(route: Route, spec: Spec, balancing: BalancingMode) -> tuple[tuple[str, int, int, bool], ...]:
     """(workload, member, integer weight, backup) per upstream server, in declaration order.
 
     Members with a share are primaries, weighted by their shares. A member with share 0 (latency_optimal: a replica
-    the square-root rule leaves out at the declared peak) is a backup: nginx sends it requests only while every
+    the water-filling split leaves out at the declared peak) is a backup: nginx sends it requests only while every
     primary is down or at max_conns, so its capacity still absorbs overflow; backups are weighted among themselves
     by service rate.
     """
-    shares = upstream_members(route, spec)
+    shares = upstream_members(route, spec, balancing)
     primary = [i for i, (_, _, share) in enumerate(shares) if share > 0]
     backup = [i for i, (_, _, share) in enumerate(shares) if share == 0]
     weights = dict(zip(primary, integer_weights([shares[i][2] for i in primary]), strict=True))

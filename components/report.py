@@ -58,7 +58,7 @@ def config_digest(gateway_config: str) -> str:
     return hashlib.sha256(gateway_config.encode()).hexdigest()
 
 
-def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: str, gateway_config: str) -> dict[str, Any]:
+def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, gateway_config: str) -> dict[str, Any]:
     """Everything a reviewer or a policy needs to judge the strategy, keyed for stability (keys only grow).
 
     `gateway.config_sha256` names the nginx.conf these numbers were computed for, so the policy pack can tell a
@@ -68,7 +68,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, balancing: s
     return {
         "environment": spec.environment,
         "target": spec.target,
-        "balancing": balancing,
+        "balancing": plan.balancing,
         "algorithm": spec.gateway.algorithm,
         "scores": scores_document(scores),
         "capacity": capacity_document(capacity),

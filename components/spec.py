@@ -271,10 +271,11 @@ class Gateway(Strict):
     consistent_hash by a key; latency_weighted with weights ∝ service rate μ_i = max_concurrency / response time
     (equal utilization); latency_optimal with the shares that minimize the mean response time at the workload's
     declared peak λ_w (Σ over routes of `traffic.<route>.peak_rps` × the workload's part of the route split), each
-    replica modelled as one server of rate μ_i — the square-root rule (Bell & Stidham): over the set S of used
-    replicas λ_i = μ_i − sqrt(μ_i)·(Σ_S μ − λ_w)/Σ_S sqrt(μ), S being the fastest replicas for which every λ_i > 0.
-    A replica outside S is an nginx `backup` server: it takes requests only while every primary is down or at
-    max_conns. From λ_w ≥ Σ μ (overload) the shares are ∝ μ; equal response times give equal shares.
+    replica the capacity model's M/M/c queue (c = max_concurrency, service time = its response time): the used
+    replicas share one marginal cost d/dλ[λ·W_i(λ)], and a replica whose response time exceeds it gets nothing
+    (water-filling, `balancing.latency_optimal_split`). A replica left out is an nginx `backup` server: it takes
+    requests only while every primary is down or at max_conns. From λ_w ≥ Σ μ (overload) the shares are ∝ μ;
+    equal response times give equal shares.
     """
 
     image: Annotated[str, Field(min_length=1)]

@@ -305,11 +305,12 @@ def _route_conflicts(spec: Spec) -> Iterable[Issue]:
 def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
     """Routes dispatched from one nginx location (sharing a path, or one falling back to the other when its
     methods/headers do not match) share that location's timeouts and retry policy, so they must agree."""
+    from components.balancing import target_balancing
     from components.plan import build_plan
 
     index = {route.name: i for i, route in enumerate(spec.routes)}
     reported: set[tuple[str, str]] = set()
-    for server in build_plan(spec).servers:
+    for server in build_plan(spec, target_balancing(spec.target)).servers:
         for location in server.locations:
             first = location.rules[0].route if location.rules else None
             for rule in location.rules[1:]:
@@ -387,9 +388,9 @@ def _latency_optimal_issues(spec: Spec) -> Iterable[Issue]:
 
     With service balancing (kubernetes) the platform spreads a workload's pods evenly whatever the peak: nothing needed.
     """
-    from components.balancing import balancing_mode, service_rate
+    from components.balancing import service_rate, target_balancing
 
-    if spec.gateway.algorithm != "latency_optimal" or balancing_mode(spec) != "gateway":
+    if spec.gateway.algorithm != "latency_optimal" or target_balancing(spec.target) != "gateway":
         return
     for route in spec.routes:
         if spec.peak(route.name).peak_rps > 0:

@@ -23,6 +23,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from components.addressing import kubernetes_service_host
+from components.balancing import target_balancing
 from components.config import namespace_values
 from components.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
 from components.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document, target_view
@@ -89,7 +90,7 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
             resolved = service_addresses(Path(services).read_text(), spec)
         except OSError as error:
             raise InputError(f"cannot read the services file {services}: {error.strerror}") from None
-    plan = build_plan(spec)
+    plan = build_plan(spec, target_balancing(spec.target))
     reader = LogReader(member_addresses(address_map, resolved), {u.name for u in plan.upstreams}, window_s)
     stream = _open_log(log)
     try:

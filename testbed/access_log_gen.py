@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping
 
 from components.access_log import FIELDS, SCHEMA_VERSION
 from components.addressing import AddressMap
-from components.balancing import upstream_members
+from components.balancing import target_balancing, upstream_members
 from components.spec import Spec
 
 
@@ -29,7 +29,7 @@ def synthetic_lines(spec: Spec, addresses: AddressMap, count: int, rate_rps: flo
     rng = random.Random(seed)
     routes = [r for r in spec.routes if spec.peak(r.name).peak_rps > 0] or list(spec.routes)
     weights = [spec.peak(r.name).peak_rps or 1.0 for r in routes]
-    members = {r.name: upstream_members(r, spec) for r in routes}
+    members = {r.name: upstream_members(r, spec, target_balancing(spec.target)) for r in routes}
     clock = start
     for i in range(count):
         clock += rng.expovariate(rate_rps)

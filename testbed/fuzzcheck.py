@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from components.balancing import target_balancing
 from components.nginx import render_nginx
 from components.plan import build_plan
 from components.spec import Spec
@@ -157,7 +158,7 @@ def _run_on_nginx(spec: Spec, requests: list[Request]) -> list[Finding]:
     prefix = tempfile.mkdtemp(prefix="netopt-fuzz-")
     try:
         runtime = host_runtime(prefix, worker_processes="1")
-        conf = render_nginx(build_plan(spec), addresses, runtime)
+        conf = render_nginx(build_plan(spec, target_balancing(spec.target)), addresses, runtime)
         runner = _ParseOnStart(conf, prefix=prefix, listen=[("127.0.0.1", runtime.listen_port)])
         try:
             runner.start()

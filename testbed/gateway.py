@@ -137,10 +137,11 @@ class Gateway:
         return self
 
     def render(self, spec: Any, runtime: Any = None) -> str:
+        from components.balancing import target_balancing
         from components.nginx import render_nginx
         from components.plan import build_plan
 
-        self.plan = build_plan(spec)
+        self.plan = build_plan(spec, target_balancing(spec.target))
         return render_nginx(self.plan, self.addresses, runtime or self.runtime)
 
     def reload(self, spec: Any = None, **runtime_changes: Any) -> str:
@@ -247,10 +248,10 @@ GatewayFactory = Callable[..., Gateway]
 def is_service_balanced(spec: Any) -> bool:
     """True when nginx balances workloads' Services, not replicas (kubernetes target)."""
     try:
-        from components.balancing import balancing_mode
+        from components.balancing import target_balancing
     except ImportError:  # older renderer: always per replica
         return False
-    return balancing_mode(spec) == "service"
+    return target_balancing(spec.target) == "service"
 
 
 def replica_workload(replica: str | None) -> str | None:

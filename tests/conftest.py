@@ -7,7 +7,9 @@ from typing import Any
 
 import pytest
 
+from components.balancing import target_balancing
 from components.config import namespace_values
+from components.plan import Plan, build_plan
 from components.spec import Spec
 from components.validation import parse_spec
 from offline.stack_config import cli_config, stack_file
@@ -23,6 +25,12 @@ def stack_raw(stack: str) -> dict[str, Any]:
 
 def stack_spec(stack: str) -> Spec:
     return parse_spec(stack_raw(stack))
+
+
+def plan_of(spec: Spec) -> Plan:
+    """The plan the program builds for a spec: under its target's balancing mode (`balancing.target_balancing`,
+    the one mapping; tests never write a second)."""
+    return build_plan(spec, target_balancing(spec.target))
 
 
 MINIMAL: dict[str, Any] = {

@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from components.capacity import compute_capacity
-from components.plan import build_plan
 from offline.analyzer import analyze_config, policy_config_path
 from offline.manifests import manifests
 from offline.program import run_program
 from offline.stack_config import cli_config, stack_file
-from tests.conftest import stack_spec
+from tests.conftest import plan_of, stack_spec
 from tests.kubernetes.nca import connectivity, in_namespace
 from tests.kubernetes.test_network_policies import declared
 
@@ -59,7 +58,7 @@ def test_the_network_policies_allow_exactly_its_graph(tmp_path: Path) -> None:
 
 
 def test_its_capacity_table_matches_a_hand_calculation() -> None:
-    capacity = compute_capacity(build_plan(stack_spec(STACK)))
+    capacity = compute_capacity(plan_of(stack_spec(STACK)))
     arrivals = {w.workload: w.arrival_rps for w in capacity.workloads}
     pages = 300 + 1  # shop's peak (frontend 90 % + canary 10 %) plus the probe route's 1 req/s to frontend
     checkout = pages * 0.02

@@ -10,9 +10,9 @@ import pytest
 
 from components.capacity import compute_capacity
 from components.graph import GATEWAY, Flow, flows, propagate
-from components.plan import build_plan
 from components.report import capacity_document
 from components.validation import SpecError, parse_spec
+from tests.conftest import plan_of
 
 
 def _shop(minimal: dict[str, Any]) -> dict[str, Any]:
@@ -71,7 +71,7 @@ def test_propagated_rates_match_a_hand_calculation(minimal: dict[str, Any]) -> N
 
 
 def test_every_workload_gets_a_capacity_row_with_its_called_load(minimal: dict[str, Any]) -> None:
-    capacity = compute_capacity(build_plan(parse_spec(_shop(minimal))))
+    capacity = compute_capacity(plan_of(parse_spec(_shop(minimal))))
     rows = {(r.workload, r.replica): r for r in capacity.replicas}
     assert set(rows) == {("api", 0), ("api", 1), ("web", 0), ("db", 0)}
     for replica in (0, 1):  # 10/2 from the gateway, 40/2 from web's calls; μ = 10 / 0.05 s = 200/s
@@ -91,7 +91,7 @@ def test_every_workload_gets_a_capacity_row_with_its_called_load(minimal: dict[s
 def test_an_overloaded_callee_is_named_first_to_saturate(minimal: dict[str, Any]) -> None:
     raw = _shop(minimal)
     raw["workloads"][1]["calls"][1]["ratio"] = 40  # 20 pages × 40 + 25 = 825/s against db's 800/s
-    capacity = compute_capacity(build_plan(parse_spec(raw)))
+    capacity = compute_capacity(plan_of(parse_spec(raw)))
     db = next(w for w in capacity.workloads if w.workload == "db")
     assert db.arrival_rps == pytest.approx(825.0) and not db.admits_peak and db.mean_latency_ms is None
     first = capacity.saturates_first()
@@ -103,7 +103,7 @@ def test_kubernetes_spreads_called_load_evenly_over_pods(minimal: dict[str, Any]
     raw.update(target="kubernetes", network={"name": "t"})
     from components.balancing import service_shares
 
-    capacity = compute_capacity(build_plan(parse_spec(raw)), service_shares)
+    capacity = compute_capacity(plan_of(parse_spec(raw)), service_shares)
     api = [r for r in capacity.replicas if r.workload == "api"]
     assert [r.offered_rps for r in api] == pytest.approx([25.0, 25.0])
 

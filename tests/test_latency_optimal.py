@@ -1,8 +1,11 @@
-"""latency_optimal: the square-root split by hand-computed examples and by its properties, per workload of a route."""
+"""latency_optimal: the split that minimizes the capacity table's M/M/c mean latency, by worked examples, against
+brute force and by its properties, per workload of a route."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from fractions import Fraction
 from typing import Any
 
@@ -11,49 +14,190 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components.balancing import expected_shares, latency_optimal_split, nginx_shares
+from components.queueing import marginal_latency_s, mean_latency_s
 from components.validation import parse_spec
 
 # t = 10, 10, 10, 50 ms at max_concurrency 8: μ = 8 / t.
 SKEWED = [Fraction(800), Fraction(800), Fraction(800), Fraction(160)]
+SKEWED_SERVERS = 8
+
+
+def _mean_latency(rates: Sequence[Fraction], servers: int, load: float, shares: Sequence[float]) -> float:
+    """What the capacity table reports for a split: Σ share_i · W_i(λ·share_i), each replica M/M/c (∞ if one saturates)."""
+    total = 0.0
+    for rate, share in zip(rates, shares, strict=True):
+        if share > 0:
+            latency = mean_latency_s(servers, servers / float(rate), load * share)
+            if latency is None:
+                return math.inf
+            total += share * latency
+    return total
+
+
+def _joins_at(servers: int, fast_time_s: float, slow_time_s: float) -> float:
+    """The per-replica load at which a fast replica's marginal cost reaches a slow replica's cost at no load."""
+    low, high = 0.0, servers / fast_time_s
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if marginal_latency_s(servers, fast_time_s, middle) < slow_time_s else (low, middle)
+    return low
 
 
 def test_light_load_leaves_the_slow_replica_out() -> None:
-    # S = all four: K = (2560 − 1000) / (3·√800 + √160) ≈ 16.0 > √160 ≈ 12.6, so the slow replica is out.
-    # S = the fast three: K = (2400 − 1000) / (3·√800) ≈ 16.5 < √800: each gets 800 − √800·K = 1000/3.
-    assert latency_optimal_split(SKEWED, 1000) == [Fraction(1, 3), Fraction(1, 3), Fraction(1, 3), Fraction(0)]
+    assert latency_optimal_split(SKEWED, 1000, SKEWED_SERVERS) == [Fraction(1, 3), Fraction(1, 3), Fraction(1, 3), Fraction(0)]
 
 
-def test_the_slow_replica_joins_past_the_threshold() -> None:
-    threshold = 2400 - 3 * math.sqrt(800 * 160)  # √160 = (2400 − λ) / (3·√800)
-    assert latency_optimal_split(SKEWED, threshold - 1)[3] == 0
-    assert latency_optimal_split(SKEWED, threshold + 5)[3] > 0
+def test_the_slow_replica_joins_where_the_fast_ones_marginal_cost_reaches_its_service_time() -> None:
+    threshold = 3 * _joins_at(SKEWED_SERVERS, 0.010, 0.050)  # ≈ 2006 req/s (M/M/1 of rate 800 said ≈ 1327)
+    assert 2000 < threshold < 2012
+    assert latency_optimal_split(SKEWED, threshold - 1, SKEWED_SERVERS)[3] == 0
+    assert latency_optimal_split(SKEWED, threshold + 5, SKEWED_SERVERS)[3] > 0
+
+
+def test_pooled_servers_keep_the_slow_replica_out_where_the_single_server_model_used_it() -> None:
+    """At 2,000 req/s the old M/M/1 (rate c/t) square-root split sent the slow replica 4.37 %; under the M/M/c
+    latency the capacity table reports, the fast replicas (8 servers each, a third of their capacity left) absorb
+    it faster: 13.995 ms mean against the old split's 14.457 ms."""
+    old = [0.31877497803888, 0.31877497803888, 0.31877497803888, 0.04367506588334]
+    new = latency_optimal_split(SKEWED, 2000, SKEWED_SERVERS)
+    assert new == [Fraction(1, 3)] * 3 + [Fraction(0)]
+    assert _mean_latency(SKEWED, 8, 2000, [float(s) for s in new]) * 1000 == pytest.approx(13.995, abs=1e-3)
+    assert _mean_latency(SKEWED, 8, 2000, old) * 1000 == pytest.approx(14.457, abs=1e-3)
 
 
 def test_heavy_load_gives_the_slow_replica_less_than_its_service_rate_share() -> None:
-    load = 2300
-    k = (2560 - load) / (3 * math.sqrt(800) + math.sqrt(160))
-    slow = (160 - math.sqrt(160) * k) / load  # ≈ 0.0549
-    fast = (800 - math.sqrt(800) * k) / load
-    shares = latency_optimal_split(SKEWED, load)
-    assert float(shares[3]) == pytest.approx(slow, abs=1e-6)
-    assert [float(s) for s in shares[:3]] == pytest.approx([fast] * 3, abs=1e-6)
+    shares = latency_optimal_split(SKEWED, 2300, SKEWED_SERVERS)
+    assert float(shares[3]) == pytest.approx(0.054092, abs=1e-6)
     assert shares[0] == shares[1] == shares[2]
     assert 0 < shares[3] < Fraction(160, 2560)
     assert sum(shares) == 1
 
 
+def test_one_server_per_replica_is_the_square_root_rule() -> None:
+    """With c = 1 an M/M/c replica is M/M/1 of rate μ_i, whose optimum has a closed form (Bell & Stidham):
+    λ_i = μ_i − sqrt(μ_i)·(Σ μ − λ)/Σ sqrt(μ) over the used replicas."""
+    rates, load = [Fraction(100), Fraction(100), Fraction(100), Fraction(20)], 230.0
+    k = (320 - load) / (3 * math.sqrt(100) + math.sqrt(20))
+    expected = [(100 - math.sqrt(100) * k) / load] * 3 + [(20 - math.sqrt(20) * k) / load]
+    assert [float(s) for s in latency_optimal_split(rates, load, 1)] == pytest.approx(expected, abs=2e-6)
+
+
 @pytest.mark.parametrize("load", [2560, 2561, 10_000])
 def test_overload_falls_back_to_service_rate(load: float) -> None:
-    assert latency_optimal_split(SKEWED, load) == [Fraction(5, 16)] * 3 + [Fraction(1, 16)]
+    assert latency_optimal_split(SKEWED, load, SKEWED_SERVERS) == [Fraction(5, 16)] * 3 + [Fraction(1, 16)]
 
 
 @pytest.mark.parametrize("load", [0, 1, 500, 10_000])
 def test_equal_rates_give_exactly_equal_shares(load: float) -> None:
-    assert latency_optimal_split([Fraction(400)] * 3, load) == [Fraction(1, 3)] * 3
+    assert latency_optimal_split([Fraction(400)] * 3, load, 4) == [Fraction(1, 3)] * 3
 
 
-def test_no_load_goes_to_the_fastest_replicas() -> None:
-    assert latency_optimal_split(SKEWED, 0) == [Fraction(1, 3)] * 3 + [Fraction(0)]
+@pytest.mark.parametrize("load", [0, -5])
+def test_no_load_goes_to_the_fastest_replicas(load: float) -> None:
+    assert latency_optimal_split(SKEWED, load, SKEWED_SERVERS) == [Fraction(1, 3)] * 3 + [Fraction(0)]
+    assert latency_optimal_split([Fraction(160), Fraction(800)], load, SKEWED_SERVERS) == [Fraction(0), Fraction(1)]
+
+
+def test_no_replicas_no_shares() -> None:
+    assert latency_optimal_split([], 100, 8) == []
+
+
+def test_the_split_is_deterministic() -> None:
+    from components.balancing import _split
+
+    first = latency_optimal_split(SKEWED, 2345.6, SKEWED_SERVERS)
+    _split.cache_clear()
+    assert latency_optimal_split(SKEWED, 2345.6, SKEWED_SERVERS) == first
+
+
+# ---- against brute force: no other split has a lower M/M/c mean latency --------------------------------------
+
+
+def _grid(replicas: int, steps: int) -> list[list[float]]:
+    points = []
+    for head in itertools.product(range(steps + 1), repeat=replicas - 1):
+        if sum(head) <= steps:
+            points.append([h / steps for h in head] + [(steps - sum(head)) / steps])
+    return points
+
+
+@pytest.mark.parametrize(("times_ms", "servers", "fraction_of_capacity"), [
+    ([10, 50], 8, 0.5), ([10, 50], 8, 0.9), ([10, 12], 1, 0.6), ([5, 20], 32, 0.95),
+    ([10, 20, 50], 4, 0.7), ([10, 10, 40], 2, 0.85), ([5, 15, 30], 16, 0.9),
+])
+def test_no_split_on_a_fine_grid_is_faster(times_ms: list[int], servers: int, fraction_of_capacity: float) -> None:
+    rates = [Fraction(servers * 1000, t) for t in times_ms]
+    load = fraction_of_capacity * float(sum(rates))
+    optimal = _mean_latency(rates, servers, load, [float(s) for s in latency_optimal_split(rates, load, servers)])
+    best_on_grid = min(_mean_latency(rates, servers, load, p) for p in _grid(len(rates), 2000 if len(rates) == 2 else 200))
+    assert optimal <= best_on_grid * (1 + 1e-9)
+    assert optimal == pytest.approx(best_on_grid, rel=5e-3), "the grid comes close: the comparison means something"
+
+
+_times_ms = st.lists(st.sampled_from([1, 5, 10, 12, 50, 200]) | st.integers(1, 2000), min_size=1, max_size=6)
+_servers = st.sampled_from([1, 2, 4, 8, 32, 100])
+
+
+def _rates(times_ms: list[int], servers: int) -> list[Fraction]:
+    return [Fraction(servers * 1000, t) for t in times_ms]
+
+
+@settings(max_examples=150, deadline=None)
+@given(_times_ms, _servers, st.floats(0.001, 0.99))
+def test_moving_load_between_replicas_never_helps(times_ms: list[int], servers: int, fraction_of_capacity: float) -> None:
+    """First-order optimality checked directly: shifting 0.1 % of the load from any replica that has some to any other
+    replica does not lower the mean latency."""
+    rates = _rates(times_ms, servers)
+    load = fraction_of_capacity * float(sum(rates))
+    shares = [float(s) for s in latency_optimal_split(rates, load, servers)]
+    optimal = _mean_latency(rates, servers, load, shares)
+    for source, sink in itertools.permutations(range(len(rates)), 2):
+        step = min(shares[source], 1e-3)
+        if step > 0:
+            moved = list(shares)
+            moved[source] -= step
+            moved[sink] += step
+            assert optimal <= _mean_latency(rates, servers, load, moved) * (1 + 1e-9)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_times_ms, _servers, st.floats(0.001, 0.99))
+def test_mean_latency_is_no_worse_than_the_service_rate_split(times_ms: list[int], servers: int, fraction_of_capacity: float) -> None:
+    rates = _rates(times_ms, servers)
+    load = fraction_of_capacity * float(sum(rates))
+    optimal = _mean_latency(rates, servers, load, [float(s) for s in latency_optimal_split(rates, load, servers)])
+    proportional = _mean_latency(rates, servers, load, [float(r / sum(rates)) for r in rates])
+    assert optimal <= proportional * (1 + 1e-9)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_times_ms, _servers, st.floats(0.0, 1.5))
+def test_shares_are_a_distribution_ordered_by_speed(times_ms: list[int], servers: int, fraction_of_capacity: float) -> None:
+    rates = _rates(times_ms, servers)
+    shares = latency_optimal_split(rates, fraction_of_capacity * float(sum(rates)), servers)
+    assert sum(shares) == 1
+    assert all(s >= 0 for s in shares)
+    for (rate_a, share_a), (rate_b, share_b) in itertools.product(zip(rates, shares, strict=True), repeat=2):
+        if rate_a > rate_b:
+            assert share_a >= share_b, "a faster replica got a smaller share than a slower one"
+        elif rate_a == rate_b:
+            assert share_a == share_b
+
+
+@settings(max_examples=100, deadline=None)
+@given(_times_ms, _servers, st.floats(0.01, 0.98), st.floats(0.01, 0.98))
+def test_more_load_never_takes_load_from_a_replica(times_ms: list[int], servers: int, low: float, high: float) -> None:
+    """Every replica's marginal cost rises with its load, so a higher multiplier gives each one at least as much."""
+    rates = _rates(times_ms, servers)
+    capacity = float(sum(rates))
+    light, heavy = sorted((low * capacity, high * capacity))
+    before = latency_optimal_split(rates, light, servers)
+    after = latency_optimal_split(rates, heavy, servers)
+    for share_before, share_after in zip(before, after, strict=True):
+        assert float(share_after) * heavy >= float(share_before) * light - 1e-6 * heavy
+
+
+# ---- per workload of a route ----------------------------------------------------------------------------------
 
 
 def _optimal(raw: dict[str, Any], traffic: dict[str, float]) -> dict[str, Any]:
@@ -84,7 +228,7 @@ def test_a_workload_load_sums_every_route_that_reaches_it(minimal: dict[str, Any
     assert spec.workload_peak_rps("api") == 2300
     first, second = (expected_shares(route, spec) for route in spec.routes if route.name in ("api", "api2"))
     assert first == second
-    assert [s for _, _, s in first] == latency_optimal_split(SKEWED, 2300)
+    assert [s for _, _, s in first] == latency_optimal_split(SKEWED, 2300, SKEWED_SERVERS)
 
 
 def test_equal_response_times_are_an_even_split(minimal: dict[str, Any]) -> None:
@@ -92,71 +236,16 @@ def test_equal_response_times_are_an_even_split(minimal: dict[str, Any]) -> None
     assert [s for _, _, s in expected_shares(spec.routes[0], spec)] == [Fraction(1, 2)] * 2
 
 
-# ---- properties -------------------------------------------------------------------------------------------
+def test_the_capacity_table_reports_the_latency_the_split_minimizes(minimal: dict[str, Any]) -> None:
+    """One queue model: the workload latency in the capacity table is the split's M/M/c mean latency."""
+    from components.capacity import compute_capacity
+    from tests.conftest import plan_of
 
-_rates = st.lists(st.sampled_from([50, 160, 200, 800, 801, 1000, 4000]) | st.integers(1, 100_000), min_size=1, max_size=8).map(
-    lambda values: [Fraction(v) for v in values])
-
-
-def _mean_sojourn(rates: list[Fraction], load: float, shares: list[float]) -> float:
-    """M/M/1 per replica: mean response time Σ (λ_i/λ) / (μ_i − λ_i)."""
-    total = 0.0
-    for mu, share in zip(rates, shares, strict=True):
-        arrival = load * share
-        if arrival == 0:
-            continue
-        assert arrival < float(mu), "a replica is overloaded below the workload's capacity"
-        total += share / (float(mu) - arrival)
-    return total
-
-
-@settings(max_examples=300, deadline=None)
-@given(_rates, st.floats(0.0, 1.5))
-def test_shares_are_a_distribution_ordered_by_speed(rates: list[Fraction], fraction_of_capacity: float) -> None:
-    shares = latency_optimal_split(rates, fraction_of_capacity * float(sum(rates)))
-    assert sum(shares) == 1
-    assert all(s >= 0 for s in shares)
-    for mu_a, share_a in zip(rates, shares, strict=True):
-        for mu_b, share_b in zip(rates, shares, strict=True):
-            if mu_a > mu_b:
-                assert share_a >= share_b, "a faster replica got a smaller share than a slower one"
-            elif mu_a == mu_b:
-                assert share_a == share_b
-
-
-@settings(max_examples=300, deadline=None)
-@given(_rates, st.floats(0.001, 0.97))
-def test_mean_latency_is_no_worse_than_the_service_rate_split(rates: list[Fraction], fraction_of_capacity: float) -> None:
-    load = fraction_of_capacity * float(sum(rates))
-    optimal = _mean_sojourn(rates, load, [float(s) for s in latency_optimal_split(rates, load)])
-    proportional = _mean_sojourn(rates, load, [float(mu / sum(rates)) for mu in rates])
-    assert optimal <= proportional * (1 + 1e-9)
-
-
-def _water_filling(rates: list[Fraction], load: float) -> list[float]:
-    """The optimum found another way: the KKT conditions of min Σ λ_i/(μ_i − λ_i) subject to Σ λ_i = λ say every used
-    replica has the same marginal cost μ_i/(μ_i − λ_i)² = ν and an unused one 1/μ_i ≥ ν, i.e. λ_i = max(0, μ_i − sqrt(μ_i/ν));
-    bisect on ν until the λ_i add up to λ."""
-    mu = [float(r) for r in rates]
-    low, high = 1.0 / max(mu), 1e30  # ν = 1/max μ: nothing is sent; ν → ∞: everything up to capacity
-
-    def sent(nu: float) -> float:
-        return sum(max(0.0, m - math.sqrt(m / nu)) for m in mu)
-
-    for _ in range(400):
-        mid = math.sqrt(low * high)
-        low, high = (mid, high) if sent(mid) < load else (low, mid)
-    return [max(0.0, m - math.sqrt(m / high)) / load for m in mu]
-
-
-@settings(max_examples=300, deadline=None)
-@given(_rates, st.floats(0.001, 0.97))
-def test_the_split_is_the_optimum_found_by_water_filling(rates: list[Fraction], fraction_of_capacity: float) -> None:
-    load = fraction_of_capacity * float(sum(rates))
-    shares = latency_optimal_split(rates, load)
-    reference = _water_filling(rates, load)
-    assert [float(s) for s in shares] == pytest.approx(reference, abs=1e-5)
-    assert _mean_sojourn(rates, load, [float(s) for s in shares]) == pytest.approx(_mean_sojourn(rates, load, reference), rel=1e-6)
+    minimal["workloads"][0].update(replicas=4, response_time_ms=[10, 10, 10, 50], max_concurrency=8)
+    spec = parse_spec(_optimal(minimal, {"api": 2300}))
+    row = next(w for w in compute_capacity(plan_of(spec)).workloads if w.workload == "api")
+    shares = [float(s) for s in latency_optimal_split(SKEWED, 2300, SKEWED_SERVERS)]
+    assert row.mean_latency_ms == pytest.approx(_mean_latency(SKEWED, SKEWED_SERVERS, 2300, shares) * 1000, rel=1e-12)
 
 
 def test_a_copy_with_other_traffic_splits_by_the_new_peak(minimal: dict[str, Any]) -> None:
@@ -168,4 +257,4 @@ def test_a_copy_with_other_traffic_splits_by_the_new_peak(minimal: dict[str, Any
     assert spec.workload_peak_rps("api") == 1000
     busier = spec.model_copy(update={"traffic": {"api": Traffic(peak_rps=2300)}})
     assert busier.workload_peak_rps("api") == 2300
-    assert [s for _, _, s in expected_shares(busier.routes[0], busier)] == latency_optimal_split(SKEWED, 2300)
+    assert [s for _, _, s in expected_shares(busier.routes[0], busier)] == latency_optimal_split(SKEWED, 2300, SKEWED_SERVERS)

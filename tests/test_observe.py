@@ -10,11 +10,10 @@ import pytest
 import yaml
 
 from components.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
-from components.balancing import expected_shares
+from components.balancing import expected_shares, share_function
 from components.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
 from components.observation import measure, member_addresses, observation_document, target_view
 from components.observation_patch import apply_patch, patch_document
-from components.plan import build_plan
 from components.scores import compute_scores, mean_reciprocal
 from components.spec import Spec
 from components.validation import parse_spec
@@ -22,12 +21,13 @@ from offline import observe as cli
 from offline.stack_config import stack_file
 from testbed.access_log_gen import log_line, synthetic_lines
 from testbed.specs import load_stack, make_spec
+from tests.conftest import plan_of
 
 
 def read(spec: Spec, lines: list[str], addresses: dict[str, list[str]] | None = None, resolved: dict[str, str] | None = None,
          window_s: int = DEFAULT_WINDOW_S) -> LogStats:
     addresses = addresses if addresses is not None else docker_address_map(spec)
-    reader = LogReader(member_addresses(addresses, resolved), {u.name for u in build_plan(spec).upstreams}, window_s)
+    reader = LogReader(member_addresses(addresses, resolved), {u.name for u in plan_of(spec).upstreams}, window_s)
     for number, line in enumerate(lines, start=1):
         reader.feed(number, line.encode() + b"\n")
     return reader.finish()
@@ -137,7 +137,7 @@ def test_folding_in_batches_gives_the_same_statistics_as_line_by_line(monkeypatc
 def test_retries_count_for_every_replica_tried_and_a_named_upstream_is_no_server_left() -> None:
     spec = load_stack("staging")
     api = docker_address_map(spec)["api"]
-    upstream = build_plan(spec).route_upstreams["api_versioned"]
+    upstream = plan_of(spec).route_upstreams["api_versioned"]
     stats = read(spec, [
         log_line(msec="1764000000.100", route="api_versioned", status="200", upstream_addr=f"{api[0]}, {api[1]}",
                  upstream_status="502, 200", upstream_response_time="0.001, 0.040"),
@@ -197,7 +197,7 @@ def test_observe_sees_each_target_as_the_target_itself_does(stack: str) -> None:
     address_map, shares = target_view(spec)
     target = target_for(spec)
     assert address_map == target.address_map()
-    assert [shares(r, spec) for r in spec.routes] == [target.shares(r, spec) for r in spec.routes]
+    assert [shares(r, spec) for r in spec.routes] == [share_function(plan_of(spec).balancing)(r, spec) for r in spec.routes]
 
 
 def test_hosts_lines_also_name_service_addresses() -> None:
@@ -226,14 +226,14 @@ def test_measured_scores_run_the_same_formula_on_the_measured_times() -> None:
     document = observation_document(spec, stats, expected_shares)
     means = [stats.members[("svc", i)].times.mean() for i in range(4)]
     assert document["scores"]["measured"]["load_balancing"] == pytest.approx(mean_reciprocal([round(m or 0, 1) / 1000 for m in means]))
-    assert document["scores"]["declared"]["load_balancing"] == pytest.approx(compute_scores(build_plan(spec)).load_balancing)
+    assert document["scores"]["declared"]["load_balancing"] == pytest.approx(compute_scores(plan_of(spec)).load_balancing)
     assert document["capacity"]["observed"]["replicas"][3]["overloaded"], "a full share at 50 ms overloads svc/3 at the peak"
     assert document["capacity"]["replanned"]["replicas"][3]["offered_rps"] == 0.0
 
 
 def test_the_patch_replans_latency_optimal_to_make_the_slow_replica_a_backup() -> None:
     spec = skew([10, 10, 10, 10])
-    before = build_plan(spec).upstreams[0].servers
+    before = plan_of(spec).upstreams[0].servers
     assert not any(s.backup for s in before) and len({s.weight for s in before}) == 1
     raw = {f"netopt:{k}": v for k, v in spec.model_dump(mode="json", exclude_unset=True).items()}
     patch, changes = patch_document(raw, spec, measure(spec, skew_log(spec, [10, 10, 10, 50])), tolerance=0.2)
@@ -242,7 +242,7 @@ def test_the_patch_replans_latency_optimal_to_make_the_slow_replica_a_backup() -
     assert times[:3] == [10.0, 10.0, 10.0] and times[3] == pytest.approx(50, rel=0.1)  # only what drifts changes
     merged = apply_patch({"config": raw}, yaml.safe_load(yaml.safe_dump(patch)))["config"]
     replanned = parse_spec({k.removeprefix("netopt:"): v for k, v in merged.items()})
-    after = build_plan(replanned).upstreams[0].servers
+    after = plan_of(replanned).upstreams[0].servers
     assert [s.backup for s in after] == [False, False, False, True]
 
 

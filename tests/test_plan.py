@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from components.plan import DEFAULT_SERVER, Location, Plan, build_plan, regex_literal_prefix
+from components.plan import DEFAULT_SERVER, Location, Plan, regex_literal_prefix
 from components.validation import parse_spec
+from tests.conftest import plan_of
 
 
 def chain(plan: Plan, host: str, kind: str, path: str) -> list[str]:
@@ -26,7 +27,7 @@ def test_regex_literal_prefix() -> None:
 def test_conditional_route_falls_through_to_the_covering_route(minimal: dict[str, Any]) -> None:
     minimal["routes"].append({"name": "login", "match": {"path": "/api/login", "path_type": "exact", "methods": ["POST"]},
                               "backends": [{"workload": "web"}], "rate_limit": "per_ip"})
-    plan = build_plan(parse_spec(minimal))
+    plan = plan_of(parse_spec(minimal))
     # GET /api/login is not the POST-only route's: it falls through to /api/, as if the exact location did not exist.
     assert chain(plan, DEFAULT_SERVER, "exact", "/api/login") == ["login", "api"]
     assert plan.match_steps["login"] == 2 and plan.match_steps["api"] == 1
@@ -38,19 +39,19 @@ def test_host_route_is_not_shadowed_by_hostless_routes(minimal: dict[str, Any]) 
         {"name": "api_write", "match": {"path": "/api/", "methods": ["POST"]}, "backends": [{"workload": "api"}]},
     ]
     minimal["routes"][0]["match"]["methods"] = ["GET"]
-    plan = build_plan(parse_spec(minimal))
+    plan = plan_of(parse_spec(minimal))
     # On its host, the unconditional host route wins; hostless routes after it are unreachable there.
     assert chain(plan, "shop.example.com", "prefix", "/api/") == ["shop_api"]
     assert chain(plan, DEFAULT_SERVER, "prefix", "/api/") == ["api", "api_write", "web"]
 
 
 def test_prefix_without_slash_belongs_to_the_prefix(minimal: dict[str, Any]) -> None:
-    plan = build_plan(parse_spec(minimal))
+    plan = plan_of(parse_spec(minimal))
     # "/api/" is the prefix "/api" (Gateway API: the trailing slash does not count): /api is the api route's, in its own
     # exact location, so nginx never answers it with a 301 to /api/.
     assert chain(plan, DEFAULT_SERVER, "exact", "/api") == ["api"]
     del minimal["routes"][1]
-    plan = build_plan(parse_spec(minimal))
+    plan = plan_of(parse_spec(minimal))
     assert chain(plan, DEFAULT_SERVER, "exact", "/api") == ["api"]
     assert [(loc.kind, loc.path) for loc in plan.servers[0].locations] == [("exact", "/api"), ("prefix", "/api/")]
 
@@ -58,7 +59,7 @@ def test_prefix_without_slash_belongs_to_the_prefix(minimal: dict[str, Any]) -> 
 def _cart(minimal: dict[str, Any], *extra: dict[str, Any]) -> Plan:
     minimal["routes"] = [{"name": "cart", "match": {"path": "/cart"}, "backends": [{"workload": "api"}], "rate_limit": "per_ip"},
                          *extra, {"name": "web", "match": {"path": "/"}, "backends": [{"workload": "web"}]}]
-    return build_plan(parse_spec(minimal))
+    return plan_of(parse_spec(minimal))
 
 
 def _resolved(plan: Plan, path: str, host: str = DEFAULT_SERVER) -> list[str]:
@@ -117,7 +118,7 @@ def test_prefix_per_host(minimal: dict[str, Any]) -> None:
 
 def test_prefix_stops_regex_search_only_when_no_regex_can_match_below_it(minimal: dict[str, Any]) -> None:
     minimal["routes"].append({"name": "v", "match": {"path": "^/v[0-9]+/", "path_type": "regex"}, "backends": [{"workload": "web"}]})
-    plan = build_plan(parse_spec(minimal))
+    plan = plan_of(parse_spec(minimal))
     locations = {(loc.kind, loc.path): loc for loc in plan.servers[0].locations}
     assert locations[("prefix", "/api/")].stops_regex
     assert not locations[("prefix", "/")].stops_regex

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.plan import build_plan
 from components.scores import compute_scores, mean_reciprocal
 from components.validation import parse_spec
+from tests.conftest import plan_of
 
 
 def test_mean_reciprocal_by_hand() -> None:
@@ -22,7 +22,7 @@ def test_minimal_stack_scores_by_hand(minimal: dict[str, Any]) -> None:
     # Replicas behind the gateway: api/0, api/1 (50 ms) and web/0 (20 ms).
     # Routes: /api/ prefix and / prefix, no regex anywhere: each found in 1 step.
     # Flow: api limited at 10 r/s, web unlimited. References: 100 ms budget, 1000 r/s.
-    scores = compute_scores(build_plan(parse_spec(minimal)))
+    scores = compute_scores(plan_of(parse_spec(minimal)))
     lb = (1 / 0.05 + 1 / 0.05 + 1 / 0.02) / 3
     assert scores.load_balancing == pytest.approx(lb)
     assert scores.routing == pytest.approx(1.0)
@@ -40,7 +40,7 @@ def test_slow_backends_and_regexes_lower_the_scores(minimal: dict[str, Any]) -> 
     minimal["workloads"][0]["response_time_ms"] = 400
     minimal["workloads"][1]["response_time_ms"] = 400
     minimal["routes"].append({"name": "v", "match": {"path": "^/v[0-9]+/", "path_type": "regex"}, "backends": [{"workload": "web"}]})
-    scores = compute_scores(build_plan(parse_spec(minimal)))
+    scores = compute_scores(plan_of(parse_spec(minimal)))
     assert scores.load_balancing == pytest.approx(2.5)
     s_lb = 10.0 / 2.5  # 100 ms budget vs 400 ms replicas: 4x worse than reference
     assert scores.s[0].value == pytest.approx(s_lb)
@@ -51,7 +51,7 @@ def test_slow_backends_and_regexes_lower_the_scores(minimal: dict[str, Any]) -> 
 
 def test_no_limits_at_all_gives_flow_zero_and_infinite_s(minimal: dict[str, Any]) -> None:
     del minimal["routes"][0]["rate_limit"]
-    scores = compute_scores(build_plan(parse_spec(minimal)))
+    scores = compute_scores(plan_of(parse_spec(minimal)))
     assert scores.flow_control == 0.0
     assert scores.s[2].value is None
     assert math.isfinite(scores.overall) and scores.overall < 1.0
@@ -59,11 +59,11 @@ def test_no_limits_at_all_gives_flow_zero_and_infinite_s(minimal: dict[str, Any]
 
 def test_only_routed_replicas_count(minimal: dict[str, Any]) -> None:
     minimal["workloads"].append({"name": "batch", "image": "b:1", "port": 1, "response_time_ms": 1, "max_concurrency": 1})
-    scores = compute_scores(build_plan(parse_spec(minimal)))
+    scores = compute_scores(plan_of(parse_spec(minimal)))
     assert "batch/0" not in [i.item for i in scores.t_seconds]
 
 
 def test_per_replica_response_times(minimal: dict[str, Any]) -> None:
     minimal["workloads"][0]["response_time_ms"] = [50, 250]
-    scores = compute_scores(build_plan(parse_spec(minimal)))
+    scores = compute_scores(plan_of(parse_spec(minimal)))
     assert [i.value for i in scores.t_seconds] == pytest.approx([0.05, 0.25, 0.02])

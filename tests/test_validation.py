@@ -7,10 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.balancing import nginx_shares, upstream_members
-from components.plan import build_plan
+from components.balancing import nginx_shares, target_balancing, upstream_members
 from components.validation import SpecError, parse_spec
-from tests.conftest import STACKS, stack_raw
+from tests.conftest import STACKS, plan_of, stack_raw
 
 
 def problems(raw: dict[str, Any]) -> dict[str, str]:
@@ -103,7 +102,7 @@ def test_conflicting_routes(minimal: dict[str, Any]) -> None:
 def test_routes_split_by_method_do_not_conflict(minimal: dict[str, Any]) -> None:
     minimal["routes"][0]["match"]["methods"] = ["POST"]
     minimal["routes"].append({"name": "api_read", "match": {"path": "/api/", "methods": ["GET", "HEAD"]}, "backends": [{"workload": "web"}]})
-    plan = build_plan(parse_spec(minimal))
+    plan = plan_of(parse_spec(minimal))
     (location,) = [loc for server in plan.servers for loc in server.locations if loc.path == "/api/"]
     chain = {rule.route.name: rule.route.match.methods for rule in location.rules}
     # One location, its two routes told apart by method; other methods fall through to what `/` would serve.
@@ -168,7 +167,8 @@ def test_latency_optimal_needs_no_traffic_on_kubernetes(minimal: dict[str, Any])
     spec = parse_spec(minimal)
     assert spec.traffic == {} and spec.target == "kubernetes"
     api = next(r for r in spec.routes if r.name == "api")
-    assert upstream_members(api, spec) == [("api", 0, Fraction(1))], "one member, the workload's Service, whatever the peak"
+    members = upstream_members(api, spec, target_balancing(spec.target))
+    assert members == [("api", 0, Fraction(1))], "one member, the workload's Service, whatever the peak"
 
 
 def test_per_replica_list_must_match_replicas(minimal: dict[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""What a target must provide: addresses for the renderer, how replicas share load, and the resources."""
+"""What a target must provide: addresses for the renderer and the resources. How replicas share load is the plan's
+input (`balancing.target_balancing`), not a target's attribute: a target only translates the plan."""
 
 from __future__ import annotations
 
@@ -7,20 +8,12 @@ from typing import Protocol
 import pulumi
 
 from components.addressing import AddressMap
-from components.capacity import ShareFunction
 from components.nginx import NginxRuntime
 from components.spec import Spec, Workload
 
 
 class Target(Protocol):
     spec: Spec
-    balancing: str  # "gateway": nginx picks each replica; "service": the platform spreads a workload's replicas
-
-    @property
-    def shares(self) -> ShareFunction:
-        """How the capacity model spreads a route's load over replicas on this target (read-only, so a plain
-        function or staticmethod with named parameters satisfies the protocol)."""
-        ...
 
     def address_map(self) -> AddressMap: ...
 

@@ -24,7 +24,6 @@ import pulumi_command as command
 import pulumi_docker as docker
 
 from components.addressing import AddressMap, docker_address_map
-from components.balancing import expected_shares
 from components.docker_links import Link, links
 from components.graph import GATEWAY
 from components.nginx import NginxRuntime
@@ -89,9 +88,6 @@ def _ipam(subnet: ipaddress.IPv4Network) -> list[docker.NetworkIpamConfigArgs]:
 
 
 class DockerTarget:
-    balancing = "gateway"
-    shares = staticmethod(expected_shares)
-
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self._links = links(spec)

@@ -5,7 +5,7 @@ an immutable content-named ConfigMap + Deployment + Service, NetworkPolicies (de
 exactly the service graph's flows: `network_policies.py`), a PodDisruptionBudget for every Deployment with
 more than one replica and an optional HorizontalPodAutoscaler per workload.
 
-Balancing is "service". Pod IPs change on every restart, and nginx (1.22 here, 1.27 in the gateway image, without
+Balancing is "service" (`balancing.target_balancing`). Pod IPs change on every restart, and nginx (1.22 here, 1.27 in the gateway image, without
 the upstream `resolve` parameter) resolves upstream names once, when it loads its config. So the gateway's upstream
 members are the workloads' ClusterIP Services, whose address is fixed for the Service's lifetime: nginx splits
 each route between workloads by weight (with the chosen algorithm), and kube-proxy spreads a workload's
@@ -25,7 +25,6 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
-from components.balancing import service_shares
 from components.graph import GATEWAY
 from components.nginx import NginxRuntime
 from components.spec import HealthCheck, Resources, Spec, Workload
@@ -126,9 +125,6 @@ def _container_security(read_only: bool) -> k8s.core.v1.SecurityContextArgsDict:
 
 
 class KubernetesTarget:
-    balancing = "service"
-    shares = staticmethod(service_shares)
-
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self.namespace = kubernetes_namespace(spec)

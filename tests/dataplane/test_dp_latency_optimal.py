@@ -1,4 +1,4 @@
-"""latency_optimal on the real nginx: the replica the square-root rule leaves out is a backup server that serves
+"""latency_optimal on the real nginx: the replica the M/M/c water-filling split leaves out is a backup server that serves
 nothing under light load and takes the overflow when the primaries are saturated (max_conns) or dead."""
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ pytestmark = pytest.mark.dataplane
 
 def _spec() -> Spec:
     """svc: 3 replicas at 10 ms and one at 50 ms, 2 in service each (μ = 200, 200, 200, 40 req/s). At the declared
-    100 req/s the slow one is left out (it would join past 600 − 3·sqrt(200·40) ≈ 332 req/s): svc-3 is the backup."""
+    100 req/s the slow one is left out (it would join past ≈ 407 req/s, where a fast replica's marginal cost reaches
+    50 ms): svc-3 is the backup."""
     return make_spec(
         {"svc": {"replicas": 4, "response_time_ms": [10, 10, 10, 50], "max_concurrency": 2}},
         [{"name": "main", "match": {"path": "/"}, "to": {"svc": 1}}],

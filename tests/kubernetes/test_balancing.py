@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import copy
+import re
 from fractions import Fraction
 from typing import Any
 
 import pytest
 
+from components.addressing import kubernetes_service_host
 from components.app_network import analyse
-from components.balancing import balancing_mode, upstream_members
+from components.balancing import target_balancing, upstream_members
 from components.capacity import compute_capacity
-from components.plan import build_plan
+from components.nginx import render_nginx
 from components.scores import compute_scores
+from components.spec import Spec
 from components.targets import target_for
 from components.validation import SpecError, parse_spec
-from tests.conftest import STACKS, stack_spec
+from tests.conftest import STACKS, plan_of, stack_spec
 from tests.kubernetes.conftest import PROD
 
 ALGORITHMS = ["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
@@ -38,15 +41,15 @@ def _uneven(raw: dict[str, Any], algorithm: str) -> dict[str, Any]:
 def test_each_target_reports_the_balancing_the_plan_uses() -> None:
     for stack in STACKS:
         spec = stack_spec(stack)
-        target, _, report = analyse(spec)
-        assert target.balancing == balancing_mode(spec) == report["balancing"]
+        _, plan, report = analyse(spec)
+        assert plan.balancing == target_balancing(spec.target) == report["balancing"]
     assert analyse(stack_spec(PROD))[2]["balancing"] == "service"
     assert analyse(stack_spec("dev"))[2]["balancing"] == "gateway"
 
 
 def test_prod_upstreams_have_one_member_per_workload_service() -> None:
     spec = stack_spec(PROD)
-    plan = build_plan(spec)
+    plan = plan_of(spec)
     addresses = target_for(spec).address_map()
     assert all(len(members) == 1 for members in addresses.values())
     for route in spec.routes:
@@ -57,15 +60,45 @@ def test_prod_upstreams_have_one_member_per_workload_service() -> None:
         assert [Fraction(w, sum(weights)) for w in weights] == [Fraction(b.weight, sum(x.weight for x in route.backends)) for b in route.backends]
         for server in upstream.servers:
             assert server.max_fails == 0, "a Service member is never ejected: that would drop every healthy pod with it"
-            assert server.max_conns == spec.workload(server.workload).max_concurrency * spec.max_replicas(server.workload)
+            assert server.max_conns == spec.workload(server.workload).max_concurrency * spec.workload(server.workload).replicas
     api = next(u for u in plan.upstreams if u.name == "up_api_90_api_2dcanary_10")
-    assert [(s.workload, s.weight, s.max_conns) for s in api.servers] == [("api", 9, 32 * 6), ("api-canary", 1, 32 * 3)]
+    # api autoscales 3..6: admission is sized for the 3 pods the capacity model plans with, not for 6
+    assert [(s.workload, s.weight, s.max_conns) for s in api.servers] == [("api", 9, 32 * 3), ("api-canary", 1, 32 * 3)]
+
+
+def _rendered_max_conns(spec: Spec, workload: str) -> int:
+    target, plan, _ = analyse(spec)
+    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    found = {int(n) for n in re.findall(rf"server {re.escape(kubernetes_service_host(spec, workload))}:\d+ .*max_conns=(\d+);", config)}
+    assert len(found) == 1, found
+    return found.pop()
+
+
+@pytest.mark.parametrize(("peak", "clients"), [(100, 1), (399, 10), (401, 10), (1000, 50), (300, 45)])
+def test_nginx_admits_what_the_capacity_table_says_the_minimum_pods_serve(k8s_minimal: dict[str, Any], peak: float, clients: int) -> None:
+    """api runs 2 pods (10 in service each, 50 ms: 400 req/s), its autoscaler may add 4 more: nginx's max_conns is
+    sized for the 2, so the concurrency nginx lets through (Little: rate × time in flight) and the capacity table
+    agree on what is admitted, at the declared peak and at the rate limit's most (10 req/s per client)."""
+    k8s_minimal["kubernetes"] = {"autoscaling": {"api": {"max_replicas": 6}}}
+    k8s_minimal["traffic"] = {"api": {"peak_rps": peak, "clients": clients}}
+    spec = parse_spec(k8s_minimal)
+    api = spec.workload("api")
+    max_conns, t = _rendered_max_conns(spec, "api"), api.replica_response_times_s()[0]
+    assert max_conns == api.max_concurrency * api.replicas == 20, "the autoscaler's 6 pods would have said 60"
+    capacity = compute_capacity(plan_of(spec))
+    rows = [r for r in capacity.replicas if r.workload == "api"]
+    assert sum(r.service_rate_rps for r in rows) * t == pytest.approx(max_conns), "what nginx admits is what the pods serve"
+    workload = next(w for w in capacity.workloads if w.workload == "api")
+    assert workload.admits_peak == (peak * t < max_conns)
+    admitted = next(r for r in capacity.routes if r.route == "api").admitted_max_rps
+    assert admitted is not None
+    assert (max(r.admitted_utilization or 0.0 for r in rows) < 1) == (admitted * t < max_conns)
 
 
 @pytest.mark.parametrize("stack", [s for s in STACKS if stack_spec(s).target == "docker"])
 def test_docker_plans_keep_one_member_per_replica(stack: str) -> None:
     spec = stack_spec(stack)
-    plan = build_plan(spec)
+    plan = plan_of(spec)
     for upstream in plan.upstreams:
         for server in upstream.servers:
             assert server.max_fails is None
@@ -78,11 +111,11 @@ def test_docker_plans_keep_one_member_per_replica(stack: str) -> None:
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_capacity_spreads_a_workload_evenly_whatever_the_algorithm(k8s_minimal: dict[str, Any], algorithm: str) -> None:
     spec = parse_spec(_uneven(k8s_minimal, algorithm))
-    target, plan, report = analyse(spec)
-    rows = {(r.workload, r.replica): r for r in compute_capacity(plan, target.shares).replicas}
+    _, plan, report = analyse(spec)
+    rows = {(r.workload, r.replica): r for r in compute_capacity(plan).replicas}
     assert [rows[("api", r)].offered_rps for r in range(3)] == pytest.approx([25.0, 25.0, 25.0]), "kube-proxy: equal per pod, route split kept"
     assert rows[("web", 0)].offered_rps == pytest.approx(25.0)
-    assert report["capacity"]["replicas"] == [vars(r) for r in compute_capacity(plan, target.shares).replicas]
+    assert report["capacity"]["replicas"] == [vars(r) for r in compute_capacity(plan).replicas]
     # the slow pod gets the same share as the fast ones: its utilization, not the others', is the one to watch
     assert rows[("api", 2)].utilization > rows[("api", 0)].utilization
 
@@ -90,24 +123,24 @@ def test_capacity_spreads_a_workload_evenly_whatever_the_algorithm(k8s_minimal: 
 @pytest.mark.parametrize("algorithm", ["least_conn", "latency_weighted", "latency_optimal"])
 def test_docker_capacity_still_follows_the_adaptive_algorithms(minimal: dict[str, Any], algorithm: str) -> None:
     raw = _uneven(minimal, algorithm)
-    target, plan, _ = analyse(parse_spec(raw))
-    rows = {(r.workload, r.replica): r for r in compute_capacity(plan, target.shares).replicas}
+    _, plan, _ = analyse(parse_spec(raw))
+    rows = {(r.workload, r.replica): r for r in compute_capacity(plan).replicas}
     assert rows[("api", 2)].offered_rps < rows[("api", 0)].offered_rps
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_the_scores_do_not_depend_on_the_target(minimal: dict[str, Any], k8s_minimal: dict[str, Any], algorithm: str) -> None:
     """Same replicas and response times, same locations, same limits: the nginx config differs only in members."""
-    docker = compute_scores(build_plan(parse_spec(_uneven(minimal, algorithm))))
-    kubernetes = compute_scores(build_plan(parse_spec(_uneven(k8s_minimal, algorithm))))
+    docker = compute_scores(plan_of(parse_spec(_uneven(minimal, algorithm))))
+    kubernetes = compute_scores(plan_of(parse_spec(_uneven(k8s_minimal, algorithm))))
     assert kubernetes == docker
 
 
 @pytest.mark.parametrize("algorithm", ["latency_weighted", "latency_optimal"])
 def test_route_split_is_the_only_weight_nginx_applies(k8s_minimal: dict[str, Any], algorithm: str) -> None:
     spec = parse_spec(_uneven(k8s_minimal, algorithm))
-    assert upstream_members(spec.routes[0], spec) == [("api", 0, Fraction(3, 4)), ("web", 0, Fraction(1, 4))]
-    assert not any(server.backup for upstream in build_plan(spec).upstreams for server in upstream.servers)
+    assert upstream_members(spec.routes[0], spec, "service") == [("api", 0, Fraction(3, 4)), ("web", 0, Fraction(1, 4))]
+    assert not any(server.backup for upstream in plan_of(spec).upstreams for server in upstream.servers)
 
 
 @pytest.mark.parametrize(("edit", "message"), [
@@ -129,4 +162,4 @@ def test_docker_target_ignores_kubernetes_settings_but_keeps_replica_weights(min
     minimal["kubernetes"] = {"autoscaling": {"api": {"max_replicas": 4}}}
     spec = parse_spec(minimal)
     assert spec.max_replicas("api") == 2
-    assert balancing_mode(spec) == "gateway"
+    assert plan_of(spec).balancing == "gateway"
