@@ -7,8 +7,9 @@ the source's (the gateway, or the caller's replicas). Workloads that share no li
 undeclared pair cannot connect. A bridge is not directional: on its link the callee could also open a
 connection back to the caller (Kubernetes, whose policies are directional, forbids that too; see README).
 
-Every link's subnet is one block carved from `network.subnet`, in flow order (the gateway's links first, so
-adding a call never moves a gateway upstream). Addresses inside a block are fixed, as nginx needs them: .1 the
+Every link's subnet is one block carved from `network.subnet`: the gateway's links from the bottom up, the calls'
+from the top down, each in flow order, so adding or removing a call never moves a gateway upstream, and adding
+or removing a routed workload never moves a call. Addresses inside a block are fixed, as nginx needs them: .1 the
 bridge, then the destination's replicas by replica number, then the source's. All blocks have one size, the
 smallest power of two that holds the largest link, so growing a workload moves addresses only when it crosses
 a power of two. Pure: reads a `Spec`.
@@ -69,9 +70,16 @@ def links(spec: Spec) -> list[Link]:
     subnet = spec.network.subnet
     assert subnet is not None, "validated: the docker target requires network.subnet"
     size = block_size(spec)
+    blocks = subnet.num_addresses // size
     result = []
+    gateway_links = 0
     for index, flow in enumerate(flows(spec)):
-        base = subnet.network_address + index * size
+        if flow.source == GATEWAY:
+            gateway_links += 1
+            block = index
+        else:
+            block = blocks - 1 - (index - gateway_links)
+        base = subnet.network_address + block * size
         servers, clients = _members(spec, flow)
         result.append(Link(
             flow=flow,
