@@ -34,10 +34,6 @@ class Link:
     server_ips: tuple[str, ...]  # the destination's replicas, by replica number
     client_ips: tuple[str, ...]  # the source's: the gateway's one address, or the caller's replicas by replica number
 
-    @property
-    def bridge_ip(self) -> str:
-        return str(self.subnet.network_address + 1)
-
 
 def link_name(network: str, flow: Flow) -> str:
     """`<net>.ingress.<workload>` for the gateway's links, `<net>.call.<caller>.<callee>` for calls: names and
