@@ -2,10 +2,10 @@
 
 import pulumi
 
-from components.app_network import AppNetwork
-from components.config import spec_from_pulumi_config
-from components.observed import CONFIG_NAMESPACE, observed_section, read_observation
-from components.validation import SpecError
+from components.observe.observed import CONFIG_NAMESPACE, observed_section, read_observation
+from components.resources.app_network import AppNetwork
+from components.spec.pulumi_config import spec_from_pulumi_config
+from components.spec.validation import SpecError
 
 try:
     spec = spec_from_pulumi_config()

@@ -5,8 +5,8 @@ with means 10/10/10/50 ms (testbed/backend.py, concurrency 8 each), `latency_opt
 Poisson load (testbed/client.py `fixed_rate`). Three phases, each a fresh nginx on the renderer's config:
 
 1. mis-declared: every replica declared 10 ms, so latency_optimal splits evenly and the slow one gets a full share;
-2. observed: the access log of phase 1 is read by observe (`components.log_stats`, `components.observation`),
-   its patch (`components.observation_patch`) applied to the stack values, the spec re-validated and re-rendered;
+2. observed: the access log of phase 1 is read by observe (`components.observe.log_stats`, `components.observe.observation`),
+   its patch (`components.observe.observation_patch`) applied to the stack values, the spec re-validated and re-rendered;
 3. correct: declared 10/10/10/50 from the start (the reference).
 
 Targets: p99(2) <= 0.5 x p99(1) and p99(2) <= 1.2 x p99(3); every replica's measured t_i (phase 1) within +-10 %
@@ -31,14 +31,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from components.balancing import target_balancing  # noqa: E402
-from components.log_stats import LogReader, LogStats  # noqa: E402
-from components.nginx import render_nginx  # noqa: E402
-from components.observation import DEFAULT_TOLERANCE, measure, member_addresses  # noqa: E402
-from components.observation_patch import apply_patch, patch_document  # noqa: E402
-from components.plan import build_plan  # noqa: E402
-from components.spec import Spec  # noqa: E402
-from components.validation import parse_spec  # noqa: E402
+from components.observe.log_stats import LogReader, LogStats  # noqa: E402
+from components.observe.observation import DEFAULT_TOLERANCE, measure, member_addresses  # noqa: E402
+from components.observe.observation_patch import apply_patch, patch_document  # noqa: E402
+from components.plan.balancing import target_balancing  # noqa: E402
+from components.plan.build import build_plan  # noqa: E402
+from components.render.nginx import render_nginx  # noqa: E402
+from components.spec.schema import Spec  # noqa: E402
+from components.spec.validation import parse_spec  # noqa: E402
 from testbed.backend import BackendProcess, ReplicaConfig  # noqa: E402
 from testbed.client import RequestSpec, fixed_rate, percentile, run  # noqa: E402
 from testbed.gateway import host_runtime  # noqa: E402

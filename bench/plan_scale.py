@@ -21,9 +21,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.generate import generated_cli_config
-from components.app_network import analyse
-from components.config import namespace_values
-from components.validation import parse_spec
+from components.resources.app_network import analyse
+from components.spec.pulumi_config import namespace_values
+from components.spec.validation import parse_spec
 from offline.artifacts import write_artifacts
 from offline.program import run_program
 

@@ -14,7 +14,7 @@ hits every configuration alike; median and min..max reported):
    each knob buys;
 4. skew: one replica 5x slower, open-loop fixed-rate Poisson load, round_robin
    vs least_conn vs latency_weighted vs latency_optimal; p50/p99/errors and
-   per-replica utilization/latency against components.capacity's predictions.
+   per-replica utilization/latency against components.plan.capacity's predictions.
 
 Output: bench/results/results.md, results.json, summary.png (raw runs under
 bench/results/raw/).
@@ -67,9 +67,9 @@ def bench_spec(algorithm: str = "round_robin", replicas: int = 2) -> Any:
 
 
 def render_gateway(spec: Any, addresses: dict[str, list[str]], prefix: str, **runtime: Any) -> tuple[str, int]:
-    from components.balancing import target_balancing
-    from components.nginx import render_nginx
-    from components.plan import build_plan
+    from components.plan.balancing import target_balancing
+    from components.plan.build import build_plan
+    from components.render.nginx import render_nginx
 
     rt = host_runtime(prefix, worker_processes=runtime.pop("worker_processes", None), **runtime)
     return render_nginx(build_plan(spec, target_balancing(spec.target)), addresses, rt), rt.listen_port
@@ -465,9 +465,9 @@ def _upstream_times(target: Target, path: str, start: int) -> dict[str, list[flo
 
 
 def section_skew(reps: int, duration: float, rate: float, log: Callable[[str], None]) -> dict[str, Any]:
-    from components.balancing import target_balancing
-    from components.capacity import compute_capacity
-    from components.plan import build_plan
+    from components.plan.balancing import target_balancing
+    from components.plan.build import build_plan
+    from components.plan.capacity import compute_capacity
 
     algos = [v[0] for v in SKEW_VARIANTS]
     cfgs = [ReplicaConfig(f"svc-{i}", latency_ms=t, concurrency=SKEW_CONCURRENCY, latency_dist="exp")
@@ -666,7 +666,7 @@ def write_report(data: dict[str, Any], out_dir: str) -> str:
             lines.append(f"| {a} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} ({r['p99_min']:.2f}..{r['p99_max']:.2f}) | "
                          f"{r['p99_ms'] / rr:.2f} | {r['errors']} / {r['sent']}{f' ({kinds})' if kinds else ''} | {shares} | {utils} |")
         lines += ["", "### Capacity model vs measurement", "",
-                  "components.capacity (M/M/c per replica) at the same offered load, against the measured "
+                  "components.plan.capacity (M/M/c per replica) at the same offered load, against the measured "
                   "per-replica request rate, utilization (busy time / (c x T)) and mean latency (client-side, "
                   "includes the gateway).", "",
                   "| algorithm | replica | model rps | measured rps | model util | measured util | util error "

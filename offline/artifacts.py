@@ -12,8 +12,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from components.nginx import render_nginx
-from components.plan import Plan
+from components.plan.build import Plan
+from components.render.nginx import render_nginx
 from components.targets.base import Target
 from offline.manifests import manifests, write_manifests
 from offline.program import RecordedResource

@@ -21,9 +21,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from components.addressing import AddressMap
-from components.nginx import render_nginx
-from components.plan import Plan
+from components.plan.addressing import AddressMap
+from components.plan.build import Plan
+from components.render.nginx import render_nginx
 from components.targets.base import Target
 
 SEARCH_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx")

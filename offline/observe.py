@@ -1,7 +1,7 @@
 """`make observe STACK=<s> LOG=<file or -> [FORMAT=json] [PATCH=<file>]`: the gateway's own traffic against the plan.
 
 Reads the access log (a file, or `-` for stdin: `docker logs <gateway> 2>&1 | make observe STACK=dev LOG=-`) in
-one streaming pass (`components.log_stats`), maps every upstream address back to its replica (Docker) or
+one streaming pass (`components.observe.log_stats`), maps every upstream address back to its replica (Docker) or
 workload (Kubernetes: give the Services' addresses with `--services`, e.g. `kubectl get services -n <ns> -o json`)
 and prints per replica and per route what was measured, the four scores from measured inputs beside the declared
 ones, drift beyond the tolerance and the capacity model at the observed peak. `--write-patch` writes the measured
@@ -22,15 +22,15 @@ from typing import Any, BinaryIO
 
 import yaml
 
-from components.addressing import kubernetes_service_host
-from components.balancing import target_balancing
-from components.config import namespace_values
-from components.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
-from components.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document, target_view
-from components.observation_patch import patch_document
-from components.plan import build_plan
-from components.spec import Spec
-from components.validation import SpecError, parse_spec
+from components.observe.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
+from components.observe.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document, target_view
+from components.observe.observation_patch import patch_document
+from components.plan.addressing import kubernetes_service_host
+from components.plan.balancing import target_balancing
+from components.plan.build import build_plan
+from components.spec.pulumi_config import namespace_values
+from components.spec.schema import Spec
+from components.spec.validation import SpecError, parse_spec
 from offline.observe_text import render_text
 from offline.stack_config import PROJECT_DIR, StackNotFoundError, cli_config, stack_file
 

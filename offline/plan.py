@@ -15,11 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from components.app_network import analyse
-from components.config import namespace_values
-from components.observed import CONFIG_KEY as OBSERVED_KEY
-from components.observed import observed_section, read_observation
-from components.validation import SpecError, parse_spec
+from components.observe.observed import CONFIG_KEY as OBSERVED_KEY
+from components.observe.observed import observed_section, read_observation
+from components.resources.app_network import analyse
+from components.spec.pulumi_config import namespace_values
+from components.spec.validation import SpecError, parse_spec
 from offline import policy_gate, since
 from offline.artifacts import remove_artifacts, write_artifacts
 from offline.nginx_check import GatewayConfigError, check_gateway

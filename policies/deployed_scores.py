@@ -1,6 +1,6 @@
 """r_j and f_l recomputed from the nginx.conf the gateway really loads — a second computation, not components'.
 
-The report's routing and flow-control scores come from the plan (`components/plan.py`, `components/scores.py`).
+The report's routing and flow-control scores come from the plan (`components/plan/build.py`, `components/plan/scores.py`).
 This module derives the same per-route numbers from the deployed artifact alone, parsed by crossplane, with
 nothing imported from `components`: if a template bug, a hand edit or a stale report makes the two disagree, the
 pack sees it. Only structural features of the config are read, not the renderer's variable spellings:

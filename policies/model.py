@@ -1,7 +1,7 @@
 """Read-only views of what the engine sends: the strategy report, containers of either target, the gateway config.
 
 Nothing here computes a score or a capacity figure: those come, already computed by `components`, in the
-AppNetwork component's `report` input (`components/report.py`). These helpers only find values in resource
+AppNetwork component's `report` input (`components/plan/report.py`). These helpers only find values in resource
 properties, whatever the target (Docker containers or Kubernetes Deployments).
 """
 

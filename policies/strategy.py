@@ -1,6 +1,6 @@
 """Score and capacity gates: the numbers `components` computed, in the AppNetwork's `report`, against thresholds.
 
-The report is an input of the `netopt:index:AppNetwork` component, computed by `components.report.strategy_report`
+The report is an input of the `netopt:index:AppNetwork` component, computed by `components.plan.report.strategy_report`
 from the validated stack config alone, so it is a known value during preview and these gates run on the same
 numbers `make plan` prints. No formula is repeated here: a gate reads a score or a capacity row and compares it.
 """

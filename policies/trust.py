@@ -35,7 +35,7 @@ APP_NETWORK_REPORT = Gate(
     "The stack has exactly one netopt:index:AppNetwork carrying a strategy report: without it the score and capacity gates have "
     "nothing to check and would pass vacuously.",
     {},
-    "Build the stack through components.app_network.AppNetwork, as __main__.py does (one per stack); do not register its "
+    "Build the stack through components.resources.app_network.AppNetwork, as __main__.py does (one per stack); do not register its "
     "resources by hand or drop its report input.",
 )
 
@@ -102,7 +102,7 @@ def _app_network_report(args: StackValidationArgs, config: dict[str, Any], repor
         elif not isinstance(report, Mapping) or get(report, "scores") is None:
             report_violation(
                 f"AppNetwork '{network.name}' carries no strategy report (measured: report "
-                f"{'missing' if report is None else 'without scores'}; required: the report components/report.py builds). "
+                f"{'missing' if report is None else 'without scores'}; required: the report components/plan/report.py builds). "
                 f"Fix: {APP_NETWORK_REPORT.remediation}", network.urn)
 
 

@@ -1,4 +1,4 @@
-"""Synthetic access-log lines in the gateway's schema (components/access_log.py) for observe's tests and benchmark.
+"""Synthetic access-log lines in the gateway's schema (components/render/access_log.py) for observe's tests and benchmark.
 
 Requests arrive at a fixed total rate, pick a route in proportion to its declared peak and a member by the
 deployed split (`balancing.upstream_members`), and take an exponential upstream time with the given mean per
@@ -11,10 +11,10 @@ import json
 import random
 from collections.abc import Iterator, Mapping
 
-from components.access_log import FIELDS, SCHEMA_VERSION
-from components.addressing import AddressMap
-from components.balancing import target_balancing, upstream_members
-from components.spec import Spec
+from components.plan.addressing import AddressMap
+from components.plan.balancing import target_balancing, upstream_members
+from components.render.access_log import FIELDS, SCHEMA_VERSION
+from components.spec.schema import Spec
 
 
 def log_line(**values: str) -> str:

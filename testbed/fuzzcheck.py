@@ -28,11 +28,11 @@ from typing import Any
 
 import yaml
 
-from components.balancing import target_balancing
-from components.nginx import render_nginx
-from components.plan import build_plan
-from components.spec import Spec
-from components.validation import SpecError, parse_spec
+from components.plan.balancing import target_balancing
+from components.plan.build import build_plan
+from components.render.nginx import render_nginx
+from components.spec.schema import Spec
+from components.spec.validation import SpecError, parse_spec
 from testbed.backend import BackendThread, ReplicaConfig
 from testbed.fuzzspecs import Generated, collision_paths
 from testbed.gateway import host_runtime, parse_access_log

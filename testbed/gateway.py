@@ -7,7 +7,7 @@
 
 Backends are :mod:`testbed.backend` replicas named ``<workload>-<index>``; they
 reach the renderer only through its ``addresses`` argument, and host-specific
-paths/ports only through :class:`components.nginx.NginxRuntime` -- the config
+paths/ports only through :class:`components.render.nginx.NginxRuntime` -- the config
 under test is the renderer's text, unedited.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ def host_runtime(prefix: str, *, listen_port: int | None = None, status_port: in
                  access_log: bool = True, **overrides: Any) -> Any:
     """An :class:`NginxRuntime` that runs the generated config on this host,
     everything under ``prefix`` and listening on 127.0.0.1 only."""
-    from components.nginx import NginxRuntime
+    from components.render.nginx import NginxRuntime
 
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
@@ -74,7 +74,7 @@ class LogLine:
 
 
 def parse_access_log(text: str) -> list[LogLine]:
-    """The gateway's JSON access log (components/access_log.py), one object a line; other lines are skipped."""
+    """The gateway's JSON access log (components/render/access_log.py), one object a line; other lines are skipped."""
     out = []
     for line in text.splitlines():
         try:
@@ -137,9 +137,9 @@ class Gateway:
         return self
 
     def render(self, spec: Any, runtime: Any = None) -> str:
-        from components.balancing import target_balancing
-        from components.nginx import render_nginx
-        from components.plan import build_plan
+        from components.plan.balancing import target_balancing
+        from components.plan.build import build_plan
+        from components.render.nginx import render_nginx
 
         self.plan = build_plan(spec, target_balancing(spec.target))
         return render_nginx(self.plan, self.addresses, runtime or self.runtime)
@@ -248,7 +248,7 @@ GatewayFactory = Callable[..., Gateway]
 def is_service_balanced(spec: Any) -> bool:
     """True when nginx balances workloads' Services, not replicas (kubernetes target)."""
     try:
-        from components.balancing import target_balancing
+        from components.plan.balancing import target_balancing
     except ImportError:  # older renderer: always per replica
         return False
     return target_balancing(spec.target) == "service"

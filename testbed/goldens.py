@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from components.app_network import analyse
-from components.config import namespace_values
-from components.nginx import render_nginx
-from components.validation import parse_spec
+from components.render.nginx import render_nginx
+from components.resources.app_network import analyse
+from components.spec.pulumi_config import namespace_values
+from components.spec.validation import parse_spec
 from offline.stack_config import PROJECT_DIR, cli_config, stack_file
 
 GOLDEN_DIR = PROJECT_DIR / "tests" / "golden"

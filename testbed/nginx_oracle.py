@@ -1,6 +1,6 @@
 """A second, independent routing oracle: nginx's documented selection algorithm applied to the spec itself.
 
-It shares no code with `components/plan.py` (nor with `testbed/routing.py`): it never sees locations, `^~`, dispatch
+It shares no code with `components/plan/build.py` (nor with `testbed/routing.py`): it never sees locations, `^~`, dispatch
 maps or fallback chains, only the spec's routes and the rules below, written out from nginx's documentation of
 `server_name` and `location` (https://nginx.org/en/docs/http/server_names.html, .../ngx_http_core_module.html#location)
 and from the README's routing semantics:
@@ -35,7 +35,7 @@ from functools import lru_cache
 
 import pcre2
 
-from components.spec import Route, Spec
+from components.spec.schema import Route, Spec
 
 __all__ = ["Request", "choose_route", "is_allowed", "pcre2_compiles", "pcre2_search"]
 

@@ -8,7 +8,7 @@ way nginx chooses locations:
    matching wildcard host (``*.example.com``), else the default server; the
    candidates are that host's routes plus every route without a host;
 2. path: an ``exact`` route, else the first ``regex`` route in declaration
-   order (PCRE2 search as nginx's ``~`` runs it: ``components.nginx_regex``,
+   order (PCRE2 search as nginx's ``~`` runs it: ``components.spec.regex``,
    not Python's ``re``), else the longest ``prefix``. A prefix matches by whole
    path segments, its trailing slash ignored (Gateway API PathPrefix): ``/cart``
    and ``/cart/`` both match ``/cart``, ``/cart/`` and ``/cart/x``, not ``/cartx``;
@@ -32,10 +32,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from components.nginx_regex import search as nginx_search
+from components.spec.regex import search as nginx_search
 
 if TYPE_CHECKING:
-    from components.spec import Route, Spec
+    from components.spec.schema import Route, Spec
 
 # The regex parser (re._parser / re._constants since 3.11; sre_* before).
 try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from components.spec import Spec
+    from components.spec.schema import Spec
 
 __all__ = ["STACKS", "load_stack", "make_spec"]
 
@@ -14,8 +14,8 @@ STACKS = ("dev", "staging", "prod")
 def load_stack(name: str) -> Spec:
     """The validated Spec of ``stacks/Pulumi.<name>.yaml``, read the way the
     offline plan and the Pulumi program read it."""
-    from components.config import namespace_values
-    from components.validation import parse_spec
+    from components.spec.pulumi_config import namespace_values
+    from components.spec.validation import parse_spec
     from offline.stack_config import cli_config, stack_file
 
     return parse_spec(namespace_values(cli_config(stack_file(name))))
@@ -33,7 +33,7 @@ def make_spec(workloads: dict[str, int | dict[str, Any]], routes: list[dict[str,
     without ``backends`` but with ``to: {workload: weight}`` is expanded.
     ``traffic``: ``{route: peak_rps | {peak_rps, clients}}`` (latency_optimal splits by it).
     """
-    from components.spec import Spec
+    from components.spec.schema import Spec
 
     wl = []
     for name, v in workloads.items():

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from components.balancing import target_balancing
-from components.config import namespace_values
-from components.plan import Plan, build_plan
-from components.spec import Spec
-from components.validation import parse_spec
+from components.plan.balancing import target_balancing
+from components.plan.build import Plan, build_plan
+from components.spec.pulumi_config import namespace_values
+from components.spec.schema import Spec
+from components.spec.validation import parse_spec
 from offline.stack_config import cli_config, stack_file
 
 pytest_plugins = ("tests.strict_skips",)  # under CI a skip fails

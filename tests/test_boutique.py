@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from components.capacity import compute_capacity
+from components.plan.capacity import compute_capacity
 from offline.analyzer import analyze_config, policy_config_path
 from offline.manifests import manifests
 from offline.program import run_program

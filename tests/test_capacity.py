@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from components.capacity import compute_capacity
-from components.queueing import erlang_c_wait_probability, marginal_latency_s, mean_latency_s
-from components.validation import parse_spec
+from components.plan.capacity import compute_capacity
+from components.plan.queueing import erlang_c_wait_probability, marginal_latency_s, mean_latency_s
+from components.spec.validation import parse_spec
 from tests.conftest import plan_of
 
 

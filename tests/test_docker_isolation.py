@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from components.validation import SpecError, parse_spec
+from components.spec.validation import SpecError, parse_spec
 from offline.program import run_program
 from offline.stack_config import cli_config, stack_file
 

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.app_network import analyse
-from components.nginx import render_nginx
-from components.validation import SpecError, parse_spec
+from components.render.nginx import render_nginx
+from components.resources.app_network import analyse
+from components.spec.validation import SpecError, parse_spec
 from offline.program import RecordedResource, run_program, run_stack
 from offline.stack_config import cli_config, stack_file
 from testbed.nginx_runner import nginx_t

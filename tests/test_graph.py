@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from components.capacity import compute_capacity
-from components.graph import GATEWAY, Flow, flows, propagate
-from components.report import capacity_document
-from components.validation import SpecError, parse_spec
+from components.plan.capacity import compute_capacity
+from components.plan.graph import GATEWAY, Flow, flows, propagate
+from components.plan.report import capacity_document
+from components.spec.validation import SpecError, parse_spec
 from tests.conftest import plan_of
 
 
@@ -101,7 +101,7 @@ def test_an_overloaded_callee_is_named_first_to_saturate(minimal: dict[str, Any]
 def test_kubernetes_spreads_called_load_evenly_over_pods(minimal: dict[str, Any]) -> None:
     raw = _shop(minimal)
     raw.update(target="kubernetes", network={"name": "t"})
-    from components.balancing import service_shares
+    from components.plan.balancing import service_shares
 
     capacity = compute_capacity(plan_of(parse_spec(raw)), service_shares)
     api = [r for r in capacity.replicas if r.workload == "api"]

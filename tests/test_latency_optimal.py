@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from components.balancing import expected_shares, latency_optimal_split, nginx_shares
-from components.queueing import marginal_latency_s, mean_latency_s
-from components.validation import parse_spec
+from components.plan.balancing import expected_shares, latency_optimal_split, nginx_shares
+from components.plan.queueing import marginal_latency_s, mean_latency_s
+from components.spec.validation import parse_spec
 
 # t = 10, 10, 10, 50 ms at max_concurrency 8: μ = 8 / t.
 SKEWED = [Fraction(800), Fraction(800), Fraction(800), Fraction(160)]
@@ -103,7 +103,7 @@ def test_no_replicas_no_shares() -> None:
 
 
 def test_the_split_is_deterministic() -> None:
-    from components.balancing import _split
+    from components.plan.balancing import _split
 
     first = latency_optimal_split(SKEWED, 2345.6, SKEWED_SERVERS)
     _split.cache_clear()
@@ -238,7 +238,7 @@ def test_equal_response_times_are_an_even_split(minimal: dict[str, Any]) -> None
 
 def test_the_capacity_table_reports_the_latency_the_split_minimizes(minimal: dict[str, Any]) -> None:
     """One queue model: the workload latency in the capacity table is the split's M/M/c mean latency."""
-    from components.capacity import compute_capacity
+    from components.plan.capacity import compute_capacity
     from tests.conftest import plan_of
 
     minimal["workloads"][0].update(replicas=4, response_time_ms=[10, 10, 10, 50], max_concurrency=8)
@@ -250,7 +250,7 @@ def test_the_capacity_table_reports_the_latency_the_split_minimizes(minimal: dic
 
 def test_a_copy_with_other_traffic_splits_by_the_new_peak(minimal: dict[str, Any]) -> None:
     """Spec caches its lookups; a model_copy that replaces fields must not keep the old ones."""
-    from components.spec import Traffic
+    from components.spec.schema import Traffic
 
     minimal["workloads"][0].update(replicas=4, response_time_ms=[10, 10, 10, 50], max_concurrency=8)
     spec = parse_spec(_optimal(minimal, {"api": 1000}))

@@ -11,11 +11,11 @@ import crossplane
 from hypothesis import given
 from hypothesis import strategies as st
 
-from components.addressing import docker_address_map
-from components.nginx import render_nginx
-from components.nginx_names import dispatch_var, escape, unescape, upstream_name
-from components.spec import DNS_LABEL, HOST_NAME, IDENTIFIER
-from components.validation import parse_spec
+from components.plan.addressing import docker_address_map
+from components.plan.names import dispatch_var, escape, unescape, upstream_name
+from components.render.nginx import render_nginx
+from components.spec.schema import DNS_LABEL, HOST_NAME, IDENTIFIER
+from components.spec.validation import parse_spec
 from testbed.nginx_runner import nginx_t
 from tests.conftest import plan_of
 
@@ -53,7 +53,7 @@ def test_upstream_names_are_distinct_per_backend_split(a: list[tuple[str, int]],
 
 @given(st.from_regex(IDENTIFIER, fullmatch=True), st.from_regex(IDENTIFIER, fullmatch=True))
 def test_limit_names_that_differ_give_different_zones(a: str, b: str) -> None:
-    from components.nginx_names import concurrency_limit_name, rate_limit_name
+    from components.plan.names import concurrency_limit_name, rate_limit_name
 
     assert (rate_limit_name(a) == rate_limit_name(b)) == (a == b)
     assert rate_limit_name(a) != concurrency_limit_name(b)

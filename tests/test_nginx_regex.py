@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 
-from components.addressing import docker_address_map
-from components.nginx import render_nginx
-from components.nginx_regex import RegexError, compile_location_regex, search
-from components.validation import SpecError, parse_spec
+from components.plan.addressing import docker_address_map
+from components.render.nginx import render_nginx
+from components.spec.regex import RegexError, compile_location_regex, search
+from components.spec.validation import SpecError, parse_spec
 from testbed.gateway import free_port
 from testbed.nginx_runner import NginxConfigError, nginx_t
 from testbed.routing import expected_route, regex_examples

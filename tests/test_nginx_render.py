@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from components.addressing import docker_address_map
-from components.app_network import analyse
-from components.nginx import NginxRuntime, render_nginx
-from components.validation import SpecError, parse_spec
+from components.plan.addressing import docker_address_map
+from components.render.nginx import NginxRuntime, render_nginx
+from components.resources.app_network import analyse
+from components.spec.validation import SpecError, parse_spec
 from testbed.goldens import mismatch, rendered
 from testbed.nginx_runner import nginx_t
 from tests.conftest import STACKS, plan_of, stack_spec

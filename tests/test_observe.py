@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 import yaml
 
-from components.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
-from components.balancing import expected_shares, share_function
-from components.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
-from components.observation import measure, member_addresses, observation_document, target_view
-from components.observation_patch import apply_patch, patch_document
-from components.scores import compute_scores, mean_reciprocal
-from components.spec import Spec
-from components.validation import parse_spec
+from components.observe.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
+from components.observe.observation import measure, member_addresses, observation_document, target_view
+from components.observe.observation_patch import apply_patch, patch_document
+from components.plan.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
+from components.plan.balancing import expected_shares, share_function
+from components.plan.scores import compute_scores, mean_reciprocal
+from components.spec.schema import Spec
+from components.spec.validation import parse_spec
 from offline import observe as cli
 from offline.stack_config import stack_file
 from testbed.access_log_gen import log_line, synthetic_lines

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from components.plan import DEFAULT_SERVER, Location, Plan, regex_literal_prefix
-from components.validation import parse_spec
+from components.plan.build import DEFAULT_SERVER, Location, Plan, regex_literal_prefix
+from components.spec.validation import parse_spec
 from tests.conftest import plan_of
 
 
@@ -84,7 +84,7 @@ def test_prefix_matches_whole_segments(minimal: dict[str, Any]) -> None:
 
 
 def test_prefix_and_its_slash_form_are_one_path(minimal: dict[str, Any]) -> None:
-    from components.validation import SpecError
+    from components.spec.validation import SpecError
 
     with pytest.raises(SpecError, match="prefixes /cart and /cart/ are one path"):
         _cart(minimal, {"name": "slash", "match": {"path": "/cart/"}, "backends": [{"workload": "web"}]})
@@ -126,7 +126,7 @@ def test_prefix_stops_regex_search_only_when_no_regex_can_match_below_it(minimal
 
 
 def test_routes_in_one_location_must_agree_on_timeouts(minimal: dict[str, Any]) -> None:
-    from components.validation import SpecError
+    from components.spec.validation import SpecError
 
     minimal["routes"].append({"name": "login", "match": {"path": "/api/login", "path_type": "exact", "methods": ["POST"]},
                               "backends": [{"workload": "web"}], "timeouts": {"read_s": 5}})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.validation import SpecError, parse_spec
+from components.spec.validation import SpecError, parse_spec
 from offline.manifests import manifests, validate_manifests
 from offline.program import run_program
 from tests.kubernetes.conftest import by_kind

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from components.app_network import analyse
+from components.resources.app_network import analyse
 from offline.program import ProgramError, RecordedResource, run_program, run_stack
 from offline.stack_config import cli_config, stack_file
 from tests.conftest import STACKS, stack_raw, stack_spec
@@ -53,7 +53,7 @@ def _as_registered(value: Any) -> Any:
 
 
 def _scores_from_raw_config(raw: dict[str, Any], routing: float) -> dict[str, float]:
-    """LB, F and O recomputed from the stack file's raw values (not the spec model, not components/scores.py).
+    """LB, F and O recomputed from the stack file's raw values (not the spec model, not components/plan/scores.py).
 
     R needs nginx's location order (tests/test_plan.py and tests/test_scores.py check it by hand); O uses it."""
     routed = {b["workload"] for route in raw["routes"] for b in route["backends"]}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.scores import compute_scores, mean_reciprocal
-from components.validation import parse_spec
+from components.plan.scores import compute_scores, mean_reciprocal
+from components.spec.validation import parse_spec
 from tests.conftest import plan_of
 
 

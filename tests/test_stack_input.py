@@ -199,7 +199,7 @@ def test_plain_scalars_are_read_as_the_pulumi_cli_reads_them(tmp_path: Path) -> 
 
 def test_artifacts_failing_half_way_leave_the_previous_set_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The new set is built beside the old one and swapped in only when complete."""
-    from components.app_network import analyse
+    from components.resources.app_network import analyse
     from offline import artifacts
     from offline.manifests import ManifestError
     from tests.conftest import stack_spec

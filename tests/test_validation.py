@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.balancing import nginx_shares, target_balancing, upstream_members
-from components.validation import SpecError, parse_spec
+from components.plan.balancing import nginx_shares, target_balancing, upstream_members
+from components.spec.validation import SpecError, parse_spec
 from tests.conftest import STACKS, plan_of, stack_raw
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from components.targets.base import Target
 
 

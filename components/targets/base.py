@@ -7,9 +7,9 @@ from typing import Protocol
 
 import pulumi
 
-from components.addressing import AddressMap
-from components.nginx import NginxRuntime
-from components.spec import Spec, Workload
+from components.plan.addressing import AddressMap
+from components.render.nginx import NginxRuntime
+from components.spec.schema import Spec, Workload
 
 
 class Target(Protocol):

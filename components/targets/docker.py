@@ -1,7 +1,7 @@
 """Docker target (pulumi-docker): one internal network per flow of the service graph, an edge network for the gateway.
 
 Every flow (the gateway to a routed workload, a caller to its callee) is an internal network joined by its two
-ends only (components/docker_links.py), so workloads without a declared call between them share no network.
+ends only (components/plan/docker_links.py), so workloads without a declared call between them share no network.
 Every backend replica is one hardened container with fixed addresses and, on the links into it, its workload's
 name as DNS alias; a workload on no link runs with no network at all. The gateway is the only container that
 publishes a port. Containers keep fixed names and
@@ -23,11 +23,11 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.addressing import AddressMap, docker_address_map
-from components.docker_links import Link, links
-from components.graph import GATEWAY
-from components.nginx import NginxRuntime
-from components.spec import HealthCheck, Spec, Workload
+from components.plan.addressing import AddressMap, docker_address_map
+from components.plan.docker_links import Link, links
+from components.plan.graph import GATEWAY
+from components.render.nginx import NginxRuntime
+from components.spec.schema import HealthCheck, Spec, Workload
 from components.targets.probes import docker_test
 
 _HARDENING: dict[str, Any] = {

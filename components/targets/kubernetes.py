@@ -24,10 +24,10 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
-from components.graph import GATEWAY
-from components.nginx import NginxRuntime
-from components.spec import HealthCheck, Resources, Spec, Workload
+from components.plan.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
+from components.plan.graph import GATEWAY
+from components.render.nginx import NginxRuntime
+from components.spec.schema import HealthCheck, Resources, Spec, Workload
 from components.targets.network_policies import network_policies
 from components.targets.probes import kubernetes_handler
 

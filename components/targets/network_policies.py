@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.graph import GATEWAY, flows
-from components.spec import Spec
+from components.plan.graph import GATEWAY, flows
+from components.spec.schema import Spec
 
 Selector = Callable[[str], dict[str, str]]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.spec import ExecHealth, GrpcHealth, HttpHealth, NoHealth, TcpHealth, Workload
+from components.spec.schema import ExecHealth, GrpcHealth, HttpHealth, NoHealth, TcpHealth, Workload
 
 Probe = HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.client import RequestSpec, fixed_rate, run
 from testbed.gateway import Gateway, GatewayFactory
 from testbed.specs import make_spec

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.client import RequestSpec, closed_loop, fixed_rate, run
 from testbed.gateway import GatewayFactory, counts
 from testbed.specs import make_spec

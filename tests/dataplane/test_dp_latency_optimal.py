@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.client import RequestSpec, closed_loop, run
 from testbed.gateway import GatewayFactory, counts
 from testbed.specs import make_spec

@@ -5,7 +5,7 @@ import asyncio
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.client import RequestSpec, Sample, closed_loop, fixed_rate, run
 from testbed.gateway import GatewayFactory
 from testbed.specs import load_stack, make_spec

@@ -13,8 +13,8 @@ import os
 
 import pytest
 
-from components.log_stats import LogReader, LogStats
-from components.observation import member_addresses
+from components.observe.log_stats import LogReader, LogStats
+from components.observe.observation import member_addresses
 from testbed.gateway import Gateway, GatewayFactory
 from testbed.specs import make_spec
 

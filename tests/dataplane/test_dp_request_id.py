@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.access_log import FIELDS
+from components.render.access_log import FIELDS
 from testbed.gateway import GatewayFactory
 from testbed.specs import make_spec
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.routing import Probe, probes, route_backends
 from testbed.specs import STACKS, load_stack
 

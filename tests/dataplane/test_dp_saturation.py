@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.client import RequestSpec, closed_loop, run
 from testbed.gateway import GatewayFactory
 from testbed.specs import make_spec

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from components.spec import Spec
+from components.spec.schema import Spec
 from testbed.gateway import Gateway, GatewayFactory, counts
 from testbed.specs import STACKS, load_stack, make_spec
 from testbed.stats import chi_square

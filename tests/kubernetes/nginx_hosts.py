@@ -19,7 +19,7 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from components.addressing import AddressMap
+from components.plan.addressing import AddressMap
 from testbed.nginx_runner import NGINX, nginx_t
 from testbed.tools import find_tool
 

@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from components.addressing import kubernetes_service_host
-from components.app_network import analyse
-from components.balancing import target_balancing, upstream_members
-from components.capacity import compute_capacity
-from components.nginx import render_nginx
-from components.scores import compute_scores
-from components.spec import Spec
+from components.plan.addressing import kubernetes_service_host
+from components.plan.balancing import target_balancing, upstream_members
+from components.plan.capacity import compute_capacity
+from components.plan.scores import compute_scores
+from components.render.nginx import render_nginx
+from components.resources.app_network import analyse
+from components.spec.schema import Spec
+from components.spec.validation import SpecError, parse_spec
 from components.targets import target_for
-from components.validation import SpecError, parse_spec
 from tests.conftest import STACKS, plan_of, stack_spec
 from tests.kubernetes.conftest import PROD
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.app_network import analyse
-from components.nginx import render_nginx
+from components.render.nginx import render_nginx
+from components.resources.app_network import analyse
 from testbed.nginx_runner import NGINX, NginxConfigError, nginx_t
 from tests.conftest import stack_spec
 from tests.kubernetes.conftest import PROD, by_kind

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from components.spec import Spec
-from components.validation import parse_spec
+from components.spec.schema import Spec
+from components.spec.validation import parse_spec
 from offline.manifests import manifests
 from offline.program import run_program
 from offline.stack_config import cli_config, stack_file
@@ -29,7 +29,7 @@ def _range(cidr: Any) -> str:
 
 
 def declared(spec: Spec, namespace: str) -> set[Connection]:
-    """The connections the spec asks for, written out from the spec's own keys (not from components.graph)."""
+    """The connections the spec asks for, written out from the spec's own keys (not from components.plan.graph)."""
     ports = {w.name: w.port for w in spec.workloads}
     kinds = {w.name: "StatefulSet" if any(v.kind == "persistent" for v in w.volumes) else "Deployment" for w in spec.workloads}
 

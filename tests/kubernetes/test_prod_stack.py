@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.app_network import analyse
-from components.nginx import render_nginx
-from components.spec import HttpHealth
+from components.render.nginx import render_nginx
+from components.resources.app_network import analyse
+from components.spec.schema import HttpHealth
 from components.targets.kubernetes import CONFIG_CHECKSUM, config_map_name
 from offline.manifests import manifests
 from offline.program import RecordedResource, run_program
@@ -135,7 +135,7 @@ def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]])
 
 
 def test_single_replica_workloads_get_no_disruption_budget(k8s_minimal: dict[str, Any]) -> None:
-    from components.validation import parse_spec
+    from components.spec.validation import parse_spec
     from offline.program import run_program as run
 
     spec = parse_spec(k8s_minimal)

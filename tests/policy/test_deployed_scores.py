@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
-from components.app_network import analyse
-from components.config import namespace_values
-from components.nginx import render_nginx
-from components.spec import Spec
-from components.validation import SpecError, parse_spec
+from components.render.nginx import render_nginx
+from components.resources.app_network import analyse
+from components.spec.pulumi_config import namespace_values
+from components.spec.schema import Spec
+from components.spec.validation import SpecError, parse_spec
 from offline.stack_config import cli_config, stack_file
 from policies.deployed_scores import DeployedScores, deployed_scores
 from policies.nginx_config import parse_config

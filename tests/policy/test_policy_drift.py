@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from components.addressing import docker_address_map
+from components.plan.addressing import docker_address_map
 from offline import observe, plan
 from testbed.access_log_gen import synthetic_lines
 from testbed.specs import load_stack

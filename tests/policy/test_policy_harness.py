@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components.app_network import analyse
-from components.config import namespace_values
-from components.validation import parse_spec
+from components.resources.app_network import analyse
+from components.spec.pulumi_config import namespace_values
+from components.spec.validation import parse_spec
 from offline.analyzer import PolicyPackError, analyze, engine_service, policy_config_path, policy_pack
 from offline.program import run_program
 from offline.stack_config import cli_config, stack_file

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pulumi
 
-from components.network import ContainerNetwork
-from components.spec import Workload as WorkloadSpec
+from components.resources.network import ContainerNetwork
+from components.spec.schema import Workload as WorkloadSpec
 from components.targets.base import Target
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.observation import FLOOR_MS, Measured
-from components.spec import Spec
+from components.observe.observation import FLOOR_MS, Measured
+from components.spec.schema import Spec
 
 WORKLOADS_KEY = "netopt:workloads"
 TRAFFIC_KEY = "netopt:traffic"

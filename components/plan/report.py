@@ -10,9 +10,9 @@ import hashlib
 from dataclasses import asdict
 from typing import Any
 
-from components.capacity import Capacity
-from components.plan import Plan
-from components.scores import Item, Scores
+from components.plan.build import Plan
+from components.plan.capacity import Capacity
+from components.plan.scores import Item, Scores
 
 
 def _items(items: tuple[Item, ...]) -> list[dict[str, Any]]:

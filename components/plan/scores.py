@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from components.plan import Plan
+from components.plan.build import Plan
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from components import shape_messages
-from components.spec import HttpMethod, Spec
+from components.spec import shape_messages
+from components.spec.schema import HttpMethod, Spec
 
 NAMESPACE = "netopt"
 
@@ -245,7 +245,7 @@ def _call_issues(raw: Mapping[str, Any], workloads: list[str] | None) -> Iterabl
 
 
 def _cycle_issues(spec: Spec) -> Iterable[Issue]:
-    from components.graph import find_cycle
+    from components.plan.graph import find_cycle
 
     cycle = find_cycle(spec)
     if cycle:
@@ -305,8 +305,8 @@ def _route_conflicts(spec: Spec) -> Iterable[Issue]:
 def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
     """Routes dispatched from one nginx location (sharing a path, or one falling back to the other when its
     methods/headers do not match) share that location's timeouts and retry policy, so they must agree."""
-    from components.balancing import target_balancing
-    from components.plan import build_plan
+    from components.plan.balancing import target_balancing
+    from components.plan.build import build_plan
 
     index = {route.name: i for i, route in enumerate(spec.routes)}
     reported: set[tuple[str, str]] = set()
@@ -388,7 +388,7 @@ def _latency_optimal_issues(spec: Spec) -> Iterable[Issue]:
 
     With service balancing (kubernetes) the platform spreads a workload's pods evenly whatever the peak: nothing needed.
     """
-    from components.balancing import service_rate, target_balancing
+    from components.plan.balancing import service_rate, target_balancing
 
     if spec.gateway.algorithm != "latency_optimal" or target_balancing(spec.target) != "gateway":
         return
@@ -413,7 +413,7 @@ def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
         yield Issue(key_path(["network", "subnet"]), "the docker target gives every backend a fixed address (nginx resolves names once), "
                     "so it needs an IPv4 subnet; add e.g. 10.42.0.0/24")
         return
-    from components.docker_links import block_size, room_needed
+    from components.plan.docker_links import block_size, room_needed
 
     count, prefix = room_needed(spec)
     if prefix < subnet.prefixlen:

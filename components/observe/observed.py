@@ -14,9 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from components.observation import OBSERVATION_SCHEMA
-from components.spec import Spec
-from components.validation import Issue, SpecError
+from components.observe.observation import OBSERVATION_SCHEMA
+from components.spec.schema import Spec
+from components.spec.validation import Issue, SpecError
 
 CONFIG_NAMESPACE = "netopt-observed"
 CONFIG_KEY = f"{CONFIG_NAMESPACE}:file"

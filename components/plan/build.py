@@ -11,10 +11,10 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from components.balancing import BalancingMode, integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
-from components.nginx_names import upstream_name
-from components.nginx_regex import search
-from components.spec import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts, match_key
+from components.plan.balancing import BalancingMode, integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
+from components.plan.names import upstream_name
+from components.spec.regex import search
+from components.spec.schema import ConcurrencyLimit, RateLimit, Route, Spec, Timeouts, match_key
 
 DEFAULT_SERVER = "_"
 

@@ -1,7 +1,7 @@
 """The one queue model: each replica is an M/M/c queue (c = max_concurrency, mean service time t = its response time).
 
-The capacity table (`components.capacity`) reads its mean latency from here and the latency_optimal split
-(`components.balancing`) minimizes the same mean latency, so the split and the table never disagree about what a
+The capacity table (`components.plan.capacity`) reads its mean latency from here and the latency_optimal split
+(`components.plan.balancing`) minimizes the same mean latency, so the split and the table never disagree about what a
 replica does with the load it gets. Pure floats: the callers decide how exact their results must be.
 """
 

@@ -10,8 +10,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.spec import Spec
-from components.validation import NAMESPACE, Issue, SpecError, key_path, parse_spec
+from components.spec.schema import Spec
+from components.spec.validation import NAMESPACE, Issue, SpecError, key_path, parse_spec
 
 
 def namespace_values(config: Mapping[str, str]) -> dict[str, Any]:

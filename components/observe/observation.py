@@ -3,9 +3,9 @@
 Pure: takes the spec, its target's address map and the `LogStats` of one pass over the access log. The measured
 inputs go through the same code as the declared ones: a copy of the spec with each replica's `response_time_ms`
 set to its measured mean upstream time and each route's `traffic.peak_rps` to its observed peak is planned,
-scored (`components.scores`) and sized (`components.capacity`) exactly as `make plan` does.
+scored (`components.plan.scores`) and sized (`components.plan.capacity`) exactly as `make plan` does.
 
-Mapping addresses back to replicas: on Docker every replica has a fixed address (`components.addressing`), so
+Mapping addresses back to replicas: on Docker every replica has a fixed address (`components.plan.addressing`), so
 nginx's `$upstream_addr` names the replica. On Kubernetes an upstream member is a workload's Service; nginx logs
 the ClusterIP it resolved the Service name to, so the Services' addresses are needed (`resolved`, host -> IP, from
 `kubectl get services -o json`) and times and shares are per workload only: kube-proxy picks the pod, nginx never
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from components.addressing import AddressMap, docker_address_map, kubernetes_address_map
-from components.balancing import ShareFunction, share_function, target_balancing
-from components.capacity import Capacity, compute_capacity
-from components.log_stats import DEFAULT_WINDOW_S, LogStats, MemberStats
-from components.plan import build_plan
-from components.report import capacity_document, scores_document
-from components.scores import backend_replicas, compute_scores
-from components.spec import Route, Spec, Traffic
+from components.observe.log_stats import DEFAULT_WINDOW_S, LogStats, MemberStats
+from components.plan.addressing import AddressMap, docker_address_map, kubernetes_address_map
+from components.plan.balancing import ShareFunction, share_function, target_balancing
+from components.plan.build import build_plan
+from components.plan.capacity import Capacity, compute_capacity
+from components.plan.report import capacity_document, scores_document
+from components.plan.scores import backend_replicas, compute_scores
+from components.spec.schema import Route, Spec, Traffic
 
 DEFAULT_TOLERANCE = 0.2
 MIN_SAMPLES = 20  # fewer successful tries than this: a replica's time is reported but drives no drift or patch

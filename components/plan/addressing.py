@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from components.docker_links import links
-from components.graph import GATEWAY
-from components.spec import Spec
+from components.plan.docker_links import links
+from components.plan.graph import GATEWAY
+from components.spec.schema import Spec
 
 AddressMap = Mapping[str, list[str]]
 """Workload name -> "host:port" of each upstream member: each replica, indexed by replica number (gateway

@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Literal
 
-from components.queueing import marginal_latency_s
-from components.spec import Algorithm, Route, Spec, Target, Workload
+from components.plan.queueing import marginal_latency_s
+from components.spec.schema import Algorithm, Route, Spec, Target, Workload
 
 MAX_WEIGHT = 1000
 
@@ -52,7 +52,7 @@ _NGINX_WITHIN: dict[str, Within] = {"weighted": "declared", "latency_weighted": 
 def latency_optimal_split(rates: Sequence[Fraction], load: float, servers: int) -> list[Fraction]:
     """Shares of `load` req/s that minimize the mean response time over replicas of the given service rates.
 
-    Each replica is the M/M/c queue of the capacity table (`components.queueing`): c = `servers` (max_concurrency),
+    Each replica is the M/M/c queue of the capacity table (`components.plan.queueing`): c = `servers` (max_concurrency),
     mean service time t_i = c/μ_i, so the split is optimal by the very latency the table reports. There is no
     closed form; at the optimum every used replica has the same marginal cost d/dλ[λ·W_i(λ)] = ν and a replica
     whose cost at λ = 0 (t_i) is above ν gets nothing (`_water_fill`). Replicas of equal rate get one value, so

@@ -1,4 +1,4 @@
-"""Streaming statistics over the gateway's access log (schema `components.access_log`), in bounded memory.
+"""Streaming statistics over the gateway's access log (schema `components.render.access_log`), in bounded memory.
 
 One pass, one line at a time: nothing is kept per request. Memory is bounded by what the plan declares, not by
 the log's length:
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 
-from components.access_log import SCHEMA_VERSION
+from components.render.access_log import SCHEMA_VERSION
 
 SETTLE_S = 10
 DEFAULT_WINDOW_S = 10  # peak req/s is the highest mean over this many seconds: a planning peak, not one second's Poisson noise

@@ -6,18 +6,18 @@ from typing import Any
 
 import pulumi
 
-from components.balancing import target_balancing
-from components.capacity import compute_capacity
-from components.load_balancer import LoadBalancer, LoadBalancerArgs
-from components.network import ContainerNetwork
-from components.nginx import render_nginx
-from components.plan import Plan, build_plan
-from components.report import strategy_report
-from components.scores import compute_scores
-from components.spec import Spec
+from components.plan.balancing import target_balancing
+from components.plan.build import Plan, build_plan
+from components.plan.capacity import compute_capacity
+from components.plan.report import strategy_report
+from components.plan.scores import compute_scores
+from components.render.nginx import render_nginx
+from components.resources.load_balancer import LoadBalancer, LoadBalancerArgs
+from components.resources.network import ContainerNetwork
+from components.resources.workload import Workload
+from components.spec.schema import Spec
 from components.targets import target_for
 from components.targets.base import Target
-from components.workload import Workload
 
 
 def analyse(spec: Spec, observed: dict[str, Any] | None = None) -> tuple[Target, Plan, dict[str, Any]]:
@@ -25,7 +25,7 @@ def analyse(spec: Spec, observed: dict[str, Any] | None = None) -> tuple[Target,
 
     The report names the digest of the gateway config rendered here; the LoadBalancer renders the config it deploys
     on its own, and the policy pack checks that the two agree (rendering is deterministic, ~50 ms at 1,000 routes).
-    `observed`: the report's `observed` section (components.observed), when the plan is given an observation.
+    `observed`: the report's `observed` section (components.observe.observed), when the plan is given an observation.
     """
     target = target_for(spec)
     plan = build_plan(spec, target_balancing(spec.target))

@@ -10,9 +10,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from components.access_log import MADE_REQUEST_ID, REQUEST_ID_PATTERN, log_format_lines
-from components.addressing import AddressMap
-from components.nginx_names import (
+from components.plan.addressing import AddressMap
+from components.plan.build import DEFAULT_SERVER, Location, Plan, Rule, Server
+from components.plan.names import (
     concurrency_limit_name,
     dispatch_var,
     header_key_var,
@@ -20,8 +20,8 @@ from components.nginx_names import (
     header_token_var,
     rate_limit_name,
 )
-from components.plan import DEFAULT_SERVER, Location, Plan, Rule, Server
-from components.spec import ConcurrencyLimit, RateLimit, Timeouts
+from components.render.access_log import MADE_REQUEST_ID, REQUEST_ID_PATTERN, log_format_lines
+from components.spec.schema import ConcurrencyLimit, RateLimit, Timeouts
 
 _HASH_KEYS = {"client_ip": "$remote_addr", "uri": "$request_uri"}
 

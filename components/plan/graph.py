@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from components.spec import Spec
+from components.spec.schema import Spec
 
 GATEWAY = "gateway"
 

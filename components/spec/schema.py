@@ -1,7 +1,7 @@
 """The typed network spec: what a stack's `netopt:*` config means.
 
 Every model forbids unknown keys so a typo is an error, not a silently ignored setting. Cross-references
-(routes -> workloads, routes -> limits) are checked in `components.validation`, which collects every problem
+(routes -> workloads, routes -> limits) are checked in `components.spec.validation`, which collects every problem
 into one report; this module only states the shape of each object.
 """
 
@@ -15,8 +15,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from components.addresses_spec import AnyAddress, AnySubnet, IPv4Subnet
-from components.nginx_regex import RegexError, compile_location_regex
+from components.spec.addresses import AnyAddress, AnySubnet, IPv4Subnet
+from components.spec.regex import RegexError, compile_location_regex
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"

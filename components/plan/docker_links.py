@@ -20,8 +20,8 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components.graph import GATEWAY, Flow, flows
-from components.spec import Spec
+from components.plan.graph import GATEWAY, Flow, flows
+from components.spec.schema import Spec
 
 _RESERVED = 3  # network address, the bridge's own (.1), broadcast
 

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import pulumi
 
-from components.network import ContainerNetwork
-from components.nginx import render_nginx
-from components.plan import Plan
+from components.plan.build import Plan
+from components.render.nginx import render_nginx
+from components.resources.network import ContainerNetwork
+from components.resources.workload import Workload
 from components.targets.base import Target
-from components.workload import Workload
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Each replica is an M/M/c queue: c = the workload's max_concurrency, mean service time t = its declared response
 time, Poisson arrivals at the rate the balancing algorithm sends it (route peak × route split × the replica's
 expected share, see `balancing.expected_shares`). Mean latency is t + Erlang-C waiting time
-(`components.queueing`, the model latency_optimal minimizes too); at utilization ≥ 1 the queue grows without bound
+(`components.plan.queueing`, the model latency_optimal minimizes too); at utilization ≥ 1 the queue grows without bound
 and the replica is flagged overloaded (latency None).
 
 Calls between workloads (`workloads[].calls`) add to that: a workload's total arrival rate is what the gateway
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.balancing import ShareFunction, service_rate, share_function
-from components.graph import propagate
-from components.plan import Plan
-from components.queueing import mean_latency_s
-from components.spec import Route, Spec, Workload
+from components.plan.balancing import ShareFunction, service_rate, share_function
+from components.plan.build import Plan
+from components.plan.graph import propagate
+from components.plan.queueing import mean_latency_s
+from components.spec.schema import Route, Spec, Workload
 
 
 @dataclass(frozen=True)

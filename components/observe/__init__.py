@@ -1,0 +1,1 @@
+"""Observation: proxies' access logs back into measured plan inputs, drift and a stack-file patch."""
