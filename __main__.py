@@ -4,7 +4,7 @@ import pulumi
 
 from components.observe.observed import CONFIG_NAMESPACE, observed_section, read_observation
 from components.resources.app_network import AppNetwork
-from components.spec.pulumi_config import spec_from_pulumi_config
+from components.resources.pulumi_config import spec_from_pulumi_config
 from components.spec.validation import SpecError
 
 try:

@@ -36,7 +36,7 @@ from components.observe.observation import DEFAULT_TOLERANCE, measure, member_ad
 from components.observe.observation_patch import apply_patch, patch_document  # noqa: E402
 from components.plan.balancing import target_balancing  # noqa: E402
 from components.plan.build import build_plan  # noqa: E402
-from components.render.nginx import render_nginx  # noqa: E402
+from components.render.nginx import render_proxy  # noqa: E402
 from components.spec.schema import Spec  # noqa: E402
 from components.spec.validation import parse_spec  # noqa: E402
 from testbed.backend import BackendProcess, ReplicaConfig  # noqa: E402
@@ -75,7 +75,7 @@ def _flush(nginx: NginxRunner, path: str) -> int:
 def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: float, seed: int) -> dict[str, Any]:
     prefix = tempfile.mkdtemp(prefix="netopt-observe-loop-")
     runtime = host_runtime(prefix)
-    nginx = NginxRunner(render_nginx(build_plan(spec, target_balancing(spec.target)), {"svc": addresses}, runtime), prefix=prefix,
+    nginx = NginxRunner(render_proxy(build_plan(spec, target_balancing(spec.target)).gateway, {"svc": addresses}, runtime), prefix=prefix,
                         listen=[("127.0.0.1", runtime.listen_port)]).start()
     log = os.path.join(prefix, "logs", "access.log")
     try:
@@ -88,7 +88,7 @@ def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: f
     finally:
         nginx.stop()  # graceful: writes the rest of the log
     plan = build_plan(spec, target_balancing(spec.target))
-    reader = LogReader(member_addresses({"svc": addresses}), {u.name for u in plan.upstreams})
+    reader = LogReader(member_addresses({"svc": addresses}), {u.name for u in plan.gateway.upstreams})
     with open(log, "rb") as stream:
         stream.seek(start)
         for number, line in enumerate(stream, start=1):
@@ -97,7 +97,7 @@ def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: f
     ok = [s.latency * 1000.0 for s in samples if s.status == 200]
     return {
         "declared_ms": [t * 1000.0 for t in spec.workload("svc").replica_response_times_s()],
-        "backup": [s.backup for s in plan.upstreams[0].servers],
+        "backup": [s.backup for s in plan.gateway.upstreams[0].servers],
         "sent": len(samples), "errors": len(samples) - len(ok),
         "p50_ms": percentile(ok, 50), "p99_ms": percentile(ok, 99),
         "replicas": [{"true_mean_ms": 1000.0 * t["busy_s"] / t["requests"] if t["requests"] else None,

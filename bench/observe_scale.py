@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from components.plan.addressing import docker_address_map  # noqa: E402
-from components.spec.pulumi_config import namespace_values  # noqa: E402
+from components.resources.pulumi_config import namespace_values  # noqa: E402
 from components.spec.validation import parse_spec  # noqa: E402
 from offline.stack_config import cli_config, stack_file  # noqa: E402
 from testbed.access_log_gen import synthetic_lines  # noqa: E402

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.generate import generated_cli_config
 from components.resources.app_network import analyse
-from components.spec.pulumi_config import namespace_values
+from components.resources.pulumi_config import namespace_values
 from components.spec.validation import parse_spec
 from offline.artifacts import write_artifacts
 from offline.program import run_program

@@ -69,10 +69,10 @@ def bench_spec(algorithm: str = "round_robin", replicas: int = 2) -> Any:
 def render_gateway(spec: Any, addresses: dict[str, list[str]], prefix: str, **runtime: Any) -> tuple[str, int]:
     from components.plan.balancing import target_balancing
     from components.plan.build import build_plan
-    from components.render.nginx import render_nginx
+    from components.render.nginx import render_proxy
 
     rt = host_runtime(prefix, worker_processes=runtime.pop("worker_processes", None), **runtime)
-    return render_nginx(build_plan(spec, target_balancing(spec.target)), addresses, rt), rt.listen_port
+    return render_proxy(build_plan(spec, target_balancing(spec.target)).gateway, addresses, rt), rt.listen_port
 
 
 def naive_conf(backends: list[str], port: int, workers: str | None = None) -> str:

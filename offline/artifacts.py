@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 from components.plan.build import Plan
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.targets.base import Target
 from offline.manifests import manifests, write_manifests
 from offline.program import RecordedResource
@@ -29,7 +29,7 @@ def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
-        (staging / "nginx.conf").write_text(render_nginx(plan, target.address_map(), target.nginx_runtime()))
+        (staging / "nginx.conf").write_text(render_proxy(plan.gateway, target.address_map(), target.nginx_runtime()))
         names = {"nginx_conf": "nginx.conf"}
         if plan.spec.target == "kubernetes":
             written = write_manifests(manifests(resources), staging)

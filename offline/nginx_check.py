@@ -23,7 +23,7 @@ from typing import Any
 
 from components.plan.addressing import AddressMap
 from components.plan.build import Plan
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.targets.base import Target
 
 SEARCH_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx")
@@ -84,5 +84,5 @@ def check_gateway(target: Target, plan: Plan) -> dict[str, Any]:
     version = subprocess.run([nginx, "-v"], capture_output=True, text=True, timeout=30).stderr.strip().removeprefix("nginx version: ")
     with tempfile.TemporaryDirectory(prefix="netopt-nginx-paths-") as scratch:
         runtime = dataclasses.replace(target.nginx_runtime(), temp_dir=scratch, pid_path=f"{scratch}/nginx.pid")
-        nginx_test(render_nginx(plan, resolvable(target.address_map()), runtime), nginx)
+        nginx_test(render_proxy(plan.gateway, resolvable(target.address_map()), runtime), nginx)
     return {"status": "passed", "nginx": nginx, "version": version, "detail": "nginx -t accepted the rendered gateway config"}

@@ -28,7 +28,7 @@ from components.observe.observation_patch import patch_document
 from components.plan.addressing import kubernetes_service_host
 from components.plan.balancing import target_balancing
 from components.plan.build import build_plan
-from components.spec.pulumi_config import namespace_values
+from components.resources.pulumi_config import namespace_values
 from components.spec.schema import Spec
 from components.spec.validation import SpecError, parse_spec
 from offline.observe_text import render_text
@@ -91,7 +91,7 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
         except OSError as error:
             raise InputError(f"cannot read the services file {services}: {error.strerror}") from None
     plan = build_plan(spec, target_balancing(spec.target))
-    reader = LogReader(member_addresses(address_map, resolved), {u.name for u in plan.upstreams}, window_s)
+    reader = LogReader(member_addresses(address_map, resolved), {u.name for u in plan.gateway.upstreams}, window_s)
     stream = _open_log(log)
     try:
         stats = read_log(stream, reader)

@@ -18,7 +18,7 @@ from typing import Any
 from components.observe.observed import CONFIG_KEY as OBSERVED_KEY
 from components.observe.observed import observed_section, read_observation
 from components.resources.app_network import analyse
-from components.spec.pulumi_config import namespace_values
+from components.resources.pulumi_config import namespace_values
 from components.spec.validation import SpecError, parse_spec
 from offline import policy_gate, since
 from offline.artifacts import remove_artifacts, write_artifacts

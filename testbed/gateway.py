@@ -1,6 +1,6 @@
 """The project's own gateway on loopback: backends + the rendered nginx.conf + nginx.
 
->>> with Gateway(spec) as gw:                       # Spec -> build_plan -> render_nginx -> nginx
+>>> with Gateway(spec) as gw:                       # Spec -> build_plan -> render_proxy -> nginx
 ...     gw.client().request("GET", "/api/x").replica  # "api-0"
 ...     gw.backend_stats()["api-0"]["requests"]
 ...     gw.access_log()                                # parsed lines of the project's log format
@@ -139,10 +139,10 @@ class Gateway:
     def render(self, spec: Any, runtime: Any = None) -> str:
         from components.plan.balancing import target_balancing
         from components.plan.build import build_plan
-        from components.render.nginx import render_nginx
+        from components.render.nginx import render_proxy
 
         self.plan = build_plan(spec, target_balancing(spec.target))
-        return render_nginx(self.plan, self.addresses, runtime or self.runtime)
+        return render_proxy(self.plan.gateway, self.addresses, runtime or self.runtime)
 
     def reload(self, spec: Any = None, **runtime_changes: Any) -> str:
         """Re-render (new spec and/or runtime fields) and ``nginx -s reload``."""

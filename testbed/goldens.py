@@ -12,9 +12,9 @@ import os
 import sys
 from pathlib import Path
 
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
-from components.spec.pulumi_config import namespace_values
+from components.resources.pulumi_config import namespace_values
 from components.spec.validation import parse_spec
 from offline.stack_config import PROJECT_DIR, cli_config, stack_file
 
@@ -25,7 +25,7 @@ SHIPPED = ("dev", "staging", "prod")
 def rendered(stack: str) -> str:
     """The gateway config the stack's target deploys, rendered from the shipped stack file."""
     target, plan, _ = analyse(parse_spec(namespace_values(cli_config(stack_file(stack)))))
-    return render_nginx(plan, target.address_map(), target.nginx_runtime())
+    return render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
 
 
 def golden_path(stack: str, golden_dir: Path = GOLDEN_DIR) -> Path:

@@ -14,7 +14,7 @@ STACKS = ("dev", "staging", "prod")
 def load_stack(name: str) -> Spec:
     """The validated Spec of ``stacks/Pulumi.<name>.yaml``, read the way the
     offline plan and the Pulumi program read it."""
-    from components.spec.pulumi_config import namespace_values
+    from components.resources.pulumi_config import namespace_values
     from components.spec.validation import parse_spec
     from offline.stack_config import cli_config, stack_file
 

@@ -9,7 +9,7 @@ import pytest
 
 from components.plan.balancing import target_balancing
 from components.plan.build import Plan, build_plan
-from components.spec.pulumi_config import namespace_values
+from components.resources.pulumi_config import namespace_values
 from components.spec.schema import Spec
 from components.spec.validation import parse_spec
 from offline.stack_config import cli_config, stack_file

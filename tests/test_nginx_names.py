@@ -13,8 +13,9 @@ from hypothesis import strategies as st
 
 from components.plan.addressing import docker_address_map
 from components.plan.names import dispatch_var, escape, unescape, upstream_name
-from components.render.nginx import render_nginx
-from components.spec.schema import DNS_LABEL, HOST_NAME, IDENTIFIER
+from components.render.nginx import render_proxy
+from components.spec.base import DNS_LABEL, IDENTIFIER
+from components.spec.schema import HOST_NAME
 from components.spec.validation import parse_spec
 from testbed.nginx_runner import nginx_t
 from tests.conftest import plan_of
@@ -81,7 +82,7 @@ def _colliding_spec(minimal: dict[str, Any]) -> dict[str, Any]:
 
 def test_colliding_spec_strings_render_distinct_names_that_nginx_accepts(minimal: dict[str, Any], tmp_path: Path) -> None:
     spec = parse_spec(_colliding_spec(minimal))
-    text = render_nginx(plan_of(spec), docker_address_map(spec))
+    text = render_proxy(plan_of(spec).gateway, docker_address_map(spec))
     nginx_t(text)  # old main: limit_req_zone "netopt_rl_per_ip" is already bound
     (tmp_path / "nginx.conf").write_text(text)
     (http,) = [d for d in crossplane.parse(str(tmp_path / "nginx.conf"), single=True)["config"][0]["parsed"] if d["directive"] == "http"]

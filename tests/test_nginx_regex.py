@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from components.plan.addressing import docker_address_map
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.spec.regex import RegexError, compile_location_regex, search
 from components.spec.validation import SpecError, parse_spec
 from testbed.gateway import free_port
@@ -48,7 +48,7 @@ def test_valid_pcre_is_accepted_rendered_and_passes_nginx_t(minimal: dict[str, A
     nginx_t(_location_conf(pattern))
     minimal["routes"][0]["match"] = {"path": pattern, "path_type": "regex"}
     spec = parse_spec(minimal)  # old main: (?<v>...) "unknown extension", \x{41} / \h "bad escape"
-    nginx_t(render_nginx(plan_of(spec), docker_address_map(spec)))
+    nginx_t(render_proxy(plan_of(spec).gateway, docker_address_map(spec)))
 
 
 def test_matching_is_byte_wise_and_case_sensitive_like_nginx() -> None:
@@ -68,7 +68,7 @@ def test_the_plans_resolver_uses_pcre(minimal: dict[str, Any]) -> None:
         {"name": "web", "match": {"path": "/"}, "backends": [{"workload": "web"}]},
     ]
     spec = parse_spec(minimal)
-    (server,) = plan_of(spec).servers
+    (server,) = plan_of(spec).gateway.servers
     bare = next(loc for loc in server.locations if (loc.kind, loc.path) == ("exact", "/vd]"))
     assert [rule.route.name for rule in bare.rules] == ["brackets"]
     assert expected_route(spec, "GET", "/vd]", "x") == "brackets" and expected_route(spec, "GET", "/v1", "x") == "versioned"

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from components.plan.addressing import docker_address_map
-from components.render.nginx import NginxRuntime, render_nginx
+from components.render.nginx import NginxRuntime, render_proxy
 from components.resources.app_network import analyse
 from components.spec.validation import SpecError, parse_spec
 from testbed.goldens import mismatch, rendered
@@ -40,7 +40,7 @@ def test_passes_nginx_t(stack: str) -> None:
 def test_canary_weights_are_exact_integers(minimal: dict[str, Any]) -> None:
     minimal["routes"][0]["backends"] = [{"workload": "api", "weight": 90}, {"workload": "web", "weight": 10}]
     spec = parse_spec(minimal)
-    text = render_nginx(plan_of(spec), docker_address_map(spec))
+    text = render_proxy(plan_of(spec).gateway, docker_address_map(spec))
     # api has 2 replicas sharing 90%, web 1 replica with 10%: 45 : 45 : 10 = 9 : 9 : 2.
     assert re.findall(r"server 10\.9\.0\.\d+:\d+ weight=(\d+)", text.split("upstream up_api_90_web_10")[1].split("}")[0]) == ["9", "9", "2"]
 
@@ -57,9 +57,9 @@ def test_latency_optimal_renders_left_out_replicas_as_backup(minimal: dict[str, 
     """At 500 req/s the square-root rule uses only the two fast replicas; the slow ones stay as spill-over."""
     spec = parse_spec(_skewed(minimal, 500))
     plan = plan_of(spec)
-    upstream = next(u for u in plan.upstreams if u.name == "up_api")
+    upstream = next(u for u in plan.gateway.upstreams if u.name == "up_api")
     assert [(s.replica, s.weight, s.backup) for s in upstream.servers] == [(0, 1, False), (1, 1, False), (2, 2, True), (3, 1, True)]
-    text = render_nginx(plan, docker_address_map(spec))
+    text = render_proxy(plan.gateway, docker_address_map(spec))
     block = text.split("upstream up_api {")[1].split("}")[0]
     servers = re.findall(r"^\s*server (\S+) (.*);$", block, re.M)
     assert [rest for _, rest in servers] == [
@@ -74,7 +74,7 @@ def test_latency_optimal_renders_left_out_replicas_as_backup(minimal: dict[str, 
 
 def test_latency_optimal_near_capacity_has_no_backup(minimal: dict[str, Any]) -> None:
     spec = parse_spec(_skewed(minimal, 1900))  # = Σ μ: shares ∝ μ, 8 : 8 : 2 : 1
-    upstream = next(u for u in plan_of(spec).upstreams if u.name == "up_api")
+    upstream = next(u for u in plan_of(spec).gateway.upstreams if u.name == "up_api")
     assert [(s.weight, s.backup) for s in upstream.servers] == [(8, False), (8, False), (2, False), (1, False)]
 
 
@@ -85,13 +85,13 @@ def test_two_routes_to_one_workload_share_its_upstream(minimal: dict[str, Any]) 
     raw["routes"].append({"name": "api2", "match": {"path": "/v2/"}, "backends": [{"workload": "api"}]})
     raw["traffic"]["api2"] = 250
     shared = plan_of(parse_spec(raw))
-    assert shared.route_upstreams["api"] == shared.route_upstreams["api2"] == "up_api"
-    assert next(u for u in shared.upstreams if u.name == "up_api") == next(u for u in alone.upstreams if u.name == "up_api")
+    assert shared.gateway.route_upstreams["api"] == shared.gateway.route_upstreams["api2"] == "up_api"
+    assert next(u for u in shared.gateway.upstreams if u.name == "up_api") == next(u for u in alone.gateway.upstreams if u.name == "up_api")
 
 
 def test_security_and_performance_directives_present(minimal: dict[str, Any]) -> None:
     spec = parse_spec(minimal)
-    text = render_nginx(plan_of(spec), docker_address_map(spec))
+    text = render_proxy(plan_of(spec).gateway, docker_address_map(spec))
     for directive in ("server_tokens off;", "proxy_http_version 1.1;", 'proxy_set_header Connection "";', "keepalive 64;",
                       "limit_req_status 429;", "add_header Retry-After", "stub_status;", "deny all;", "client_max_body_size 1m;",
                       "proxy_next_upstream error timeout http_502 http_503 http_504;", "max_fails=3", "buffer=64k"):
@@ -102,7 +102,7 @@ def test_security_and_performance_directives_present(minimal: dict[str, Any]) ->
 def test_route_opt_in_allows_non_idempotent_retries(minimal: dict[str, Any]) -> None:
     minimal["routes"][0]["retry_non_idempotent"] = True
     spec = parse_spec(minimal)
-    text = render_nginx(plan_of(spec), docker_address_map(spec))
+    text = render_proxy(plan_of(spec).gateway, docker_address_map(spec))
     api_location = text.split("location ^~ /api/ {")[1].split("}")[0]
     assert "non_idempotent" in api_location
 
@@ -110,8 +110,8 @@ def test_route_opt_in_allows_non_idempotent_retries(minimal: dict[str, Any]) -> 
 def test_runtime_changes_process_settings_only(minimal: dict[str, Any]) -> None:
     spec = parse_spec(minimal)
     plan = plan_of(spec)
-    container = render_nginx(plan, docker_address_map(spec))
-    host = render_nginx(plan, docker_address_map(spec), NginxRuntime(listen_address="127.0.0.1", listen_port=18080, pid_path="/tmp/x.pid"))
+    container = render_proxy(plan.gateway, docker_address_map(spec))
+    host = render_proxy(plan.gateway, docker_address_map(spec), NginxRuntime(listen_address="127.0.0.1", listen_port=18080, pid_path="/tmp/x.pid"))
     assert "listen 127.0.0.1:18080 default_server" in host and "listen 8080 default_server" in container
     def strip(text: str) -> list[str]:
         return [line for line in text.splitlines() if not re.match(r"\s*(listen|pid) ", line)]
@@ -188,4 +188,4 @@ def test_any_valid_spec_renders_a_config_nginx_accepts(raw: dict[str, Any]) -> N
     except SpecError:
         assume(False)
         return
-    nginx_t(render_nginx(plan_of(spec), docker_address_map(spec)))
+    nginx_t(render_proxy(plan_of(spec).gateway, docker_address_map(spec)))

@@ -27,7 +27,7 @@ from tests.conftest import plan_of
 def read(spec: Spec, lines: list[str], addresses: dict[str, list[str]] | None = None, resolved: dict[str, str] | None = None,
          window_s: int = DEFAULT_WINDOW_S) -> LogStats:
     addresses = addresses if addresses is not None else docker_address_map(spec)
-    reader = LogReader(member_addresses(addresses, resolved), {u.name for u in plan_of(spec).upstreams}, window_s)
+    reader = LogReader(member_addresses(addresses, resolved), {u.name for u in plan_of(spec).gateway.upstreams}, window_s)
     for number, line in enumerate(lines, start=1):
         reader.feed(number, line.encode() + b"\n")
     return reader.finish()
@@ -137,7 +137,7 @@ def test_folding_in_batches_gives_the_same_statistics_as_line_by_line(monkeypatc
 def test_retries_count_for_every_replica_tried_and_a_named_upstream_is_no_server_left() -> None:
     spec = load_stack("staging")
     api = docker_address_map(spec)["api"]
-    upstream = plan_of(spec).route_upstreams["api_versioned"]
+    upstream = plan_of(spec).gateway.route_upstreams["api_versioned"]
     stats = read(spec, [
         log_line(msec="1764000000.100", route="api_versioned", status="200", upstream_addr=f"{api[0]}, {api[1]}",
                  upstream_status="502, 200", upstream_response_time="0.001, 0.040"),
@@ -233,7 +233,7 @@ def test_measured_scores_run_the_same_formula_on_the_measured_times() -> None:
 
 def test_the_patch_replans_latency_optimal_to_make_the_slow_replica_a_backup() -> None:
     spec = skew([10, 10, 10, 10])
-    before = plan_of(spec).upstreams[0].servers
+    before = plan_of(spec).gateway.upstreams[0].servers
     assert not any(s.backup for s in before) and len({s.weight for s in before}) == 1
     raw = {f"netopt:{k}": v for k, v in spec.model_dump(mode="json", exclude_unset=True).items()}
     patch, changes = patch_document(raw, spec, measure(spec, skew_log(spec, [10, 10, 10, 50])), tolerance=0.2)
@@ -242,7 +242,7 @@ def test_the_patch_replans_latency_optimal_to_make_the_slow_replica_a_backup() -
     assert times[:3] == [10.0, 10.0, 10.0] and times[3] == pytest.approx(50, rel=0.1)  # only what drifts changes
     merged = apply_patch({"config": raw}, yaml.safe_load(yaml.safe_dump(patch)))["config"]
     replanned = parse_spec({k.removeprefix("netopt:"): v for k, v in merged.items()})
-    after = plan_of(replanned).upstreams[0].servers
+    after = plan_of(replanned).gateway.upstreams[0].servers
     assert [s.backup for s in after] == [False, False, False, True]
 
 

@@ -6,13 +6,15 @@ from typing import Any
 
 import pytest
 
-from components.plan.build import DEFAULT_SERVER, Location, Plan, regex_literal_prefix
+from components.plan.build import Plan
+from components.plan.ir import DEFAULT_SERVER, Location
+from components.plan.locations import regex_literal_prefix
 from components.spec.validation import parse_spec
 from tests.conftest import plan_of
 
 
 def chain(plan: Plan, host: str, kind: str, path: str) -> list[str]:
-    server = next(s for s in plan.servers if s.host == host)
+    server = next(s for s in plan.gateway.servers if s.host == host)
     location: Location = next(loc for loc in server.locations if (loc.kind, loc.path) == (kind, path))
     return [rule.route.name for rule in location.rules]
 
@@ -30,7 +32,7 @@ def test_conditional_route_falls_through_to_the_covering_route(minimal: dict[str
     plan = plan_of(parse_spec(minimal))
     # GET /api/login is not the POST-only route's: it falls through to /api/, as if the exact location did not exist.
     assert chain(plan, DEFAULT_SERVER, "exact", "/api/login") == ["login", "api"]
-    assert plan.match_steps["login"] == 2 and plan.match_steps["api"] == 1
+    assert plan.gateway.match_steps["login"] == 2 and plan.gateway.match_steps["api"] == 1
 
 
 def test_host_route_is_not_shadowed_by_hostless_routes(minimal: dict[str, Any]) -> None:
@@ -53,7 +55,7 @@ def test_prefix_without_slash_belongs_to_the_prefix(minimal: dict[str, Any]) -> 
     del minimal["routes"][1]
     plan = plan_of(parse_spec(minimal))
     assert chain(plan, DEFAULT_SERVER, "exact", "/api") == ["api"]
-    assert [(loc.kind, loc.path) for loc in plan.servers[0].locations] == [("exact", "/api"), ("prefix", "/api/")]
+    assert [(loc.kind, loc.path) for loc in plan.gateway.servers[0].locations] == [("exact", "/api"), ("prefix", "/api/")]
 
 
 def _cart(minimal: dict[str, Any], *extra: dict[str, Any]) -> Plan:
@@ -64,7 +66,7 @@ def _cart(minimal: dict[str, Any], *extra: dict[str, Any]) -> Plan:
 
 def _resolved(plan: Plan, path: str, host: str = DEFAULT_SERVER) -> list[str]:
     """The chain of the location nginx picks for `path`: exact, else the longest string prefix (no regexes here)."""
-    server = next(s for s in plan.servers if s.host == host)
+    server = next(s for s in plan.gateway.servers if s.host == host)
     exact = [loc for loc in server.locations if loc.kind == "exact" and loc.path == path]
     prefixes = [loc for loc in server.locations if loc.kind == "prefix" and path.startswith(loc.path)]
     location = exact[0] if exact else max(prefixes, key=lambda loc: len(loc.path))
@@ -74,13 +76,13 @@ def _resolved(plan: Plan, path: str, host: str = DEFAULT_SERVER) -> list[str]:
 def test_prefix_matches_whole_segments(minimal: dict[str, Any]) -> None:
     plan = _cart(minimal)
     # Rendered as `location = /cart` and `location ^~ /cart/`, never `location /cart`: nginx compares strings.
-    assert [(loc.kind, loc.path, loc.stops_regex) for loc in plan.servers[0].locations] == [
+    assert [(loc.kind, loc.path, loc.stops_regex) for loc in plan.gateway.servers[0].locations] == [
         ("exact", "/cart", False), ("prefix", "/", True), ("prefix", "/cart/", True)]
     for path in ("/cart", "/cart/", "/cart/x", "/cart/x/y"):
         assert _resolved(plan, path) == ["cart"], path
     for path in ("/cartx", "/cartx/y", "/car", "/"):
         assert _resolved(plan, path) == ["web"], path
-    assert plan.match_steps == {"cart": 1, "web": 1}
+    assert plan.gateway.match_steps == {"cart": 1, "web": 1}
 
 
 def test_prefix_and_its_slash_form_are_one_path(minimal: dict[str, Any]) -> None:
@@ -106,8 +108,8 @@ def test_regex_overlapping_a_prefix_keeps_its_bare_path(minimal: dict[str, Any])
     plan = _cart(minimal, {"name": "carts", "match": {"path": "^/cart[a-z]*$", "path_type": "regex"}, "backends": [{"workload": "web"}]})
     # A regex can match below /cart/'s string prefix "/cart": no ^~. The bare /cart is the regex's (regexes beat prefixes).
     assert chain(plan, DEFAULT_SERVER, "exact", "/cart") == ["carts"]
-    assert not next(loc for loc in plan.servers[0].locations if loc.path == "/cart/").stops_regex
-    assert plan.match_steps["cart"] == 2
+    assert not next(loc for loc in plan.gateway.servers[0].locations if loc.path == "/cart/").stops_regex
+    assert plan.gateway.match_steps["cart"] == 2
 
 
 def test_prefix_per_host(minimal: dict[str, Any]) -> None:
@@ -119,10 +121,10 @@ def test_prefix_per_host(minimal: dict[str, Any]) -> None:
 def test_prefix_stops_regex_search_only_when_no_regex_can_match_below_it(minimal: dict[str, Any]) -> None:
     minimal["routes"].append({"name": "v", "match": {"path": "^/v[0-9]+/", "path_type": "regex"}, "backends": [{"workload": "web"}]})
     plan = plan_of(parse_spec(minimal))
-    locations = {(loc.kind, loc.path): loc for loc in plan.servers[0].locations}
+    locations = {(loc.kind, loc.path): loc for loc in plan.gateway.servers[0].locations}
     assert locations[("prefix", "/api/")].stops_regex
     assert not locations[("prefix", "/")].stops_regex
-    assert [loc.kind for loc in plan.servers[0].locations][-1] == "regex"
+    assert [loc.kind for loc in plan.gateway.servers[0].locations][-1] == "regex"
 
 
 def test_routes_in_one_location_must_agree_on_timeouts(minimal: dict[str, Any]) -> None:

@@ -103,11 +103,11 @@ def test_routes_split_by_method_do_not_conflict(minimal: dict[str, Any]) -> None
     minimal["routes"][0]["match"]["methods"] = ["POST"]
     minimal["routes"].append({"name": "api_read", "match": {"path": "/api/", "methods": ["GET", "HEAD"]}, "backends": [{"workload": "web"}]})
     plan = plan_of(parse_spec(minimal))
-    (location,) = [loc for server in plan.servers for loc in server.locations if loc.path == "/api/"]
-    chain = {rule.route.name: rule.route.match.methods for rule in location.rules}
+    (location,) = [loc for server in plan.gateway.servers for loc in server.locations if loc.path == "/api/"]
+    chain = {rule.route.name: rule.route.methods for rule in location.rules}
     # One location, its two routes told apart by method; other methods fall through to what `/` would serve.
-    assert chain == {"api": ["POST"], "api_read": ["GET", "HEAD"], "web": None}
-    assert plan.route_upstreams["api"] != plan.route_upstreams["api_read"]
+    assert chain == {"api": ("POST",), "api_read": ("GET", "HEAD"), "web": None}
+    assert plan.gateway.route_upstreams["api"] != plan.gateway.route_upstreams["api_read"]
 
 
 def test_port_clash(minimal: dict[str, Any]) -> None:

@@ -15,7 +15,8 @@ from fractions import Fraction
 from typing import Literal
 
 from components.plan.queueing import marginal_latency_s
-from components.spec.schema import Algorithm, Route, Spec, Target, Workload
+from components.spec.base import Algorithm
+from components.spec.schema import Route, Spec, Target, Workload
 
 MAX_WEIGHT = 1000
 

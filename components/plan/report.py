@@ -75,7 +75,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, gateway_conf
         "routes": [
             {
                 "name": route.name,
-                "upstream": plan.route_upstreams[route.name],
+                "upstream": plan.gateway.route_upstreams[route.name],
                 "methods": list(route.match.methods) if route.match.methods else None,
                 "retry_non_idempotent": route.retry_non_idempotent,
                 "rate_limit": route.rate_limit,

@@ -59,7 +59,7 @@ def backend_replicas(plan: Plan) -> list[tuple[str, int, float]]:
 def compute_scores(plan: Plan) -> Scores:
     spec = plan.spec
     t = tuple(Item(f"{name}/{replica}", seconds) for name, replica, seconds in backend_replicas(plan))
-    r = tuple(Item(route.name, float(plan.match_steps[route.name])) for route in spec.routes)
+    r = tuple(Item(route.name, float(plan.gateway.match_steps[route.name])) for route in spec.routes)
     f = tuple(Item(route.name, limit.rps if (limit := spec.rate_limit(route.rate_limit)) else None) for route in spec.routes)
     lb = mean_reciprocal([i.value for i in t])
     routing = mean_reciprocal([i.value for i in r])

@@ -11,7 +11,7 @@ from components.plan.build import Plan, build_plan
 from components.plan.capacity import compute_capacity
 from components.plan.report import strategy_report
 from components.plan.scores import compute_scores
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.resources.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.resources.network import ContainerNetwork
 from components.resources.workload import Workload
@@ -29,7 +29,7 @@ def analyse(spec: Spec, observed: dict[str, Any] | None = None) -> tuple[Target,
     """
     target = target_for(spec)
     plan = build_plan(spec, target_balancing(spec.target))
-    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    config = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
     report = strategy_report(plan, compute_scores(plan), compute_capacity(plan), config)
     if observed is not None:
         report["observed"] = observed

@@ -13,13 +13,23 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.spec.addresses import AnyAddress, AnySubnet, IPv4Subnet
+from components.spec.base import (
+    LARGEST,
+    Algorithm,
+    Amount,
+    Count,
+    Identifier,
+    Name,
+    Seconds,
+    Strict,
+    hash_key_form,
+)
+from components.spec.calls import Call
 from components.spec.regex import RegexError, compile_location_regex
 
-DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
-IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
 HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
 HOST_NAME = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 URI_PATH = r"^/[^\s;{}\"'\\]*$"
@@ -27,17 +37,9 @@ SIZE = r"^[0-9]{1,6}[kmKM]?$"
 NON_ROOT_USER = r"^[1-9][0-9]{0,9}:[0-9]{1,10}$"  # uid:gid, uid 0 (root) excluded
 DEFAULT_WORKLOAD_USER = "65532:65532"
 
-Name = Annotated[str, Field(pattern=DNS_LABEL)]
-Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
-LARGEST = 1_000_000_000
-"""Ceiling of every count and amount: far above any real config, within nginx's and Docker's integer fields."""
-Count = Annotated[int, Field(ge=1, le=LARGEST)]
-Amount = Annotated[float, Field(gt=0, le=LARGEST)]
-Seconds = Annotated[float, Field(gt=0, le=31_536_000)]  # up to a year
 ResponseTimeMs = Annotated[float, Field(ge=0.001, le=3_600_000)]  # 1 µs to an hour
 Port = Annotated[int, Field(ge=1, le=65535)]
 
-Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
 RetryCondition = Literal[
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_429"
 ]
@@ -51,16 +53,6 @@ def match_key(path_type: str, path: str) -> tuple[str, str]:
     matches /api, /api/ and /api/x by whole segments, never /apix); exact and regex paths as written."""
     return (path_type, path.rstrip("/") or "/") if path_type == "prefix" else (path_type, path)
 Target = Literal["docker", "kubernetes"]
-
-
-class Strict(BaseModel):
-    """Base for every spec object: unknown keys are errors, values are immutable once validated.
-
-    Types are strict: `true` is not the port 1, `"8080"` is not a number, NaN and infinity are not numbers;
-    only a whole number still counts where a number with a fraction is expected.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class Resources(Strict):
@@ -132,17 +124,6 @@ class Volume(Strict):
     path: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$")]
     kind: Literal["persistent", "scratch"] = "persistent"
     size_mb: Annotated[int, Field(ge=1, le=1_048_576)] = 1024
-
-
-class Call(Strict):
-    """One edge of the service graph: this workload calls `workload`, `ratio` times per request it serves.
-
-    A ratio above 1 is a fan-out (a page that asks the catalog for 3 items), below 1 a call made by some requests
-    only (a cart lookup on 60 % of page views). Calls go service to service, not through the gateway.
-    """
-
-    workload: Name
-    ratio: Amount = 1.0
 
 
 class Workload(Strict):
@@ -303,9 +284,7 @@ class Gateway(Strict):
     @field_validator("hash_key")
     @classmethod
     def _hash_key_form(cls, value: str | None) -> str | None:
-        if value is not None and not re.fullmatch(r"client_ip|uri|header:[A-Za-z0-9-]+|cookie:[A-Za-z0-9_]+", value):
-            raise ValueError("hash_key must be one of client_ip, uri, header:<Name>, cookie:<name>")
-        return value
+        return hash_key_form(value)
 
     @model_validator(mode="after")
     def _hash_key_with_consistent_hash(self) -> Gateway:

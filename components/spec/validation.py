@@ -310,14 +310,14 @@ def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
 
     index = {route.name: i for i, route in enumerate(spec.routes)}
     reported: set[tuple[str, str]] = set()
-    for server in build_plan(spec, target_balancing(spec.target)).servers:
+    for server in build_plan(spec, target_balancing(spec.target)).gateway.servers:
         for location in server.locations:
             first = location.rules[0].route if location.rules else None
             for rule in location.rules[1:]:
                 other = rule.route
                 assert first is not None
                 pair = (first.name, other.name)
-                if (first.timeouts, first.retry_non_idempotent) == (other.timeouts, other.retry_non_idempotent) or pair in reported:
+                if (first.timeouts, first.retries) == (other.timeouts, other.retries) or pair in reported:
                     continue
                 reported.add(pair)
                 shared = key_path(["routes", index[first.name]])

@@ -28,7 +28,7 @@ def _spec() -> Spec:
 def test_backup_idle_under_light_load_and_takes_the_overflow(gateway_factory: GatewayFactory) -> None:
     spec = _spec()
     gw = gateway_factory(spec)
-    upstream = next(u for u in gw.plan.upstreams if u.name == gw.plan.route_upstreams["main"])
+    upstream = next(u for u in gw.plan.gateway.upstreams if u.name == gw.plan.gateway.route_upstreams["main"])
     assert [s.backup for s in upstream.servers] == [False, False, False, True]
     assert " backup;" in gw.conf
 

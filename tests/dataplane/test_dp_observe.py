@@ -28,7 +28,7 @@ def _observe(gw: Gateway, extra: bytes = b"") -> LogStats:
     gw.access_log(flush=True)  # nginx writes its buffer
     with open(os.path.join(gw.prefix, "logs", "access.log"), "rb") as f:
         data = f.read() + extra
-    reader = LogReader(member_addresses(gw.addresses), {u.name for u in gw.plan.upstreams})
+    reader = LogReader(member_addresses(gw.addresses), {u.name for u in gw.plan.gateway.upstreams})
     for number, line in enumerate(data.splitlines(keepends=True), start=1):
         reader.feed(number, line)
     return reader.finish()

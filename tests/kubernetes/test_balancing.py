@@ -13,7 +13,7 @@ from components.plan.addressing import kubernetes_service_host
 from components.plan.balancing import target_balancing, upstream_members
 from components.plan.capacity import compute_capacity
 from components.plan.scores import compute_scores
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.spec.schema import Spec
 from components.spec.validation import SpecError, parse_spec
@@ -53,7 +53,7 @@ def test_prod_upstreams_have_one_member_per_workload_service() -> None:
     addresses = target_for(spec).address_map()
     assert all(len(members) == 1 for members in addresses.values())
     for route in spec.routes:
-        upstream = next(u for u in plan.upstreams if u.name == plan.route_upstreams[route.name])
+        upstream = next(u for u in plan.gateway.upstreams if u.name == plan.gateway.route_upstreams[route.name])
         assert [s.workload for s in upstream.servers] == [b.workload for b in route.backends]
         assert all(s.replica == 0 for s in upstream.servers)
         weights = [s.weight for s in upstream.servers]
@@ -61,14 +61,14 @@ def test_prod_upstreams_have_one_member_per_workload_service() -> None:
         for server in upstream.servers:
             assert server.max_fails == 0, "a Service member is never ejected: that would drop every healthy pod with it"
             assert server.max_conns == spec.workload(server.workload).max_concurrency * spec.workload(server.workload).replicas
-    api = next(u for u in plan.upstreams if u.name == "up_api_90_api_2dcanary_10")
+    api = next(u for u in plan.gateway.upstreams if u.name == "up_api_90_api_2dcanary_10")
     # api autoscales 3..6: admission is sized for the 3 pods the capacity model plans with, not for 6
     assert [(s.workload, s.weight, s.max_conns) for s in api.servers] == [("api", 9, 32 * 3), ("api-canary", 1, 32 * 3)]
 
 
 def _rendered_max_conns(spec: Spec, workload: str) -> int:
     target, plan, _ = analyse(spec)
-    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    config = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
     found = {int(n) for n in re.findall(rf"server {re.escape(kubernetes_service_host(spec, workload))}:\d+ .*max_conns=(\d+);", config)}
     assert len(found) == 1, found
     return found.pop()
@@ -99,11 +99,11 @@ def test_nginx_admits_what_the_capacity_table_says_the_minimum_pods_serve(k8s_mi
 def test_docker_plans_keep_one_member_per_replica(stack: str) -> None:
     spec = stack_spec(stack)
     plan = plan_of(spec)
-    for upstream in plan.upstreams:
+    for upstream in plan.gateway.upstreams:
         for server in upstream.servers:
-            assert server.max_fails is None
+            assert server.max_fails == spec.gateway.passive_health.max_fails
             assert server.max_conns == spec.workload(server.workload).max_concurrency
-    members = {(s.workload, s.replica) for u in plan.upstreams for s in u.servers}
+    members = {(s.workload, s.replica) for u in plan.gateway.upstreams for s in u.servers}
     routed = {b.workload for r in spec.routes for b in r.backends}
     assert members == {(w.name, r) for w in spec.workloads if w.name in routed for r in range(w.replicas)}
 
@@ -140,7 +140,7 @@ def test_the_scores_do_not_depend_on_the_target(minimal: dict[str, Any], k8s_min
 def test_route_split_is_the_only_weight_nginx_applies(k8s_minimal: dict[str, Any], algorithm: str) -> None:
     spec = parse_spec(_uneven(k8s_minimal, algorithm))
     assert upstream_members(spec.routes[0], spec, "service") == [("api", 0, Fraction(3, 4)), ("web", 0, Fraction(1, 4))]
-    assert not any(server.backup for upstream in plan_of(spec).upstreams for server in upstream.servers)
+    assert not any(server.backup for upstream in plan_of(spec).gateway.upstreams for server in upstream.servers)
 
 
 @pytest.mark.parametrize(("edit", "message"), [

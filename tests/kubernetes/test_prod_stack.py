@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from components.render.nginx import render_nginx
+from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.spec.schema import HttpHealth
 from components.targets.kubernetes import CONFIG_CHECKSUM, config_map_name
@@ -147,7 +147,7 @@ def test_single_replica_workloads_get_no_disruption_budget(k8s_minimal: dict[str
 def test_gateway(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
     spec = stack_spec(PROD)
     target, plan, _ = analyse(spec)
-    config = render_nginx(plan, target.address_map(), target.nginx_runtime())
+    config = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
     found = by_kind(prod_manifests)
     (config_map,) = found["ConfigMap"].values()
     assert config_map["data"] == {"nginx.conf": config}

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from components.resources.app_network import analyse
-from components.spec.pulumi_config import namespace_values
+from components.resources.pulumi_config import namespace_values
 from components.spec.validation import parse_spec
 from offline.analyzer import PolicyPackError, analyze, engine_service, policy_config_path, policy_pack
 from offline.program import run_program

@@ -1,0 +1,41 @@
+"""The building blocks every spec object shares: the strict base model and the bounded scalar types.
+
+Kept apart from the objects themselves (`schema`, `calls`) so each of those modules states only shapes.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
+IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
+
+Name = Annotated[str, Field(pattern=DNS_LABEL)]
+Identifier = Annotated[str, Field(pattern=IDENTIFIER)]
+LARGEST = 1_000_000_000
+"""Ceiling of every count and amount: far above any real config, within nginx's and Docker's integer fields."""
+Count = Annotated[int, Field(ge=1, le=LARGEST)]
+Amount = Annotated[float, Field(gt=0, le=LARGEST)]
+Seconds = Annotated[float, Field(gt=0, le=31_536_000)]  # up to a year
+
+Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
+
+
+class Strict(BaseModel):
+    """Base for every spec object: unknown keys are errors, values are immutable once validated.
+
+    Types are strict: `true` is not the port 1, `"8080"` is not a number, NaN and infinity are not numbers;
+    only a whole number still counts where a number with a fraction is expected.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def hash_key_form(value: str | None) -> str | None:
+    """A consistent_hash key: `client_ip`, `uri`, `header:<Name>` or `cookie:<name>`."""
+    if value is not None and not re.fullmatch(r"client_ip|uri|header:[A-Za-z0-9-]+|cookie:[A-Za-z0-9_]+", value):
+        raise ValueError("hash_key must be one of client_ip, uri, header:<Name>, cookie:<name>")
+    return value
