@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 from components.observe.log_stats import LogReader, LogStats  # noqa: E402
 from components.observe.observation import DEFAULT_TOLERANCE, measure, member_addresses  # noqa: E402
 from components.observe.observation_patch import apply_patch, patch_document  # noqa: E402
-from components.plan.balancing import target_balancing  # noqa: E402
 from components.plan.build import build_plan  # noqa: E402
+from components.plan.deployment import deployment_of  # noqa: E402
 from components.render.nginx import render_proxy  # noqa: E402
 from components.spec.schema import Spec  # noqa: E402
 from components.spec.validation import parse_spec  # noqa: E402
@@ -75,7 +75,7 @@ def _flush(nginx: NginxRunner, path: str) -> int:
 def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: float, seed: int) -> dict[str, Any]:
     prefix = tempfile.mkdtemp(prefix="netopt-observe-loop-")
     runtime = host_runtime(prefix)
-    nginx = NginxRunner(render_proxy(build_plan(spec, target_balancing(spec.target)).gateway, {"svc": addresses}, runtime), prefix=prefix,
+    nginx = NginxRunner(render_proxy(build_plan(spec, deployment_of(spec)).gateway, {"svc": addresses}, runtime), prefix=prefix,
                         listen=[("127.0.0.1", runtime.listen_port)]).start()
     log = os.path.join(prefix, "logs", "access.log")
     try:
@@ -87,7 +87,7 @@ def phase(spec: Spec, backend: BackendProcess, addresses: list[str], duration: f
         truth = backend.stats()
     finally:
         nginx.stop()  # graceful: writes the rest of the log
-    plan = build_plan(spec, target_balancing(spec.target))
+    plan = build_plan(spec, deployment_of(spec))
     reader = LogReader(member_addresses({"svc": addresses}), {u.name for u in plan.gateway.upstreams})
     with open(log, "rb") as stream:
         stream.seek(start)

@@ -67,12 +67,12 @@ def bench_spec(algorithm: str = "round_robin", replicas: int = 2) -> Any:
 
 
 def render_gateway(spec: Any, addresses: dict[str, list[str]], prefix: str, **runtime: Any) -> tuple[str, int]:
-    from components.plan.balancing import target_balancing
     from components.plan.build import build_plan
+    from components.plan.deployment import deployment_of
     from components.render.nginx import render_proxy
 
     rt = host_runtime(prefix, worker_processes=runtime.pop("worker_processes", None), **runtime)
-    return render_proxy(build_plan(spec, target_balancing(spec.target)).gateway, addresses, rt), rt.listen_port
+    return render_proxy(build_plan(spec, deployment_of(spec)).gateway, addresses, rt), rt.listen_port
 
 
 def naive_conf(backends: list[str], port: int, workers: str | None = None) -> str:
@@ -465,9 +465,9 @@ def _upstream_times(target: Target, path: str, start: int) -> dict[str, list[flo
 
 
 def section_skew(reps: int, duration: float, rate: float, log: Callable[[str], None]) -> dict[str, Any]:
-    from components.plan.balancing import target_balancing
     from components.plan.build import build_plan
     from components.plan.capacity import compute_capacity
+    from components.plan.deployment import deployment_of
 
     algos = [v[0] for v in SKEW_VARIANTS]
     cfgs = [ReplicaConfig(f"svc-{i}", latency_ms=t, concurrency=SKEW_CONCURRENCY, latency_dist="exp")
@@ -486,7 +486,7 @@ def section_skew(reps: int, duration: float, rate: float, log: Callable[[str], N
             gws[a] = (start_nginx(a, edit(conf) if edit else conf, port), spec)
             logs[a] = os.path.join(prefix, f"v{i}", "logs", "access.log")
             if edit is None:
-                cap = compute_capacity(build_plan(spec, target_balancing(spec.target)))
+                cap = compute_capacity(build_plan(spec, deployment_of(spec)))
                 model[a] = [{"replica": f"{r.workload}-{r.replica}", "offered_rps": r.offered_rps,
                              "utilization": r.utilization, "mean_latency_ms": r.mean_latency_ms,
                              "overloaded": r.overloaded} for r in cap.replicas]

@@ -13,14 +13,15 @@ import tempfile
 from pathlib import Path
 
 from components.plan.build import Plan
-from components.render.nginx import render_proxy
+from components.targets import proxy_config
 from components.targets.base import Target
 from offline.manifests import manifests, write_manifests
 from offline.program import RecordedResource
 
 
 def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource], out: Path) -> dict[str, str]:
-    """Write the rendered gateway config (and target-specific files) as one set replacing `out`; return name -> path.
+    """Write the rendered gateway config, each service proxy's (`proxies/<name>.nginx.conf`) and target-specific files
+    as one set replacing `out`; return name -> path.
 
     For the kubernetes target that is every manifest the provider would apply, in the layout of its render-only
     mode (`netopt:kubernetes.render_yaml_to_directory`) under `manifests/`, and as one ordered `manifests.yaml`.
@@ -29,8 +30,14 @@ def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
-        (staging / "nginx.conf").write_text(render_proxy(plan.gateway, target.address_map(), target.nginx_runtime()))
+        (staging / "nginx.conf").write_text(proxy_config(target, plan.gateway))
         names = {"nginx_conf": "nginx.conf"}
+        if plan.services:
+            (staging / "proxies").mkdir()
+        for proxy in plan.services:
+            relative = proxy_config_path(proxy.name)
+            (staging / relative).write_text(proxy_config(target, proxy))
+            names[f"proxy:{proxy.name}"] = relative
         if plan.spec.target == "kubernetes":
             written = write_manifests(manifests(resources), staging)
             names |= {name: str(Path(path).relative_to(staging)) for name, path in written.items()}
@@ -40,6 +47,11 @@ def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return {name: str(out / relative) for name, relative in names.items()}
+
+
+def proxy_config_path(name: str) -> str:
+    """Where a service proxy's rendered config lands under build/<stack>/ (the plan JSON's `proxies[].config`)."""
+    return f"proxies/{name}.nginx.conf"
 
 
 def _swap_in(staging: Path, out: Path) -> None:

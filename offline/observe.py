@@ -26,8 +26,8 @@ from components.observe.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
 from components.observe.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document, target_view
 from components.observe.observation_patch import patch_document
 from components.plan.addressing import kubernetes_service_host
-from components.plan.balancing import target_balancing
 from components.plan.build import build_plan
+from components.plan.deployment import deployment_of
 from components.resources.pulumi_config import namespace_values
 from components.spec.schema import Spec
 from components.spec.validation import SpecError, parse_spec
@@ -90,7 +90,7 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
             resolved = service_addresses(Path(services).read_text(), spec)
         except OSError as error:
             raise InputError(f"cannot read the services file {services}: {error.strerror}") from None
-    plan = build_plan(spec, target_balancing(spec.target))
+    plan = build_plan(spec, deployment_of(spec))
     reader = LogReader(member_addresses(address_map, resolved), {u.name for u in plan.gateway.upstreams}, window_s)
     stream = _open_log(log)
     try:

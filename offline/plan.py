@@ -21,7 +21,7 @@ from components.resources.app_network import analyse
 from components.resources.pulumi_config import namespace_values
 from components.spec.validation import SpecError, parse_spec
 from offline import policy_gate, since
-from offline.artifacts import remove_artifacts, write_artifacts
+from offline.artifacts import proxy_config_path, remove_artifacts, write_artifacts
 from offline.nginx_check import GatewayConfigError, check_gateway
 from offline.program import ProgramError, run_program
 from offline.stack_config import PROJECT_DIR, StackFileError, StackNotFoundError, cli_config, stack_file
@@ -51,6 +51,9 @@ def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Pa
         "artifacts": artifacts,
         "fingerprints": since.fingerprints(resources),
         "nginx_check": nginx_check,
+        "proxies": [{"name": proxy.name, "kind": proxy.kind, "workload": proxy.workload, "protocol": proxy.protocol,
+                     "config": "nginx.conf" if proxy.kind == "gateway" else proxy_config_path(proxy.name)} for proxy in plan.proxies],
+        "edges": report["edges"],
     }
     if policy:
         document["policy"] = policy_gate.evaluate(stack, spec.environment, config, resources, project_dir)
@@ -95,6 +98,7 @@ def render_text(document: dict[str, Any]) -> str:
         lines.append(f"  {row['workload'] + '/' + str(row['replica']):<28}{row['offered_rps']:>12.1f}{row['service_rate_rps']:>14.1f}"
                      f"{row['utilization']:>7.2f}{_fmt(row['mean_latency_ms'], 1):>12}{_fmt(row['admitted_utilization'], 2):>15}{flag}")
     lines += _workload_capacity_lines(document["capacity"])
+    lines += _call_lines(document)
     lines += ["", "Artifacts:"] + [f"  {name}: {path}" for name, path in document["artifacts"].items()]
     check = document["nginx_check"]
     lines.append(f"  nginx -t: {check['status']} ({check['version'] or check['detail']})")
@@ -115,6 +119,30 @@ def _workload_capacity_lines(capacity: dict[str, Any]) -> list[str]:
     if first:
         headroom = "never (no load)" if first["headroom"] is None else f"when every declared peak grows {first['headroom']:.2f}×"
         lines.append(f"  saturates first: {first['workload']} (peak utilization {first['peak_utilization']:.2f}; saturates {headroom})")
+    return lines
+
+
+def _call_lines(document: dict[str, Any]) -> list[str]:
+    """The service proxies and every call with the policy its callee's proxy holds it to."""
+    edges = document["edges"]
+    if not edges:
+        return []
+    callers = document["report"]["callers"]
+    how = {"link": "by the network each call arrives on", "none": "not at all: limits are the callee's totals",
+           "mesh": "by mesh identity (no netopt proxy)"}[callers]
+    lines = ["", f"Proxies (callers told apart {how}):", f"  {'proxy':<28}{'kind':<9}{'protocol':<10}config"]
+    lines += [f"  {p['name']:<28}{p['kind']:<9}{p['protocol']:<10}{p['config']}" for p in document["proxies"]]
+    lines += ["", "Calls (each through its callee's service proxy):",
+              f"  {'caller -> callee':<48}{'proto':<7}{'balancing':<17}{'timeout':>8}{'tries':>6}{'limit rps':>11}{'burst':>7}"
+              f"{'max conc':>9}{'declared rps':>13}{'of capacity':>12}"]
+    checks = document["capacity"]["edges"]
+    for edge, check in zip(edges, checks, strict=True):
+        limit = "-" if edge["limit_rps"] is None else f"{edge['limit_rps']:.1f}"
+        share = "-" if check["capacity_share"] is None else f"{check['capacity_share']:.0%}"
+        flags = ("" if check["admits_declared"] else "  LIMIT BELOW DECLARED") + ("" if check["callers_fit"] else "  CALLERS EXCEED CAPACITY")
+        lines.append(f"  {edge['caller'] + ' -> ' + edge['callee']:<48}{edge['protocol']:<7}{edge['balancing']:<17}{edge['timeout_s']:>7g}s"
+                     f"{edge['retries']['tries']:>6}{limit:>11}{edge['burst']:>7}{edge['max_concurrency']:>9}{edge['declared_rps']:>13.1f}"
+                     f"{share:>12}{flags}")
     return lines
 
 
@@ -161,3 +189,4 @@ def _remove_stale_artifacts(stack: str) -> None:
 
 if __name__ == "__main__":
     sys.exit(main())
+

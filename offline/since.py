@@ -40,7 +40,7 @@ def _role(resource: RecordedResource) -> str:
         labels = {x.get("label"): x.get("value") for x in inputs.get("labels") or []}
         return "gateway" if labels.get("netopt.role") == "gateway" else f"workload:{labels.get('netopt.workload', '')}"
     if resource.type == COMMAND:
-        return "gateway-config" if "NETOPT_GATEWAY" in (inputs.get("environment") or {}) else "roll-pause"
+        return "gateway-config" if "NETOPT_PROXY" in (inputs.get("environment") or {}) else "roll-pause"
     return ""
 
 

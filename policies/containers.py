@@ -201,13 +201,12 @@ def _read_only(args: StackValidationArgs, config: dict[str, Any], report_violati
         for view in containers_of(resource.resource_type, resource.name, resource.props):
             if view.read_only:
                 continue
-            if view.gateway:
+            if view.proxy:
                 if view.target == "docker":
-                    continue  # Docker cannot upload nginx.conf into a read-only root fs: the gateway is writable by design
-                report_violation(f"{view.where}: the gateway's root filesystem is writable (readOnlyRootFilesystem: {view.read_only}; "
-                    f"required: true — "
-                                 "its config is a read-only ConfigMap mount). Fix: set readOnlyRootFilesystem: true on the gateway "
-                                 "container.", resource.urn)
+                    continue  # Docker cannot upload nginx.conf into a read-only root fs: the proxies are writable by design
+                report_violation(f"{view.where}: the proxy's root filesystem is writable (readOnlyRootFilesystem: {view.read_only}; "
+                                 "required: true — its config is a read-only ConfigMap mount). Fix: set readOnlyRootFilesystem: true on "
+                                 "the proxy container.", resource.urn)
                 continue
             declaration = declared.get(view.workload or "")
             if declaration is None and not config["allowDeclaredWritable"]:

@@ -17,6 +17,9 @@ pack sees it. Only structural features of the config are read, not the renderer'
   several zones: the strictest binds. A route served by several locations gets the loosest of them, and none at
   all (f = ∞) if one location leaves it unlimited: a client can pick the location.
 
+A tcp proxy's config (a `stream` block) has one call route per server, the values of its `map ... $netopt_route`:
+r_j = 1 (no location is searched) and no f_l (connections are capped, requests are not counted).
+
 A route without a host is served by the default server and again, as a fallback, inside each host's server;
 it is scored where it is owned — the `default_server`. Within a server a route is owned by its own location and
 inherited as a fallback by more specific ones (an exact location below its prefix, a longer prefix): the owner is
@@ -89,6 +92,10 @@ class DeployedScores:
 
 def deployed_scores(config: ParsedConfig) -> DeployedScores:
     result = DeployedScores(problems=[f"crossplane: {e}" for e in config.errors])
+    stream = config.stream()
+    if stream is not None and stream.block is not None:
+        _stream(stream, result)
+        return result
     http = config.http()
     if http is None or http.block is None:
         result.problems.append("no http block")
@@ -106,6 +113,20 @@ def deployed_scores(config: ParsedConfig) -> DeployedScores:
         limits = [p.limit_rps for p in places]
         result.limits[route] = None if any(limit is None for limit in limits) else max(limit for limit in limits if limit is not None)
     return result
+
+
+def _stream(stream: Directive, result: DeployedScores) -> None:
+    """A tcp proxy: the routes are the values of the `map ... $netopt_route` (one per caller's server, found by the
+    address a connection arrives at, or its default): each found without any location (r_j = 1). It caps connections
+    (`limit_conn`) but counts no requests, so a route has no f_l."""
+    routes = [d for d in stream.children("map") if len(d.args) == 2 and d.args[1] == ROUTE_VARIABLE]
+    if len(routes) != 1:
+        result.problems.append(f"the stream block has {len(routes)} maps to {ROUTE_VARIABLE} (required: 1)")
+        return
+    route_map = _map(routes[0])
+    for route in [value for _, value in route_map.entries] + [route_map.default]:
+        if route and route != '""':
+            result.steps[route] = 1
 
 
 def _map(directive: Directive) -> _Map:

@@ -26,6 +26,8 @@ K8S_HPA = "kubernetes:autoscaling/v2:HorizontalPodAutoscaler"
 K8S_NAMESPACE = "kubernetes:core/v1:Namespace"
 
 GATEWAY_ROLE = "gateway"
+SERVICE_PROXY_ROLE = "service-proxy"
+PROXY_ROLES = frozenset({GATEWAY_ROLE, SERVICE_PROXY_ROLE})
 DOCKER_CONFIG_PATH = "/etc/nginx/nginx.conf"
 
 
@@ -61,6 +63,11 @@ def is_gateway_labels(labels: Mapping[str, str]) -> bool:
     return labels.get("netopt.role") == GATEWAY_ROLE or labels.get("app.kubernetes.io/component") == GATEWAY_ROLE
 
 
+def is_proxy_labels(labels: Mapping[str, str]) -> bool:
+    """netopt's own nginx: the gateway or a service proxy (it runs a config netopt rendered, not a workload's image)."""
+    return bool({labels.get("netopt.role"), labels.get("app.kubernetes.io/component")} & PROXY_ROLES)
+
+
 # -- containers of either target ----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -71,6 +78,7 @@ class ContainerView:
     resource: str  # the Pulumi resource name
     container: str  # the container's own name
     gateway: bool
+    proxy: bool  # the gateway or a service proxy: netopt's own nginx
     workload: str | None
     image: str
     read_only: bool | None
@@ -133,7 +141,7 @@ def _docker_container(name: str, props: Mapping[str, Any]) -> ContainerView:
     cpus = get(props, "cpus")
     return ContainerView(
         target="docker", resource=name, container=str(get(props, "name", default=name)),
-        gateway=is_gateway_labels(labels), workload=labels.get("netopt.workload"),
+        gateway=is_gateway_labels(labels), proxy=is_proxy_labels(labels), workload=labels.get("netopt.workload"),
         image=str(get(props, "image", default="")),
         read_only=bool(get(props, "readOnly", default=False)),
         caps_dropped=tuple(str(c).upper() for c in items(get(props, "capabilities", "drops"))),
@@ -196,7 +204,8 @@ def _k8s_containers(name: str, props: Mapping[str, Any]) -> list[ContainerView]:
         non_root = get(security, "runAsNonRoot")
         views.append(ContainerView(
             target="kubernetes", resource=name, container=str(get(container, "name", default="?")),
-            gateway=is_gateway_labels(labels), workload=None if is_gateway_labels(labels) else labels.get("app.kubernetes.io/name"),
+            gateway=is_gateway_labels(labels), proxy=is_proxy_labels(labels),
+            workload=None if is_proxy_labels(labels) else labels.get("app.kubernetes.io/name"),
             image=str(get(container, "image", default="")),
             read_only=get(security, "readOnlyRootFilesystem"),
             caps_dropped=tuple(str(c).upper() for c in items(get(security, "capabilities", "drop"))),
@@ -232,6 +241,27 @@ def parse_image(image: str) -> ImageRef:
 
 
 # -- where the gateway config is deployed ------------------------------------------------------------------------
+
+def proxy_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(proxy, where, nginx.conf text) carried by this resource: the gateway's (proxy `gateway`) or a service proxy's
+    (`<workload>-proxy`) — a Docker container's upload, or a ConfigMap."""
+    if resource_type == DOCKER_CONTAINER:
+        uploads = items(get(props, "uploads"))  # read first: thousands of backends upload nothing, and labels cost more
+        labels = docker_labels(props) if uploads else {}
+        if not uploads or not is_proxy_labels(labels):
+            return []
+        proxy = labels.get("netopt.proxy", GATEWAY_ROLE)
+        return [(proxy, f"container '{name}' upload {get(u, 'file')}", str(get(u, "content", default="")))
+                for u in uploads if str(get(u, "file", default="")).endswith("nginx.conf")]
+    if resource_type == K8S_CONFIG_MAP:
+        labels = k8s_labels(props)
+        if not is_proxy_labels(labels):
+            return []
+        proxy = GATEWAY_ROLE if is_gateway_labels(labels) else labels.get("app.kubernetes.io/name", "?")
+        data = get(props, "data", default={})
+        return [(proxy, f"ConfigMap '{name}' key {key}", str(data[key])) for key in data if str(key).endswith("nginx.conf")]
+    return []
+
 
 def gateway_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(where, nginx.conf text) carried by this resource: the Docker gateway's upload or the gateway ConfigMap."""

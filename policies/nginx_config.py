@@ -39,6 +39,9 @@ class ParsedConfig:
     def http(self) -> Directive | None:
         return next((d for d in self.directives if d.name == "http" and d.block is not None), None)
 
+    def stream(self) -> Directive | None:
+        return next((d for d in self.directives if d.name == "stream" and d.block is not None), None)
+
 
 def sha256_text(text: str) -> str:
     """The digest the pack computes itself from a deployed config (UTF-8 bytes, hex)."""

@@ -4,12 +4,13 @@ The score and capacity gates read the AppNetwork's `report`. These three stack g
 
 - `app-network-report`: exactly one AppNetwork, with a report. Without one every score and capacity gate has
   nothing to read and passes vacuously;
-- `report-matches-deployed-config`: the report's `gateway.config_sha256` equals the SHA-256 the pack computes
-  itself of the gateway config actually deployed (the Docker gateway's upload, the gateway ConfigMap's data), so
-  the numbers belong to this config and not to a stale or hand-edited one;
-- `scores-match-deployed-config`: the routing and flow-control scores, and every route's r_j and f_l, recomputed
-  from that deployed nginx.conf (crossplane; policies/deployed_scores.py, nothing from `components`) equal the
-  reported ones.
+- `report-matches-deployed-config`: the report's `gateway.config_sha256` (and each service proxy's
+  `proxies[].config_sha256`) equals the SHA-256 the pack computes itself of that proxy's config actually deployed
+  (a Docker proxy's upload, a proxy ConfigMap's data), and every proxy the report names has one, so the numbers
+  belong to these configs and not to stale or hand-edited ones;
+- `scores-match-deployed-config`: the routing and flow-control scores, and every route's (and call route's) r_j and
+  f_l, recomputed from those deployed nginx.confs (crossplane; policies/deployed_scores.py, nothing from
+  `components`) equal the reported ones.
 
 When there is no single report, the last two are not applicable (`app-network-report` says why).
 """
@@ -23,9 +24,9 @@ from typing import Any
 from pulumi_policy import Policy, PolicyResource, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
-from policies.deployed_scores import deployed_scores
+from policies.deployed_scores import DeployedScores, deployed_scores, mean_reciprocal
 from policies.framework import Gate, StackCheck, StackReport, fmt, number, stack_policy, unknown_violation
-from policies.model import APP_NETWORK, gateway_configs, get, items
+from policies.model import APP_NETWORK, get, items, proxy_configs
 from policies.nginx_config import parse_config, sha256_text
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -79,8 +80,16 @@ def _reported_or_not_applicable(args: StackValidationArgs) -> tuple[PolicyResour
     return reported
 
 
-def _carriers(args: StackValidationArgs) -> list[tuple[PolicyResource, str, str]]:
-    return [(r, where, text) for r in args.resources for where, text in gateway_configs(r.resource_type, r.name, r.props)]
+def _carriers(args: StackValidationArgs) -> list[tuple[PolicyResource, str, str, str]]:
+    """(resource, proxy, where, text) of every deployed proxy config: the gateway's and each service proxy's."""
+    return [(r, proxy, where, text) for r in args.resources for proxy, where, text in proxy_configs(r.resource_type, r.name, r.props)]
+
+
+def _claimed(report: Mapping[str, Any]) -> dict[str, Any]:
+    """Proxy -> the config_sha256 the report states for it."""
+    claimed: dict[str, Any] = {str(get(p, "name")): get(p, "config_sha256") for p in items(get(report, "proxies"))}
+    claimed["gateway"] = get(report, "gateway", "config_sha256")
+    return claimed
 
 
 def _app_network_report(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
@@ -111,20 +120,26 @@ def _report_digest(args: StackValidationArgs, config: dict[str, Any], report_vio
     if reported is None:
         return
     network, report = reported
-    claimed = get(report, "gateway", "config_sha256")
+    claimed = _claimed(report)
     carriers = _carriers(args)
-    if not carriers:
+    if not any(proxy == "gateway" for _, proxy, _, _ in carriers):
         report_violation(
             f"AppNetwork '{network.name}': no gateway config is deployed in this stack (no gateway container upload of nginx.conf, "
-            f"no gateway ConfigMap), so the report (config_sha256 {claimed}) cannot be matched to one. Fix: {REPORT_DIGEST.remediation}",
+            f"no gateway ConfigMap), so the report (config_sha256 {claimed['gateway']}) cannot be matched to one. Fix: {REPORT_DIGEST.remediation}",
             network.urn)
-        return
-    for _, where, text in carriers:
+    deployed = {proxy for _, proxy, _, _ in carriers}
+    missing = sorted(name for name in claimed if name != "gateway" and name not in deployed)
+    if missing:
+        report_violation(
+            f"AppNetwork '{network.name}': the report names service proxies with no config deployed in this stack: {', '.join(missing)} "
+            f"(required: each proxy's container upload or ConfigMap). Fix: {REPORT_DIGEST.remediation}", network.urn)
+    for _, proxy, where, text in carriers:
         actual = sha256_text(text)
-        if not isinstance(claimed, str) or actual != claimed:
-            stated = f"states config_sha256 {claimed}" if isinstance(claimed, str) else "states no config_sha256"
+        stated = claimed.get(proxy)
+        if not isinstance(stated, str) or actual != stated:
+            says = f"states config_sha256 {stated} for {proxy}" if isinstance(stated, str) else f"states no config_sha256 for {proxy}"
             report_violation(
-                f"AppNetwork '{network.name}': the report {stated}, but the {where} deployed has SHA-256 {actual} "
+                f"AppNetwork '{network.name}': the report {says}, but the {where} deployed has SHA-256 {actual} "
                 f"(required: equal): the reported scores and capacity describe another config (stale or edited). "
                 f"Fix: {REPORT_DIGEST.remediation}", network.urn)
 
@@ -163,6 +178,8 @@ def _differences(report: Mapping[str, Any], steps: dict[str, int], limits: dict[
 
 
 def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
+    """The scores of every deployed proxy config together: the gateway's routes and each service proxy's call routes.
+    A proxy whose config is deployed more than once is scored from each copy in turn, with the other proxies' first."""
     reported = _reported_or_not_applicable(args)
     if reported is None:
         return
@@ -171,19 +188,36 @@ def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report
     if not carriers:
         args.not_applicable("no deployed gateway config (report-matches-deployed-config reports it)")
         return
-    for _, where, text in carriers:
+    scored: dict[str, list[tuple[str, DeployedScores]]] = {}
+    for _, proxy, where, text in carriers:
         scores = deployed_scores(parse_config(text))
         if scores.problems:
             report_violation(
                 f"AppNetwork '{network.name}': the scores cannot be recomputed from the {where}: {'; '.join(scores.problems[:5])} "
                 f"(required: a config crossplane parses, every route found). Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
             continue
-        differences = _differences(report, scores.steps, scores.limits, scores.routing, scores.flow_control)
+        scored.setdefault(proxy, []).append((where, scores))
+    first = {proxy: copies[0] for proxy, copies in scored.items()}
+    variants = [(", ".join(where for where, _ in first.values()), first)]
+    variants += [(where, first | {proxy: (where, scores)}) for proxy, copies in scored.items() for where, scores in copies[1:]]
+    for where, chosen in variants:
+        steps, limits = _union([scores for _, scores in chosen.values()])
+        differences = _differences(report, steps, limits, mean_reciprocal([float(v) for v in steps.values()]),
+                                   mean_reciprocal(list(limits.values())))
         if differences:
             shown = "; ".join(differences[:8]) + (f" (+{len(differences) - 8} more)" if len(differences) > 8 else "")
             report_violation(
-                f"AppNetwork '{network.name}': the report disagrees with the {where} deployed (required: equal): {shown}. "
+                f"AppNetwork '{network.name}': the report disagrees with the configs deployed ({where}; required: equal): {shown}. "
                 f"Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
+
+
+def _union(configs: list[DeployedScores]) -> tuple[dict[str, int], dict[str, float | None]]:
+    steps: dict[str, int] = {}
+    limits: dict[str, float | None] = {}
+    for scores in configs:
+        steps.update(scores.steps)
+        limits.update(scores.limits)
+    return steps, limits
 
 
 def _on_the_app_network(gate: Gate, check: StackCheck) -> StackCheck:

@@ -28,8 +28,8 @@ from typing import Any
 
 import yaml
 
-from components.plan.balancing import target_balancing
 from components.plan.build import build_plan
+from components.plan.deployment import deployment_of
 from components.render.nginx import render_proxy
 from components.spec.schema import Spec
 from components.spec.validation import SpecError, parse_spec
@@ -158,7 +158,7 @@ def _run_on_nginx(spec: Spec, requests: list[Request]) -> list[Finding]:
     prefix = tempfile.mkdtemp(prefix="netopt-fuzz-")
     try:
         runtime = host_runtime(prefix, worker_processes="1")
-        conf = render_proxy(build_plan(spec, target_balancing(spec.target)).gateway, addresses, runtime)
+        conf = render_proxy(build_plan(spec, deployment_of(spec)).gateway, addresses, runtime)
         runner = _ParseOnStart(conf, prefix=prefix, listen=[("127.0.0.1", runtime.listen_port)])
         try:
             runner.start()

@@ -42,7 +42,7 @@ def host_runtime(prefix: str, *, listen_port: int | None = None, status_port: in
                  access_log: bool = True, **overrides: Any) -> Any:
     """An :class:`NginxRuntime` that runs the generated config on this host,
     everything under ``prefix`` and listening on 127.0.0.1 only."""
-    from components.render.nginx import NginxRuntime
+    from components.render.runtime import NginxRuntime
 
     os.makedirs(os.path.join(prefix, "logs"), exist_ok=True)
     os.makedirs(os.path.join(prefix, "tmp"), exist_ok=True)
@@ -137,11 +137,11 @@ class Gateway:
         return self
 
     def render(self, spec: Any, runtime: Any = None) -> str:
-        from components.plan.balancing import target_balancing
         from components.plan.build import build_plan
+        from components.plan.deployment import deployment_of
         from components.render.nginx import render_proxy
 
-        self.plan = build_plan(spec, target_balancing(spec.target))
+        self.plan = build_plan(spec, deployment_of(spec))
         return render_proxy(self.plan.gateway, self.addresses, runtime or self.runtime)
 
     def reload(self, spec: Any = None, **runtime_changes: Any) -> str:

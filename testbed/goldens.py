@@ -12,10 +12,10 @@ import os
 import sys
 from pathlib import Path
 
-from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.resources.pulumi_config import namespace_values
 from components.spec.validation import parse_spec
+from components.targets import proxy_config
 from offline.stack_config import PROJECT_DIR, cli_config, stack_file
 
 GOLDEN_DIR = PROJECT_DIR / "tests" / "golden"
@@ -25,7 +25,7 @@ SHIPPED = ("dev", "staging", "prod")
 def rendered(stack: str) -> str:
     """The gateway config the stack's target deploys, rendered from the shipped stack file."""
     target, plan, _ = analyse(parse_spec(namespace_values(cli_config(stack_file(stack)))))
-    return render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
+    return proxy_config(target, plan.gateway)
 
 
 def golden_path(stack: str, golden_dir: Path = GOLDEN_DIR) -> Path:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from components.plan.balancing import target_balancing
 from components.plan.build import Plan, build_plan
+from components.plan.deployment import deployment_of
 from components.resources.pulumi_config import namespace_values
 from components.spec.schema import Spec
 from components.spec.validation import parse_spec
@@ -30,7 +30,7 @@ def stack_spec(stack: str) -> Spec:
 def plan_of(spec: Spec) -> Plan:
     """The plan the program builds for a spec: under its target's balancing mode (`balancing.target_balancing`,
     the one mapping; tests never write a second)."""
-    return build_plan(spec, target_balancing(spec.target))
+    return build_plan(spec, deployment_of(spec))
 
 
 MINIMAL: dict[str, Any] = {

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.spec.validation import SpecError, parse_spec
+from components.targets import proxy_config
 from offline.program import RecordedResource, run_program, run_stack
 from offline.stack_config import cli_config, stack_file
 from testbed.nginx_runner import nginx_t
@@ -20,7 +20,7 @@ from tests.conftest import stack_spec
 
 def _config(raw: dict[str, Any]) -> str:
     target, plan, _ = analyse(parse_spec(raw))
-    return render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
+    return proxy_config(target, plan.gateway)
 
 
 def test_client_timeouts_have_safe_defaults_and_follow_the_spec(minimal: dict[str, Any]) -> None:
@@ -52,7 +52,7 @@ def test_denied_sources_are_refused_in_the_server_rewrite_phase(minimal: dict[st
 def test_stub_status_is_loopback_only_on_both_targets() -> None:
     for stack in ("dev", "prod"):
         target, plan, _ = analyse(stack_spec(stack))
-        block = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime()).split("location = /stub_status {")[1].split("}")[0]
+        block = proxy_config(target, plan.gateway).split("location = /stub_status {")[1].split("}")[0]
         assert re.findall(r"allow (\S+);", block) == ["127.0.0.1", "::1"], stack  # old main: the whole Docker subnet too
 
 

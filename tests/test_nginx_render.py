@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from components.plan.addressing import docker_address_map
-from components.render.nginx import NginxRuntime, render_proxy
+from components.render.nginx import render_proxy
+from components.render.runtime import NginxRuntime
 from components.resources.app_network import analyse
 from components.spec.validation import SpecError, parse_spec
 from testbed.goldens import mismatch, rendered

@@ -24,6 +24,7 @@ from components.plan.addressing import AddressMap, docker_address_map, kubernete
 from components.plan.balancing import ShareFunction, share_function, target_balancing
 from components.plan.build import build_plan
 from components.plan.capacity import Capacity, compute_capacity
+from components.plan.deployment import deployment_of
 from components.plan.report import capacity_document, scores_document
 from components.plan.scores import backend_replicas, compute_scores
 from components.spec.schema import Route, Spec, Traffic
@@ -193,7 +194,7 @@ def measured_inputs(spec: Spec, measured: Measured) -> dict[str, Any]:
     """What a plan given the observation (`make plan OBSERVED=`) compares with its declarations, item by item."""
     return {
         "t_seconds": [{"item": f"{w}/{r}", "value": measured.times_ms[(w, r)] / 1000.0}
-                      for w, r, _ in backend_replicas(build_plan(spec, target_balancing(spec.target))) if (w, r) in measured.times_ms],
+                      for w, r, _ in backend_replicas(build_plan(spec, deployment_of(spec))) if (w, r) in measured.times_ms],
         "peak_rps": [{"item": name, "value": peak} for name, peak in sorted(measured.peaks.items())],
     }
 
@@ -203,9 +204,9 @@ def observation_document(spec: Spec, stats: LogStats, shares: ShareFunction,
     """The whole observation as JSON-ready data (keys only grow): log summary, members, routes, scores, drift."""
     balancing = target_balancing(spec.target)
     service = balancing == "service"
-    declared_plan = build_plan(spec, balancing)
+    declared_plan = build_plan(spec, deployment_of(spec))
     measured = measure(spec, stats)
-    measured_plan = build_plan(measured.spec, balancing)
+    measured_plan = build_plan(measured.spec, deployment_of(measured.spec))
     routed = {w for w, _, _ in backend_replicas(declared_plan)}
     served_total = sum(m.served for m in stats.members.values())
     members = [_member_row(spec, service, w, i, m, served_total) for (w, i), m in stats.members.items() if w in routed]

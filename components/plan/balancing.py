@@ -12,11 +12,14 @@ import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from components.plan.queueing import marginal_latency_s
 from components.spec.base import Algorithm
 from components.spec.schema import Route, Spec, Target, Workload
+
+if TYPE_CHECKING:
+    from components.plan.build import Plan
 
 MAX_WEIGHT = 1000
 
@@ -154,10 +157,13 @@ def _increasing_root(f: Callable[[float], float], low: float, high: float) -> tu
     return low, high
 
 
-def _within_workload(workload: Workload, spec: Spec, within: Within) -> list[Fraction]:
+def _within_workload(workload: Workload, spec: Spec, within: Within, load_rps: float | None = None) -> list[Fraction]:
+    """A workload's replicas' parts of its share; latency_optimal splits `load_rps` (default: the workload's declared
+    peak from the gateway's routes)."""
     if within == "latency_optimal":
         rates = [service_rate(workload, r) for r in range(workload.replicas)]
-        return latency_optimal_split(rates, spec.workload_peak_rps(workload.name), workload.max_concurrency)
+        load = spec.workload_peak_rps(workload.name) if load_rps is None else load_rps
+        return latency_optimal_split(rates, load, workload.max_concurrency)
     if within == "service_rate":
         rates = [service_rate(workload, r) for r in range(workload.replicas)]
     elif within == "declared" and workload.replica_weights:
@@ -254,3 +260,52 @@ def integer_weights(shares: list[Fraction]) -> list[int]:
         return ints
     top = max(shares)
     return [max(1, round(float(s / top) * MAX_WEIGHT)) for s in shares]
+
+
+def version_members(versions: Sequence[tuple[str, int]], spec: Spec, algorithm: Algorithm, balancing: BalancingMode,
+                    load_rps: Callable[[str], float]) -> list[tuple[str, int, Fraction]]:
+    """A service proxy's upstream members with their shares: (workload, member index, share), as `upstream_members`
+    for a route. The versions' weights always hold; within a version the algorithm spreads its share over the
+    replicas (gateway balancing) or the version's Service carries it whole (service balancing). `load_rps`: the
+    calls a version receives at the declared peak, which latency_optimal splits."""
+    total = sum(weight for _, weight in versions)
+    members = []
+    for name, weight in versions:
+        workload = spec.workload(name)
+        split = Fraction(weight, total)
+        if balancing == "service":
+            members.append((name, 0, split))
+            continue
+        for replica, part in enumerate(_within_workload(workload, spec, _NGINX_WITHIN.get(algorithm, "even"), load_rps(name))):
+            members.append((name, replica, split * part))
+    return members
+
+
+def weighted_members(shares: Sequence[tuple[str, int, Fraction]], spec: Spec) -> tuple[tuple[str, int, int, bool], ...]:
+    """(workload, member, integer weight, backup) per upstream server, in the order of `shares`.
+
+    Members with a share are primaries, weighted by their shares. A member with share 0 (latency_optimal: a replica
+    the water-filling split leaves out at the declared peak) is a backup: nginx sends it requests only while every
+    primary is down or at max_conns, so its capacity still absorbs overflow; backups are weighted among themselves
+    by service rate.
+    """
+    primary = [i for i, (_, _, share) in enumerate(shares) if share > 0]
+    backup = [i for i, (_, _, share) in enumerate(shares) if share == 0]
+    weights = dict(zip(primary, integer_weights([shares[i][2] for i in primary]), strict=True))
+    if backup:
+        rates = [service_rate(spec.workload(shares[i][0]), shares[i][1]) for i in backup]
+        weights |= dict(zip(backup, integer_weights(rates), strict=True))  # scale-free: the rates themselves
+    return tuple((w, r, weights[i], share == 0) for i, (w, r, share) in enumerate(shares))
+
+
+def called_shares(plan: Plan, workload: str, load_rps: float) -> list[Fraction]:
+    """How the calls a workload receives spread over its replicas: as its service proxy balances them (least_conn in
+    proportion to service rate, latency_optimal by its split of `load_rps`), evenly behind a Service (service
+    balancing) or a mesh, and evenly for a workload no proxy serves (it receives no calls)."""
+    spec = plan.spec
+    target = spec.workload(workload)
+    owner = next((edge.policy for edge in plan.edges if any(v == workload for v, _ in edge.policy.versions)), None)
+    if owner is None or plan.balancing == "service" or not plan.services:
+        return [Fraction(1, target.replicas)] * target.replicas
+    within = "service_rate" if owner.algorithm == "least_conn" else _NGINX_WITHIN.get(owner.algorithm, "even")
+    return _within_workload(target, spec, within, load_rps)

@@ -7,22 +7,26 @@ expected share, see `balancing.expected_shares`). Mean latency is t + Erlang-C w
 and the replica is flagged overloaded (latency None).
 
 Calls between workloads (`workloads[].calls`) add to that: a workload's total arrival rate is what the gateway
-sends it plus ratio × each caller's total (`graph.propagate`), and the called part spreads evenly over its
-replicas (callers reach a workload through its DNS name or Service, not through the gateway's balancing). Every
-replica of every workload gets a row, internal-only ones included.
+sends it plus ratio × each caller's total (`graph.propagate`; a split callee's versions by weight), and the called
+part spreads over its replicas as its service proxy's balancing does (least_conn in proportion to service rate,
+latency_optimal by its split; evenly behind a Service). Every replica of every workload gets a row, internal-only
+ones included.
 
 "Admitted" load is what the rate limits let through at most (limit × clients for per-client keys); a route with
-no limit admits unbounded load, so its replicas, and every workload they call, have no admitted-utilization
-bound (None).
+no limit admits unbounded load. Calls are admitted up to each caller's limit at the callee's proxy (or what the
+caller itself admits times the ratio, if less), so every http and grpc callee has an admitted bound; a tcp callee,
+whose proxy caps connections but not requests, has one only where its callers do. `edges` checks each per-caller
+limit against the callee: whether it lets the caller's declared calls through, what share of the callee's
+capacity it claims, and whether the callers' limits together fit what the callee serves.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from components.plan.balancing import ShareFunction, service_rate, share_function
+from components.plan.balancing import ShareFunction, called_shares, service_rate, share_function
 from components.plan.build import Plan
-from components.plan.graph import propagate
+from components.plan.graph import call_order, propagate, versions
 from components.plan.queueing import mean_latency_s
 from components.spec.schema import Route, Spec, Workload
 
@@ -67,10 +71,25 @@ class WorkloadLoad:
 
 
 @dataclass(frozen=True)
+class CallLoad:
+    """One call's limit against its callee: `admits_declared` (the limit lets the declared calls through) and
+    `callers_fit` (the limits of all the callee's callers add up to no more than the callee serves)."""
+
+    caller: str
+    callee: str
+    declared_rps: float
+    limit_rps: float | None
+    capacity_share: float | None  # limit / the callee's capacity
+    admits_declared: bool
+    callers_fit: bool
+
+
+@dataclass(frozen=True)
 class Capacity:
     replicas: tuple[ReplicaLoad, ...]
     routes: tuple[RouteLoad, ...]
     workloads: tuple[WorkloadLoad, ...] = ()
+    edges: tuple[CallLoad, ...] = ()
 
     def peak_utilization(self) -> dict[str, float]:
         peaks: dict[str, float] = {}
@@ -108,19 +127,44 @@ def compute_capacity(plan: Plan, shares: ShareFunction | None = None) -> Capacit
             before = admitted.get(key, 0.0)
             admitted[key] = None if before is None or cap is None else before + cap * float(share)
         route_rows.append(_route_row(route, spec, cap))
-    called, called_admitted = _called_rates(spec, offered, admitted)
+    called, called_admitted = _called_rates(plan, offered, admitted)
     replica_rows = []
     for served_by in spec.workloads:
-        n = served_by.replicas
-        for replica in range(n):
+        parts = called_shares(plan, served_by.name, called[served_by.name])
+        for replica, part in enumerate(parts):
             key = (served_by.name, replica)
-            from_calls = called[served_by.name] / n
+            from_calls = called[served_by.name] * float(part)
             rate = offered.get(key, 0.0) + from_calls
             bound = admitted.get(key, 0.0)
             extra = called_admitted[served_by.name]
-            bound = None if bound is None or extra is None else bound + extra / n
+            bound = None if bound is None or extra is None else bound + extra * float(part)
             replica_rows.append(_replica_row(served_by, replica, rate, from_calls, bound))
-    return Capacity(tuple(replica_rows), tuple(route_rows), _workload_rows(spec, replica_rows))
+    return Capacity(tuple(replica_rows), tuple(route_rows), _workload_rows(spec, replica_rows), _edge_rows(plan))
+
+
+def _edge_rows(plan: Plan) -> tuple[CallLoad, ...]:
+    """Each call's limit against its callee. The callers fit when their rate limits add up to no more than the callee
+    serves (a tcp callee: their connection caps to no more than its replicas hold)."""
+    rates: dict[str, float] = {}
+    connections: dict[str, int] = {}
+    for edge in plan.edges:
+        rates[edge.callee] = rates.get(edge.callee, 0.0) + (edge.limit_rps or 0.0)
+        connections[edge.callee] = connections.get(edge.callee, 0) + edge.max_concurrency
+    rows = []
+    for edge in plan.edges:
+        capacity = edge.policy.capacity_rps
+        fits = (connections[edge.callee] <= edge.policy.concurrency if edge.policy.protocol == "tcp"
+                else rates[edge.callee] <= capacity * (1 + 1e-9))
+        rows.append(CallLoad(
+            caller=edge.caller,
+            callee=edge.callee,
+            declared_rps=edge.declared_rps,
+            limit_rps=edge.limit_rps,
+            capacity_share=None if edge.limit_rps is None else edge.limit_rps / capacity,
+            admits_declared=edge.limit_rps is None or edge.limit_rps >= edge.declared_rps,
+            callers_fit=fits,
+        ))
+    return tuple(rows)
 
 
 def _route_row(route: Route, spec: Spec, cap: float | None) -> RouteLoad:
@@ -139,23 +183,35 @@ def _route_row(route: Route, spec: Spec, cap: float | None) -> RouteLoad:
     )
 
 
-def _called_rates(spec: Spec, offered: dict[tuple[str, int], float],
+def _called_rates(plan: Plan, offered: dict[tuple[str, int], float],
                   admitted: dict[tuple[str, int], float | None]) -> tuple[dict[str, float], dict[str, float | None]]:
-    """Per workload, the rate its callers send it (declared and admitted), propagated along the call graph."""
+    """Per workload, the rate its callers send it (declared and admitted), propagated along the call graph: a call is
+    admitted up to the caller's admitted rate × ratio, and never past its limit at the callee's proxy."""
+    spec = plan.spec
     entry: dict[str, float | None] = {}
-    entry_admitted: dict[str, float | None] = {}
     for (workload, _), rate in offered.items():
         entry[workload] = (entry.get(workload) or 0.0) + rate
-    for (workload, _), bound in admitted.items():
-        before = entry_admitted.get(workload, 0.0)
-        entry_admitted[workload] = None if before is None or bound is None else before + bound
     total = propagate(spec, entry)
-    total_admitted = propagate(spec, entry_admitted)
     called = {name: (rate or 0.0) - (entry.get(name) or 0.0) for name, rate in total.items()}
-    called_admitted: dict[str, float | None] = {}
-    for name, bound in total_admitted.items():
-        before = entry_admitted.get(name, 0.0)
-        called_admitted[name] = None if bound is None or before is None else bound - before
+    from_gateway: dict[str, float | None] = {w.name: 0.0 for w in spec.workloads}
+    for (workload, _), bound in admitted.items():
+        before = from_gateway[workload]
+        from_gateway[workload] = None if before is None or bound is None else before + bound
+    limit = {(edge.caller, edge.callee): edge.limit_rps for edge in plan.edges}
+    called_admitted: dict[str, float | None] = {w.name: 0.0 for w in spec.workloads}
+    for name in call_order(spec):
+        inflow = called_admitted[name]
+        own = from_gateway[name]
+        arriving = None if inflow is None or own is None else inflow + own
+        for call in spec.workload(name).calls:
+            cap = limit[(name, call.workload)]
+            sent = None if arriving is None else arriving * call.ratio
+            sent = cap if sent is None else sent if cap is None else min(sent, cap)
+            members = versions(spec, call.workload)
+            weights = sum(weight for _, weight in members)
+            for version, weight in members:
+                before = called_admitted[version]
+                called_admitted[version] = None if before is None or sent is None else before + sent * weight / weights
     return called, called_admitted
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from components.plan.balancing import BalancingMode, integer_weights, member_max_conns, member_max_fails, service_rate, upstream_members
+from components.plan.balancing import BalancingMode, member_max_conns, member_max_fails, upstream_members, weighted_members
 from components.plan.ir import ClientSettings, Keepalive, Limit, Method, Proxy, Retries, Route, Timeouts, Upstream, UpstreamServer
 from components.plan.locations import match_steps, servers_for
 from components.plan.names import upstream_name
@@ -94,7 +94,7 @@ def _upstreams(spec: schema.Spec, balancing: BalancingMode) -> tuple[tuple[Upstr
     upstream_of: dict[str, str] = {}
     pool = Keepalive(gw.keepalive.connections, gw.keepalive.timeout_s, gw.keepalive.requests)
     for route in spec.routes:
-        signature = _members(route, spec, balancing)
+        signature = weighted_members(upstream_members(route, spec, balancing), spec)
         if signature not in by_signature:
             # The same backends and weights give the same members, so a name stands for one signature.
             name = upstream_name([(b.workload, b.weight if len(route.backends) > 1 else None) for b in route.backends])
@@ -105,21 +105,3 @@ def _upstreams(spec: schema.Spec, balancing: BalancingMode) -> tuple[tuple[Upstr
             by_signature[signature] = Upstream(name, servers, method(gw.algorithm, gw.hash_key), pool)
         upstream_of[route.name] = by_signature[signature].name
     return tuple(by_signature.values()), upstream_of
-
-
-def _members(route: schema.Route, spec: schema.Spec, balancing: BalancingMode) -> tuple[tuple[str, int, int, bool], ...]:
-    """(workload, member, integer weight, backup) per upstream server, in declaration order.
-
-    Members with a share are primaries, weighted by their shares. A member with share 0 (latency_optimal: a replica
-    the water-filling split leaves out at the declared peak) is a backup: nginx sends it requests only while every
-    primary is down or at max_conns, so its capacity still absorbs overflow; backups are weighted among themselves
-    by service rate.
-    """
-    shares = upstream_members(route, spec, balancing)
-    primary = [i for i, (_, _, share) in enumerate(shares) if share > 0]
-    backup = [i for i, (_, _, share) in enumerate(shares) if share == 0]
-    weights = dict(zip(primary, integer_weights([shares[i][2] for i in primary]), strict=True))
-    if backup:
-        rates = [service_rate(spec.workload(shares[i][0]), shares[i][1]) for i in backup]
-        weights |= dict(zip(backup, integer_weights(rates), strict=True))  # scale-free: the rates themselves
-    return tuple((w, r, weights[i], share == 0) for i, (w, r, share) in enumerate(shares))

@@ -15,6 +15,11 @@ from components.spec.schema import Spec
 GATEWAY = "gateway"
 
 
+def proxy_name(workload: str) -> str:
+    """The service proxy in front of calls to `workload`: its proxy, container, Deployment and config are named so."""
+    return f"{workload}-proxy"
+
+
 @dataclass(frozen=True)
 class Flow:
     """`source` may open connections to `destination` on `port` (TCP). `source` is a workload or the gateway."""
@@ -38,12 +43,60 @@ def flows(spec: Spec) -> list[Flow]:
     return result
 
 
+def hops(spec: Spec, service_proxies: bool) -> list[Flow]:
+    """Every connection the network must carry: the gateway to each routed workload, then each call — through the
+    callee's service proxy (caller -> `<callee>-proxy`, then the proxy -> each version) where netopt runs one, or
+    straight to each version where a mesh carries the calls. One hop per (source, destination)."""
+    ports = {w.name: w.port for w in spec.workloads}
+    result = [Flow(GATEWAY, name, ports[name]) for name in routed_workloads(spec)]
+    for w in spec.workloads:
+        for call in w.calls:
+            if service_proxies:
+                result.append(Flow(w.name, proxy_name(call.workload), ports[call.workload]))
+            else:
+                result += [Flow(w.name, version, ports[version]) for version, _ in versions(spec, call.workload)]
+    if service_proxies:
+        served = {call.workload for w in spec.workloads for call in w.calls}
+        result += [Flow(proxy_name(w.name), version, ports[version]) for w in spec.workloads if w.name in served
+                   for version, _ in versions(spec, w.name)]
+    return list(dict.fromkeys(result))
+
+
+def serving_proxies(spec: Spec) -> dict[str, str]:
+    """Workload -> the workload whose service proxy serves calls to it: itself when it is called, or the callee whose
+    split lists it. A workload no proxy reaches is not a key."""
+    owners: dict[str, str] = {}
+    for w in spec.workloads:
+        for call in w.calls:
+            for version, _ in versions(spec, call.workload):
+                owners[version] = call.workload
+    return owners
+
+
+def versions(spec: Spec, name: str) -> tuple[tuple[str, int], ...]:
+    """(workload, weight) of what serves calls to `name`: its `traffic_policy.split`, or the workload alone."""
+    split = spec.workload(name).traffic_policy.split
+    return tuple((b.workload, b.weight) for b in split) if split else ((name, 1),)
+
+
+def served_calls(spec: Spec, caller: str) -> list[tuple[str, float]]:
+    """(workload, calls per request of `caller`) for every workload that serves its calls: a call to a split
+    name reaches each version in proportion to its weight."""
+    served = []
+    for call in spec.workload(caller).calls:
+        members = versions(spec, call.workload)
+        total = sum(weight for _, weight in members)
+        served += [(version, call.ratio * weight / total) for version, weight in members]
+    return served
+
+
 def find_cycle(spec: Spec) -> list[str] | None:
     """A call cycle as the list of workloads around it (first repeated last), or None when the graph is acyclic.
 
     A cycle has no steady state for the propagated load (every request would call itself again), so it is refused.
+    A call to a split name counts as a call to each of its versions.
     """
-    callees = {w.name: [c.workload for c in w.calls] for w in spec.workloads}
+    callees = {w.name: [v for v, _ in served_calls(spec, w.name)] for w in spec.workloads}
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
     path: list[str] = []
 
@@ -67,33 +120,35 @@ def find_cycle(spec: Spec) -> list[str] | None:
 
 def call_order(spec: Spec) -> list[str]:
     """Workloads with every caller before its callees (the graph must be acyclic: see `find_cycle`)."""
+    callees = {w.name: [v for v, _ in served_calls(spec, w.name)] for w in spec.workloads}
     callers_left = {w.name: 0 for w in spec.workloads}
-    for w in spec.workloads:
-        for call in w.calls:
-            callers_left[call.workload] += 1
+    for served in callees.values():
+        for callee in served:
+            callers_left[callee] += 1
     ready = [w.name for w in spec.workloads if callers_left[w.name] == 0]
     order: list[str] = []
     while ready:
         name = ready.pop(0)
         order.append(name)
-        for call in spec.workload(name).calls:
-            callers_left[call.workload] -= 1
-            if callers_left[call.workload] == 0:
-                ready.append(call.workload)
+        for callee in callees[name]:
+            callers_left[callee] -= 1
+            if callers_left[callee] == 0:
+                ready.append(callee)
     if len(order) != len(spec.workloads):
         raise ValueError(f"the call graph has a cycle: {' -> '.join(find_cycle(spec) or [])}")
     return order
 
 
 def propagate(spec: Spec, entry_rps: Mapping[str, float | None]) -> dict[str, float | None]:
-    """Total arrival rate per workload: what the gateway sends it (`entry_rps`) plus ratio × each caller's total.
+    """Total arrival rate per workload: what the gateway sends it (`entry_rps`) plus ratio × each caller's total
+    (a split callee's versions by weight, `served_calls`).
 
     None is an unbounded rate (a route without a rate limit, for admitted load); it stays unbounded downstream.
     """
     total: dict[str, float | None] = {w.name: entry_rps.get(w.name, 0.0) for w in spec.workloads}
     for name in call_order(spec):
         rate = total[name]
-        for call in spec.workload(name).calls:
-            before = total[call.workload]
-            total[call.workload] = None if rate is None or before is None else before + rate * call.ratio
+        for callee, ratio in served_calls(spec, name):
+            before = total[callee]
+            total[callee] = None if rate is None or before is None else before + rate * ratio
     return total

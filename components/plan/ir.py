@@ -102,6 +102,7 @@ class Route:
     concurrency_limit: str | None
     timeouts: Timeouts | None = None
     retries: Retries | None = None
+    caller: str | None = None  # a service proxy's route: the workload that makes the call
 
     @property
     def conditional(self) -> bool:

@@ -7,11 +7,14 @@ preview and the policy pack reads the numbers computed here instead of recomputi
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
 from components.plan.build import Plan
+from components.plan.calls import Edge
 from components.plan.capacity import Capacity
+from components.plan.ir import Proxy
 from components.plan.scores import Item, Scores
 
 
@@ -40,6 +43,7 @@ def capacity_document(capacity: Capacity) -> dict[str, Any]:
         "routes": [asdict(row) for row in capacity.routes],
         "peak_utilization": capacity.peak_utilization(),
         "workloads": [asdict(row) for row in capacity.workloads],
+        "edges": [asdict(row) for row in capacity.edges],
         "saturates_first": _saturates_first(capacity),
     }
 
@@ -58,13 +62,44 @@ def config_digest(gateway_config: str) -> str:
     return hashlib.sha256(gateway_config.encode()).hexdigest()
 
 
-def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, gateway_config: str) -> dict[str, Any]:
+def edge_document(edge: Edge) -> dict[str, Any]:
+    """One call as the plan JSON's `edges` and the report show it."""
+    policy = edge.policy
+    return {
+        "caller": edge.caller,
+        "callee": edge.callee,
+        "protocol": policy.protocol,
+        "ratio": edge.ratio,
+        "declared_rps": edge.declared_rps,
+        "balancing": policy.algorithm,
+        "timeout_s": policy.timeout_s,
+        "connect_timeout_s": policy.connect_timeout_s,
+        "retries": {"tries": policy.retries.tries, "conditions": list(policy.retries.conditions), "non_idempotent": policy.retries.non_idempotent},
+        "limit_rps": edge.limit_rps,
+        "burst": edge.burst,
+        "max_concurrency": edge.max_concurrency,
+        "versions": [{"workload": w, "weight": weight} for w, weight in policy.versions],
+        "callee_capacity_rps": policy.capacity_rps,
+        "callee_concurrency": policy.concurrency,
+    }
+
+
+def proxy_document(proxy: Proxy, config: str) -> dict[str, Any]:
+    """One proxy as the report shows it: what it fronts and the digest of the config it runs."""
+    return {"name": proxy.name, "kind": proxy.kind, "workload": proxy.workload, "protocol": proxy.protocol,
+            "callers": [route.caller for route in proxy.routes] if proxy.kind == "service" else [], "config_sha256": config_digest(config)}
+
+
+def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, configs: Mapping[str, str]) -> dict[str, Any]:
     """Everything a reviewer or a policy needs to judge the strategy, keyed for stability (keys only grow).
 
-    `gateway.config_sha256` names the nginx.conf these numbers were computed for, so the policy pack can tell a
-    report that belongs to the deployed config from a stale or hand-edited one.
+    `configs`: each proxy's nginx.conf by proxy name. `gateway.config_sha256` (and each `proxies[].config_sha256`)
+    names the config these numbers were computed for, so the policy pack can tell a report that belongs to the
+    deployed configs from a stale or hand-edited one. `callers` is how service proxies tell callers apart
+    (`deployment.CallerIdentity`).
     """
     spec = plan.spec
+    gateway_config = configs[plan.gateway.name]
     return {
         "environment": spec.environment,
         "target": spec.target,
@@ -91,6 +126,9 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, gateway_conf
             "replicas": spec.gateway.replicas,
             "config_sha256": config_digest(gateway_config),
         },
+        "callers": plan.deployment.callers,
+        "proxies": [proxy_document(proxy, configs[proxy.name]) for proxy in plan.proxies],
+        "edges": [edge_document(edge) for edge in plan.edges],
         "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs, "singleton": w.singleton,
                                "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls]}
                       for w in spec.workloads},

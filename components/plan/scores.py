@@ -1,8 +1,12 @@
 """The four strategy scores, implemented once and literally: each is (1/N) Σ 1/x over its items.
 
-- load balancing  LB = (1/n) Σ 1/t_i: t_i the declared response time (s) of backend replica i behind the gateway;
-- routing         R  = (1/m) Σ 1/r_j: r_j the match steps nginx performs before selecting route j (see plan);
-- flow control    F  = (1/k) Σ 1/f_l: f_l the requests/s limit of exposed route l (no limit: f = ∞, adds 0);
+- load balancing  LB = (1/n) Σ 1/t_i: t_i the declared response time (s) of backend replica i, every replica a proxy
+                   balances (behind the gateway, or behind a service proxy: the calls' callees);
+- routing         R  = (1/m) Σ 1/r_j: r_j the match steps nginx performs before selecting route j: every gateway route
+                   (see plan) and every call route of a service proxy (one location: 1 step);
+- flow control    F  = (1/k) Σ 1/f_l: f_l the requests/s limit of rule l: each gateway route's rate limit (no limit:
+                   f = ∞, adds 0) and each call route's (the per-caller limit; where callers are not told apart, the
+                   callee's total). A tcp call has no rate rule (its proxy caps connections) and adds no f_l;
 - overall         O  = (1/p) Σ 1/s_o: s_o = max(1, reference_o / score_o) for each of the three strategies above.
 
 s_o is dimensionless: 1.0 means strategy o meets its reference (LB: replicas answer within the latency budget
@@ -46,21 +50,40 @@ def mean_reciprocal(values: Sequence[float | None]) -> float:
 
 
 def backend_replicas(plan: Plan) -> list[tuple[str, int, float]]:
-    """Every replica behind the gateway: (workload, replica, declared response time in seconds)."""
-    routed = {b.workload for route in plan.spec.routes for b in route.backends}
+    """Every replica some proxy balances — the gateway or a service proxy (or, under a mesh, the mesh's): (workload,
+    replica, declared response time in seconds), each replica once, in workload order."""
+    balanced = {b.workload for route in plan.spec.routes for b in route.backends}
+    balanced |= {version for edge in plan.edges for version, _ in edge.policy.versions}
     return [
         (w.name, r, t)
         for w in plan.spec.workloads
-        if w.name in routed
+        if w.name in balanced
         for r, t in enumerate(w.replica_response_times_s())
     ]
 
 
+def call_routes(plan: Plan) -> list[tuple[str, int, float | None]]:
+    """(route, r_j, f_l or None) of every call route: each route of a service proxy (one per caller, or one per callee
+    where callers are not told apart) with its match steps and its rate limit (a tcp route has none: a connection
+    cap is no rate, and adds no f_l). Under a mesh, which runs no netopt proxy, each call is one route of one step."""
+    if not plan.services:
+        return [(edge.name, 1, edge.limit_rps) for edge in plan.edges]
+    rows: list[tuple[str, int, float | None]] = []
+    for proxy in plan.services:
+        for route in proxy.routes:
+            rate = proxy.limit("rate", route.rate_limit).rps if route.rate_limit else None
+            rows.append((route.name, proxy.match_steps[route.name], rate))
+    return rows
+
+
 def compute_scores(plan: Plan) -> Scores:
     spec = plan.spec
+    calls = call_routes(plan)
     t = tuple(Item(f"{name}/{replica}", seconds) for name, replica, seconds in backend_replicas(plan))
     r = tuple(Item(route.name, float(plan.gateway.match_steps[route.name])) for route in spec.routes)
+    r += tuple(Item(name, float(steps)) for name, steps, _ in calls)
     f = tuple(Item(route.name, limit.rps if (limit := spec.rate_limit(route.rate_limit)) else None) for route in spec.routes)
+    f += tuple(Item(name, rps) for name, _, rps in calls if rps is not None)  # every http and grpc call is limited
     lb = mean_reciprocal([i.value for i in t])
     routing = mean_reciprocal([i.value for i in r])
     flow = mean_reciprocal([i.value for i in f])
@@ -71,3 +94,4 @@ def compute_scores(plan: Plan) -> Scores:
     }
     s = tuple(Item(name, max(1.0, reference / score) if score > 0 else None) for name, (score, reference) in references.items())
     return Scores(lb, routing, flow, mean_reciprocal([i.value for i in s]), t, r, f, s)
+

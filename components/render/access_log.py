@@ -1,12 +1,19 @@
-"""The gateway's access log: one JSON object per request, a stable schema that `observe` and users' tools read.
+"""Every proxy's access log: one JSON object per request (per connection for tcp), a stable schema that `observe`
+and users' tools read, the same for the gateway and the service proxies.
 
 nginx writes it with `escape=json`, so no value a client sends (a request id, a header used as a limit key, a
 URI) can close a string and forge another field. Every value is a string as nginx prints it ("-" or "" when
 nginx has none); `v` is the schema version and only grows with new fields. A request id is the client's own only
-when it matches `REQUEST_ID_PATTERN`; any other value is replaced by one the gateway makes.
+when it matches `REQUEST_ID_PATTERN`; any other value is replaced by one the proxy makes. `proxy`, `caller` and
+`callee` say which proxy wrote the line and, for a service proxy, which call it carried: constants of the config,
+and a map from the route the line's server sets, so the gateway pays nothing for them.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+
+from components.plan.ir import Proxy
 
 SCHEMA_VERSION = 1
 
@@ -36,14 +43,41 @@ FIELDS: dict[str, tuple[str, str]] = {
     "upstream_header_time": ("$upstream_header_time", "seconds to the response header from each server tried"),
     "upstream_response_time": ("$upstream_response_time", "seconds to the whole response from each server tried"),
     "bytes_sent": ("$body_bytes_sent", "body bytes sent to the client"),
+    "proxy": ("<proxy>", "the proxy that wrote the line: `gateway`, or `<workload>-proxy` for a workload's service proxy"),
+    "caller": ("<caller>", "a service proxy's line: the workload that made the call (`-` where callers share one address); empty at the gateway"),
+    "callee": ("<callee>", "a service proxy's line: the workload called; empty at the gateway"),
 }
 
+STREAM_VALUES: dict[str, str] = {
+    "request_id": "$connection",
+    "method": "",
+    "host": "",
+    "uri": "",
+    "rate_limit": "",
+    "rate_limit_key": "",
+    "request_time": "$session_time",
+    "upstream_status": "",
+    "upstream_header_time": "$upstream_first_byte_time",
+    "upstream_response_time": "$upstream_session_time",
+    "bytes_sent": "$bytes_sent",
+}
+"""A tcp proxy's line is one connection: the stream module's values where they differ (its `$status` is 200, or
+the 4xx/5xx it closed the connection with; a connection has no method, host, URI or rate limit)."""
 
-def log_format_lines() -> list[str]:
-    """The `log_format netopt` directive, one field per line."""
+
+def log_identity(proxy: Proxy) -> dict[str, str]:
+    """The values of `proxy`, `caller` and `callee` in this proxy's log format."""
+    if proxy.kind == "gateway":
+        return {"proxy": proxy.name, "caller": "", "callee": ""}
+    return {"proxy": proxy.name, "caller": "$netopt_caller", "callee": proxy.workload or ""}
+
+
+def log_format_lines(identity: Mapping[str, str], stream: bool = False) -> list[str]:
+    """The `log_format netopt` directive, one field per line; `identity` fills the placeholders (`log_identity`)."""
     lines = [f"log_format netopt escape=json '{{\"v\":{SCHEMA_VERSION},'"]
     items = list(FIELDS.items())
     for i, (name, (value, _)) in enumerate(items):
+        value = identity.get(name, value) if value.startswith("<") else (STREAM_VALUES.get(name, value) if stream else value)
         end = "}';" if i == len(items) - 1 else ",'"
         lines.append(f"    '\"{name}\":\"{value}\"{end}")
     return lines

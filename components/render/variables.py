@@ -158,3 +158,14 @@ def _dispatch_map(out: Writer, server: Server, index: int, location: Location, h
             values = {k.lower(): v for k, v in route.headers}
             parts = [methods] + [str(header_values[h].index(values[h]) + 1) if h in values else "[0-9]+" for h in headers]
             out.line(f"{quote('~^' + ':'.join(parts) + '$')} {route.name};")
+
+
+def caller_map(out: Writer, proxy: Proxy) -> None:
+    """A service proxy's `$netopt_caller` for the access log: the workload that made the call, from its route (one
+    route per caller's server; `-` where the proxy cannot tell callers apart). Evaluated only when a line is written."""
+    if proxy.kind != "service":
+        return
+    with out.block("map $netopt_route $netopt_caller"):
+        out.line('default "";')
+        for route in proxy.routes:
+            out.line(f"{map_key(route.name)} {quote(route.caller or '')};")

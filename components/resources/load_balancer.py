@@ -1,4 +1,4 @@
-"""LoadBalancer: the nginx gateway, rendered from the plan's routes, rate limits and upstreams."""
+"""LoadBalancer: the nginx gateway, deployed from the config rendered from the plan's gateway proxy."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pulumi
 
 from components.plan.build import Plan
-from components.render.nginx import render_proxy
 from components.resources.network import ContainerNetwork
 from components.resources.workload import Workload
 from components.targets.base import Target
@@ -17,6 +16,7 @@ from components.targets.base import Target
 @dataclass(frozen=True)
 class LoadBalancerArgs:
     plan: Plan  # carries the typed routes, rate limits and concurrency limits the gateway enforces
+    config: str  # the gateway's nginx.conf, rendered once (`app_network._analysed`), as the report's digest names it
     network: ContainerNetwork
     workloads: Sequence[Workload]
 
@@ -25,10 +25,7 @@ class LoadBalancer(pulumi.ComponentResource):
     def __init__(self, name: str, args: LoadBalancerArgs, target: Target, opts: pulumi.ResourceOptions | None = None) -> None:
         spec = args.plan.spec
         super().__init__("netopt:index:LoadBalancer", name, {"algorithm": spec.gateway.algorithm, "routes": [r.name for r in spec.routes]}, opts)
-        self.routes = spec.routes
-        self.rate_limits = spec.rate_limits
-        self.concurrency_limits = spec.concurrency_limits
-        self.config = render_proxy(args.plan.gateway, target.address_map(), target.nginx_runtime())
+        self.config = args.config
         backends = [resource for workload in args.workloads for resource in workload.resources]
         outputs = target.gateway(self, self.config, args.network.handles, backends)
         self.endpoint = outputs["endpoint"]

@@ -27,7 +27,7 @@ from components.spec.base import (
     Strict,
     hash_key_form,
 )
-from components.spec.calls import Call
+from components.spec.calls import Call, MeshKind, TrafficPolicy
 from components.spec.regex import RegexError, compile_location_regex
 
 HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
@@ -129,7 +129,8 @@ class Volume(Strict):
 class Workload(Strict):
     """One backend service, speaking `protocol` on `port` (http, grpc or plain tcp). `response_time_ms` and
     `max_concurrency` feed the scores and capacity model; `calls` are the workloads it calls itself (the only
-    service-to-service traffic the network lets through). `health` defaults to the protocol's own probe.
+    service-to-service traffic the network lets through); `traffic_policy` is how its service proxy handles the
+    calls into it (`spec/calls.py`). `health` defaults to the protocol's own probe.
     `command`/`args` replace the image's entrypoint/arguments; `volumes` are its writable (or persistent)
     directories; `singleton: true` declares one instance that holds the state (a cache, a database), which
     must not be multiplied into independent copies.
@@ -152,6 +153,7 @@ class Workload(Strict):
     env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
     read_only_root_fs: bool = True
     calls: list[Call] = []
+    traffic_policy: TrafficPolicy = TrafficPolicy()
     volumes: list[Volume] = []
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     args: list[str] | None = None
@@ -280,6 +282,10 @@ class Gateway(Strict):
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
     run_as_user: Annotated[str, Field(pattern=r"^[0-9]{1,10}(:[0-9]{1,10})?$")] = "101:101"
     health_command: Annotated[list[str], Field(min_length=1)] | None = None
+    # Where the image's nginx keeps the stream module, which tcp service proxies load, when it is a dynamic module
+    # (Debian's nginx with libnginx-mod-stream: /usr/lib/nginx/modules/ngx_stream_module.so). None: compiled in, as
+    # in the official nginx image.
+    stream_module: Annotated[str, Field(pattern=r"^/[A-Za-z0-9._/-]+\.so$")] | None = None
 
     @field_validator("hash_key")
     @classmethod
@@ -416,7 +422,8 @@ class KubernetesSettings(Strict):
     cluster. `run_as_user` is the uid:gid every workload runs as unless it sets its own, on both targets (the gateway
     uses `gateway.run_as_user`); `drain_s` is how long a terminating pod keeps serving while its endpoint is
     withdrawn. `dns_namespace` and `dns_pod_labels` find the cluster DNS pods, the one egress every pod keeps under
-    default-deny.
+    default-deny. `mesh` says who carries the calls between workloads: netopt's service proxies (`none`) or a
+    service mesh (`linkerd`, `istio`) whose resources netopt generates instead.
     """
 
     context: Annotated[str, Field(min_length=1)] | None = None
@@ -425,6 +432,7 @@ class KubernetesSettings(Strict):
     run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] = DEFAULT_WORKLOAD_USER
     drain_s: Annotated[int, Field(ge=0, le=60)] = 5
     autoscaling: dict[Name, Autoscaling] = {}
+    mesh: MeshKind = "none"
     dns_namespace: Name = "kube-system"
     dns_pod_labels: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9./_-]{1,253}$")], Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]{0,63}$")]] = {
         "k8s-app": "kube-dns"}

@@ -209,6 +209,9 @@ def _reference_issues(raw: Mapping[str, Any]) -> list[Issue]:
                 message = f"unknown {kind} '{ref}'.{_did_you_mean(ref, known)} Declare it under {key_path([section])} or fix the name"
                 issues.append(Issue(key_path(["routes", i, field]), message))
     issues += _call_issues(raw, workloads)
+    from components.spec.call_checks import split_reference_issues  # it builds on this module's Issue
+
+    issues += split_reference_issues(raw, workloads)
     routes = _names(raw, "routes")
     traffic = raw.get("traffic")
     if isinstance(traffic, Mapping) and routes is not None:
@@ -264,6 +267,9 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
     issues += _injected_env_issues(spec)
     issues += _gateway_protocol_issues(spec)
     issues += _state_issues(spec)
+    from components.spec.call_checks import policy_issues
+
+    issues += policy_issues(spec)
     if spec.target == "docker":
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
@@ -305,12 +311,12 @@ def _route_conflicts(spec: Spec) -> Iterable[Issue]:
 def _shared_location_issues(spec: Spec) -> Iterable[Issue]:
     """Routes dispatched from one nginx location (sharing a path, or one falling back to the other when its
     methods/headers do not match) share that location's timeouts and retry policy, so they must agree."""
-    from components.plan.balancing import target_balancing
     from components.plan.build import build_plan
+    from components.plan.deployment import deployment_of
 
     index = {route.name: i for i, route in enumerate(spec.routes)}
     reported: set[tuple[str, str]] = set()
-    for server in build_plan(spec, target_balancing(spec.target)).gateway.servers:
+    for server in build_plan(spec, deployment_of(spec)).gateway.servers:
         for location in server.locations:
             first = location.rules[0].route if location.rules else None
             for rule in location.rules[1:]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from components.plan.ir import Proxy
+from components.render.nginx import render_proxy
 from components.spec.schema import Spec
 from components.targets.base import Target
 
@@ -14,3 +16,8 @@ def target_for(spec: Spec) -> Target:
     from components.targets.docker import DockerTarget
 
     return DockerTarget(spec)
+
+
+def proxy_config(target: Target, proxy: Proxy) -> str:
+    """The nginx.conf `proxy` runs on `target`: the plan's proxy, the target's addresses and process settings."""
+    return render_proxy(proxy, target.address_map(proxy), target.nginx_runtime(proxy))

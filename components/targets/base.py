@@ -1,5 +1,6 @@
-"""What a target must provide: addresses for the renderer and the resources. How replicas share load is the plan's
-input (`balancing.target_balancing`), not a target's attribute: a target only translates the plan."""
+"""What a target must provide: addresses and process settings for the renderer, and the resources. How replicas share
+load and how a service proxy tells its callers apart are the plan's inputs (`deployment.deployment_of`), not a
+target's attributes: a target only translates the plan."""
 
 from __future__ import annotations
 
@@ -8,20 +9,25 @@ from typing import Protocol
 import pulumi
 
 from components.plan.addressing import AddressMap
-from components.render.nginx import NginxRuntime
+from components.plan.ir import Proxy
+from components.render.runtime import NginxRuntime
 from components.spec.schema import Spec, Workload
 
 
 class Target(Protocol):
     spec: Spec
 
-    def address_map(self) -> AddressMap: ...
+    def address_map(self, proxy: Proxy | None = None) -> AddressMap:
+        """Where `proxy` (None: the gateway) reaches each workload's members."""
 
-    def nginx_runtime(self) -> NginxRuntime: ...
+    def nginx_runtime(self, proxy: Proxy) -> NginxRuntime: ...
 
     def network(self, parent: pulumi.ComponentResource) -> dict[str, pulumi.Input[str]]: ...
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]: ...
+
+    def service_proxy(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
+                      depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]: ...
 
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]: ...

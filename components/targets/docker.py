@@ -1,15 +1,17 @@
-"""Docker target (pulumi-docker): one internal network per flow of the service graph, an edge network for the gateway.
+"""Docker target (pulumi-docker): one internal network per hop of the service graph, an edge network for the gateway.
 
-Every flow (the gateway to a routed workload, a caller to its callee) is an internal network joined by its two
-ends only (components/plan/docker_links.py), so workloads without a declared call between them share no network.
-Every backend replica is one hardened container with fixed addresses and, on the links into it, its workload's
-name as DNS alias; a workload on no link runs with no network at all. The gateway is the only container that
-publishes a port. Containers keep fixed names and
-addresses, so they are replaced delete-first; a workload's replicas are chained (each waits for the previous
-one to be healthy and back in the gateway's rotation), so a change rolls them one at a time. The gateway is
-created with its nginx.conf uploaded; later config changes do not touch the container: a pulumi-command
-Command delivers the new config to the running gateway, checks it there with `nginx -t` and reloads gracefully
-(components/targets/gateway_reload.sh).
+Every hop (the gateway to a routed workload, a caller to its callee's service proxy, a service proxy to the
+replicas it balances) is an internal network joined by its two ends only (components/plan/docker_links.py), so
+workloads without a declared call between them share no network and a callee cannot reach its callers. Every
+backend replica is one hardened container with fixed addresses and, on the links where it listens, its workload's
+name as DNS alias; a workload on no link runs with no network at all. Each called workload has a service proxy
+container (nginx, the gateway's image) that answers to the workload's name on its callers' links. The gateway is
+the only container that publishes a port. Containers keep fixed names and addresses, so they are replaced
+delete-first; a workload's replicas are chained (each waits for the previous one to be healthy and back in
+rotation), so a change rolls them one at a time. The gateway and every service proxy are created with their
+nginx.conf uploaded; later config changes do not touch the container: a pulumi-command Command delivers the new
+config to the running proxy, checks it there with `nginx -t` and reloads gracefully
+(components/targets/proxy_reload.sh).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ import pulumi
 import pulumi_command as command
 import pulumi_docker as docker
 
-from components.plan.addressing import AddressMap, docker_address_map
+from components.plan.addressing import AddressMap, docker_address_map, docker_caller_addresses, docker_gateway_address, docker_serve_map
 from components.plan.docker_links import Link, links
-from components.plan.graph import GATEWAY
-from components.render.nginx import NginxRuntime
+from components.plan.graph import GATEWAY, proxy_name
+from components.plan.ir import Proxy
+from components.render.runtime import NginxRuntime
 from components.spec.schema import HealthCheck, Spec, Workload
+from components.targets.nginx_image import stream_modules
 from components.targets.probes import docker_test
 
 _HARDENING: dict[str, Any] = {
@@ -38,7 +42,7 @@ _HARDENING: dict[str, Any] = {
 }
 
 
-RELOAD_SCRIPT = (Path(__file__).with_name("gateway_reload.sh")).read_text()
+RELOAD_SCRIPT = (Path(__file__).with_name("proxy_reload.sh")).read_text()
 
 
 def _duration(seconds: float) -> str:
@@ -92,12 +96,21 @@ class DockerTarget:
         self.spec = spec
         self._links = links(spec)
         self._addresses = docker_address_map(spec)
+        self._served = docker_serve_map(spec)
 
-    def address_map(self) -> AddressMap:
-        return self._addresses
+    def address_map(self, proxy: Proxy | None = None) -> AddressMap:
+        """The gateway reaches replicas on their ingress links, a service proxy on their serve links."""
+        return self._addresses if proxy is None or proxy.kind == "gateway" else self._served
 
-    def nginx_runtime(self) -> NginxRuntime:
-        return NginxRuntime()
+    def nginx_runtime(self, proxy: Proxy) -> NginxRuntime:
+        """The gateway listens on its edge address only, a service proxy on its addresses on its callers' links only,
+        and both answer health checks on loopback (Docker runs them inside the container): no backend can open a
+        connection to a proxy over a network where the proxy only connects."""
+        if proxy.kind == "gateway":
+            return NginxRuntime(listen_address=docker_gateway_address(self.spec), status_address="127.0.0.1")
+        assert proxy.workload is not None
+        return NginxRuntime(caller_addresses=docker_caller_addresses(self.spec, proxy.workload), status_address="127.0.0.1",
+                            stream_modules=stream_modules(self.spec))
 
     def network(self, parent: pulumi.ComponentResource) -> dict[str, pulumi.Input[str]]:
         """The edge network (key "edge") and every link, keyed by its name."""
@@ -115,7 +128,6 @@ class DockerTarget:
         return {**names, "edge": edge.name}
 
     def _link_network(self, link: Link, opts: pulumi.ResourceOptions) -> docker.Network:
-        flow = link.flow
         return docker.Network(
             link.name,
             name=link.name,
@@ -123,17 +135,23 @@ class DockerTarget:
             internal=True,
             ipam_configs=_ipam(link.subnet),
             labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in
-                    (("netopt.network", self.spec.network.name), ("netopt.source", flow.source), ("netopt.destination", flow.destination))],
+                    (("netopt.network", self.spec.network.name), ("netopt.kind", link.kind), ("netopt.source", link.client),
+                     ("netopt.destination", link.server))],
             opts=opts,
         )
 
+    def _endpoint_networks(self, end: str, member: int, network: dict[str, pulumi.Input[str]]) -> list[docker.ContainerNetworksAdvancedArgs]:
+        """The links one member of `end` (a workload's replica, the gateway, a proxy) joins: those where it listens,
+        with the link's alias, then those where it connects."""
+        listens = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], aliases=[link.alias], ipv4_address=link.server_ips[member])
+                   for link in self._links if link.server == end]
+        connects = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[member])
+                    for link in self._links if link.client == end]
+        return listens + connects
+
     def _replica_networks(self, workload: str, replica: int, network: dict[str, pulumi.Input[str]]) -> dict[str, Any]:
-        """The links a replica joins: those into its workload (as the alias callers resolve), then those out of it."""
-        into = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], aliases=[workload], ipv4_address=link.server_ips[replica])
-                for link in self._links if link.flow.destination == workload]
-        out = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[replica])
-               for link in self._links if link.flow.source == workload]
-        return {"networks_advanced": into + out} if into or out else {"network_mode": "none"}
+        joined = self._endpoint_networks(workload, replica, network)
+        return {"networks_advanced": joined} if joined else {"network_mode": "none"}
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
         probe = docker_test(workload)
@@ -190,9 +208,29 @@ class DockerTarget:
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
-        digest = hashlib.sha256(config.encode()).hexdigest()
-        name = f"{self.spec.network.name}-gateway"
-        probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{gw.status_port}/healthz"]
+        edge = docker_gateway_address(self.spec)
+        # Edge first: Docker publishes ports through a non-internal network.
+        joined = [docker.ContainerNetworksAdvancedArgs(name=network["edge"], ipv4_address=edge), *self._endpoint_networks(GATEWAY, 0, network)]
+        ports = [docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")]
+        self._nginx(parent, f"{self.spec.network.name}-gateway", "gateway", {}, gw.status_port, config, joined, depends_on, ports)
+        return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": hashlib.sha256(config.encode()).hexdigest()}
+
+    def service_proxy(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
+                      depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The service proxy of a called workload: on its callers' links, where it answers to the workload's name, and on
+        the serve links of the replicas it balances, where it only connects. It publishes nothing."""
+        assert proxy.workload is not None
+        name = f"{self.spec.network.name}-{proxy.name}"
+        joined = self._endpoint_networks(proxy_name(proxy.workload), 0, network)
+        labels = {"netopt.proxy": proxy.name, "netopt.fronts": proxy.workload}
+        return self._nginx(parent, name, "service-proxy", labels, proxy.status_port, config, joined, depends_on, [])
+
+    def _nginx(self, parent: pulumi.ComponentResource, name: str, role: str, labels: dict[str, str], status_port: int, config: str,
+               networks: list[docker.ContainerNetworksAdvancedArgs], depends_on: list[pulumi.Resource],
+               ports: list[docker.ContainerPortArgs]) -> list[pulumi.Resource]:
+        """One nginx container (the gateway's image, user and resources) and the Command that reloads its config."""
+        gw = self.spec.gateway
+        probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{status_port}/healthz"]
         container = docker.Container(
             name,
             name=name,
@@ -202,33 +240,29 @@ class DockerTarget:
             command=["nginx", "-c", "/etc/nginx/nginx.conf", "-g", "daemon off;"],
             memory=gw.resources.memory_mb,
             cpus=f"{gw.resources.cpu:g}",
-            # Docker refuses file uploads into a read-only root filesystem, so the gateway's stays writable;
+            # Docker refuses file uploads into a read-only root filesystem, so the proxy's stays writable;
             # it runs as a non-root user with no capabilities and writes only to its tmpfs.
             read_only=False,
             # The config the container starts with; later configs are reloaded in place (below), so a config
             # change never replaces the container.
             uploads=[docker.ContainerUploadArgs(file="/etc/nginx/nginx.conf", content=config)],
-            labels=_labels(self.spec, **{"netopt.role": "gateway"}),
+            labels=_labels(self.spec, **{"netopt.role": role, **labels}),
             healthcheck=_healthcheck(probe, HealthCheck()),
             wait=True,
             wait_timeout=_wait_timeout(HealthCheck()),
-            networks_advanced=[  # edge first: Docker publishes ports through a non-internal network
-                docker.ContainerNetworksAdvancedArgs(name=network["edge"]),
-                *(docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[0])
-                  for link in self._links if link.flow.source == GATEWAY),
-            ],
-            ports=[docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")],
+            networks_advanced=networks,
+            ports=ports or None,
             **_HARDENING,
             opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=depends_on, ignore_changes=["uploads"]),
         )
-        # Runs again (in place) whenever the config changes, and anew on a new gateway container (`triggers`).
+        # Runs again (in place) whenever the config changes, and anew on a new container (`triggers`).
         # After every backend, so a route never points at a replica that does not exist yet.
-        command.local.Command(
+        reload = command.local.Command(
             f"{name}-config",
             create=RELOAD_SCRIPT,
             stdin=config,
-            environment={"NETOPT_GATEWAY": name, **(_docker_host_env() or {})},
+            environment={"NETOPT_PROXY": name, **(_docker_host_env() or {})},
             triggers=[container.id],
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[container, *depends_on]),
         )
-        return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": digest}
+        return [container, reload]

@@ -24,11 +24,13 @@ from typing import Any, cast
 import pulumi
 import pulumi_kubernetes as k8s
 
-from components.plan.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
-from components.plan.graph import GATEWAY
-from components.render.nginx import NginxRuntime
+from components.plan.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_pods_services, kubernetes_service_host
+from components.plan.graph import GATEWAY, proxy_name
+from components.plan.ir import Proxy
+from components.render.runtime import NginxRuntime
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
 from components.targets.network_policies import network_policies
+from components.targets.nginx_image import stream_modules
 from components.targets.probes import kubernetes_handler
 
 CONFIG_KEY = "nginx.conf"
@@ -38,9 +40,9 @@ _LABEL_VALUE = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 _EVERYWHERE = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
 
 
-def config_map_name(config: str) -> str:
+def config_map_name(config: str, proxy: str = GATEWAY) -> str:
     """Content-addressed: a new config is a new ConfigMap, so old pods keep the config they started with."""
-    return f"{GATEWAY}-nginx-{hashlib.sha256(config.encode()).hexdigest()[:10]}"
+    return f"{proxy}-nginx-{hashlib.sha256(config.encode()).hexdigest()[:10]}"
 
 
 def _image_version(image: str) -> str | None:
@@ -129,14 +131,16 @@ class KubernetesTarget:
         self.spec = spec
         self.namespace = kubernetes_namespace(spec)
         self._addresses = kubernetes_address_map(spec)
+        self._pods_services = kubernetes_pods_services(spec)
         self._provider: k8s.Provider | None = None
         self._policies = network_policies(spec, self.selector)
 
-    def address_map(self) -> AddressMap:
+    def address_map(self, proxy: Proxy | None = None) -> AddressMap:
+        """Every proxy reaches a workload through the Service of its pods (`addressing.kubernetes_pods_services`)."""
         return self._addresses
 
-    def nginx_runtime(self) -> NginxRuntime:
-        return NginxRuntime()
+    def nginx_runtime(self, proxy: Proxy) -> NginxRuntime:
+        return NginxRuntime(stream_modules=stream_modules(self.spec))
 
     # -- naming -------------------------------------------------------------------------------------------------
 
@@ -313,7 +317,7 @@ class KubernetesTarget:
                                    opts=self._opts(parent)),
             k8s.core.v1.Service(
                 f"{net}-{workload.name}",
-                metadata=self._metadata(workload.name, namespace, labels),
+                metadata=self._metadata(self._pods_services[workload.name], namespace, labels),
                 spec={
                     "type": "ClusterIP",
                     "selector": self.selector(workload.name),
@@ -342,6 +346,31 @@ class KubernetesTarget:
             ))
         return resources
 
+    def service_proxy(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
+                      depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The service proxy of a called workload: a Deployment of nginx (the gateway's image) with at least two replicas
+        and a PodDisruptionBudget, behind a Service with the workload's name and port, which its callers dial; the
+        workload's own pods are `<workload>-backend`. NetworkPolicies let its callers in and it out to the workload."""
+        assert proxy.workload is not None
+        name = proxy_name(proxy.workload)
+        namespace = network["namespace"]
+        labels = self.labels(name, "service-proxy", self.spec.gateway.image)
+        port = {"name": proxy.protocol, "container_port": proxy.listen_port, "protocol": "TCP"}
+        replicas = max(2, self.spec.gateway.replicas)
+        resources = self._nginx(parent, name, labels, config, namespace, [port], replicas, proxy.status_port, depends_on)
+        service_port: k8s.core.v1.ServicePortArgsDict = {"name": proxy.protocol, "port": proxy.listen_port, "target_port": proxy.protocol,
+                                                          "protocol": "TCP"}
+        if proxy.protocol in _APP_PROTOCOL:
+            service_port["app_protocol"] = _APP_PROTOCOL[proxy.protocol]
+        resources.append(k8s.core.v1.Service(
+            f"{self.spec.network.name}-{name}",
+            metadata=self._metadata(proxy.workload, namespace, labels),
+            spec={"type": "ClusterIP", "selector": self.selector(name), "ports": [service_port], "session_affinity": "None"},
+            opts=self._opts(parent),
+        ))
+        resources += self._network_policies(parent, name, namespace)
+        return resources
+
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
@@ -349,44 +378,8 @@ class KubernetesTarget:
         namespace = network["namespace"]
         digest = hashlib.sha256(config.encode()).hexdigest()
         labels = self.labels(GATEWAY, "gateway", gw.image)
-        config_map = k8s.core.v1.ConfigMap(
-            f"{net}-gateway-nginx",
-            metadata=self._metadata(config_map_name(config), namespace, labels),
-            data={CONFIG_KEY: config},
-            immutable=True,
-            opts=self._opts(parent),
-        )
-        readiness, liveness = _probes({"http_get": {"path": "/healthz", "port": "status"}}, HealthCheck())
-        container: k8s.core.v1.ContainerArgsDict = {
-            "name": "nginx",
-            "image": gw.image,
-            # The image's entrypoint scripts rewrite /etc/nginx; the command bypasses them and runs our config.
-            # `-e stderr`: the compiled-in error log is opened before the config is read, on a read-only root.
-            "command": ["nginx", "-e", "stderr", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}", "-g", "daemon off;"],
-            "ports": [{"name": "http", "container_port": gw.listen_port, "protocol": "TCP"},
-                      {"name": "status", "container_port": gw.status_port, "protocol": "TCP"}],
-            "resources": _resources(gw.resources),
-            "readiness_probe": readiness,
-            "liveness_probe": liveness,
-            "security_context": _container_security(read_only=True),
-            "volume_mounts": [{"name": "config", "mount_path": CONFIG_DIR, "read_only": True}, {"name": "tmp", "mount_path": "/tmp"}],
-        }
-        volumes: list[k8s.core.v1.VolumeArgsDict] = [
-            {"name": "config", "config_map": {"name": config_map.metadata.apply(lambda m: m.name or config_map_name(config)),
-                                              "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
-            {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
-        ]
-        # The checksum in the pod template is what rolls the pods: a different config, a different template.
-        template = self._pod_template(GATEWAY, labels, gw.run_as_user, container, volumes, spread=gw.replicas > 1,
-                                      annotations={CONFIG_CHECKSUM: digest}, finish_s=math.ceil(gw.timeouts.read_s) + 5,
-                                      graceful_stop="kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done")
-        k8s.apps.v1.Deployment(
-            f"{net}-gateway",
-            metadata=self._metadata(GATEWAY, namespace, labels),
-            spec=self._deployment_spec(GATEWAY, gw.replicas, template),
-            # nginx resolves every workload's Service name when it starts: the Services must exist first.
-            opts=self._opts(parent, depends_on=depends_on),
-        )
+        ports = [{"name": "http", "container_port": gw.listen_port, "protocol": "TCP"}]
+        self._nginx(parent, GATEWAY, labels, config, namespace, ports, gw.replicas, gw.status_port, depends_on)
         service_spec: k8s.core.v1.ServiceSpecArgsDict = {
             "type": gw.service_type,
             "selector": self.selector(GATEWAY),
@@ -401,13 +394,59 @@ class KubernetesTarget:
         service = k8s.core.v1.Service(f"{net}-gateway", metadata=self._metadata(GATEWAY, namespace, labels), spec=service_spec,
                                       opts=self._opts(parent))
         self._network_policies(parent, GATEWAY, namespace)
-        if gw.replicas > 1:
-            self._disruption_budget(parent, GATEWAY, namespace, labels)
         internal = f"http://{kubernetes_service_host(self.spec, GATEWAY)}:{gw.publish.port}"
         endpoint: pulumi.Input[str] = internal
         if gw.service_type == "LoadBalancer" and not self.spec.kubernetes.render_yaml_to_directory:  # render-only: no status ever
             endpoint = service.status.apply(lambda status: _load_balancer_url(status, gw.publish.port) or internal)
         return {"endpoint": endpoint, "config_sha256": digest}
+
+    def _nginx(self, parent: pulumi.ComponentResource, name: str, labels: dict[str, str], config: str, namespace: pulumi.Input[str],
+               ports: list[Any], replicas: int, status_port: int, depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """An nginx Deployment (the gateway's image, user and resources) running `config` from an immutable
+        content-named ConfigMap, and its PodDisruptionBudget when it has more than one replica."""
+        gw = self.spec.gateway
+        net = self.spec.network.name
+        digest = hashlib.sha256(config.encode()).hexdigest()
+        config_map = k8s.core.v1.ConfigMap(
+            f"{net}-{name}-nginx",
+            metadata=self._metadata(config_map_name(config, name), namespace, labels),
+            data={CONFIG_KEY: config},
+            immutable=True,
+            opts=self._opts(parent),
+        )
+        readiness, liveness = _probes({"http_get": {"path": "/healthz", "port": "status"}}, HealthCheck())
+        container: k8s.core.v1.ContainerArgsDict = {
+            "name": "nginx",
+            "image": gw.image,
+            # The image's entrypoint scripts rewrite /etc/nginx; the command bypasses them and runs our config.
+            # `-e stderr`: the compiled-in error log is opened before the config is read, on a read-only root.
+            "command": ["nginx", "-e", "stderr", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}", "-g", "daemon off;"],
+            "ports": [*ports, {"name": "status", "container_port": status_port, "protocol": "TCP"}],
+            "resources": _resources(gw.resources),
+            "readiness_probe": readiness,
+            "liveness_probe": liveness,
+            "security_context": _container_security(read_only=True),
+            "volume_mounts": [{"name": "config", "mount_path": CONFIG_DIR, "read_only": True}, {"name": "tmp", "mount_path": "/tmp"}],
+        }
+        volumes: list[k8s.core.v1.VolumeArgsDict] = [
+            {"name": "config", "config_map": {"name": config_map.metadata.apply(lambda m: m.name or config_map_name(config, name)),
+                                              "items": [{"key": CONFIG_KEY, "path": CONFIG_KEY}]}},
+            {"name": "tmp", "empty_dir": {"size_limit": "256Mi"}},
+        ]
+        # The checksum in the pod template is what rolls the pods: a different config, a different template.
+        template = self._pod_template(name, labels, gw.run_as_user, container, volumes, spread=replicas > 1,
+                                      annotations={CONFIG_CHECKSUM: digest}, finish_s=math.ceil(gw.timeouts.read_s) + 5,
+                                      graceful_stop="kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done")
+        resources: list[pulumi.Resource] = [config_map, k8s.apps.v1.Deployment(
+            f"{net}-{name}",
+            metadata=self._metadata(name, namespace, labels),
+            spec=self._deployment_spec(name, replicas, template),
+            # nginx resolves every upstream Service name when it starts: the Services must exist first.
+            opts=self._opts(parent, depends_on=depends_on),
+        )]
+        if replicas > 1:
+            resources.append(self._disruption_budget(parent, name, namespace, labels))
+        return resources
 
 
 def _load_balancer_url(status: k8s.core.v1.outputs.ServiceStatus | None, port: int) -> str | None:

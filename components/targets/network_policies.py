@@ -1,10 +1,11 @@
-"""NetworkPolicies derived from the service graph: default-deny both ways, then exactly the declared flows.
+"""NetworkPolicies derived from the service graph: default-deny both ways, then exactly the declared hops.
 
 Allowed, and nothing else: DNS from every pod to the cluster DNS; the configured sources to the gateway's listen
-port; the gateway to each workload a route sends traffic to, on its port; each declared call, caller to callee
-on the callee's port. Every flow is opened on both ends (the caller's egress and the callee's ingress), as
-NetworkPolicy requires once both directions are denied. Pure data: the kubernetes target turns each into a
-resource. `network-config-analyzer` checks the result against `graph.flows` in the tests.
+port; the gateway to each workload a route sends traffic to, on its port; each declared call, caller to the
+callee's service proxy and the proxy to the callee (or, where a mesh carries the calls, caller to callee), on the
+callee's port (`graph.hops`). Every hop is opened on both ends (the source's egress and the destination's ingress),
+as NetworkPolicy requires once both directions are denied. Pure data: the kubernetes target turns each into a
+resource. `network-config-analyzer` checks the result against `graph.hops` in the tests.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from components.plan.graph import GATEWAY, flows
+from components.plan.graph import GATEWAY, hops, proxy_name, serving_proxies
 from components.spec.schema import Spec
 
 Selector = Callable[[str], dict[str, str]]
@@ -43,8 +44,10 @@ def network_policies(spec: Spec, selector: Selector) -> list[PolicyDoc]:
                          "ports": [{"port": spec.gateway.listen_port, "protocol": "TCP"}]}],
         }),
     ]
-    needed = flows(spec)
-    for name in [GATEWAY, *(w.name for w in spec.workloads)]:
+    proxies = spec.kubernetes.mesh == "none"
+    needed = hops(spec, service_proxies=proxies)
+    fronted = list(dict.fromkeys(serving_proxies(spec).values())) if proxies else []
+    for name in [GATEWAY, *(w.name for w in spec.workloads), *(proxy_name(w) for w in fronted)]:
         inbound = [f for f in needed if f.destination == name]
         outbound = [f for f in needed if f.source == name]
         if inbound:

@@ -13,11 +13,10 @@ from components.plan.addressing import kubernetes_service_host
 from components.plan.balancing import target_balancing, upstream_members
 from components.plan.capacity import compute_capacity
 from components.plan.scores import compute_scores
-from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.spec.schema import Spec
 from components.spec.validation import SpecError, parse_spec
-from components.targets import target_for
+from components.targets import proxy_config, target_for
 from tests.conftest import STACKS, plan_of, stack_spec
 from tests.kubernetes.conftest import PROD
 
@@ -68,7 +67,7 @@ def test_prod_upstreams_have_one_member_per_workload_service() -> None:
 
 def _rendered_max_conns(spec: Spec, workload: str) -> int:
     target, plan, _ = analyse(spec)
-    config = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
+    config = proxy_config(target, plan.gateway)
     found = {int(n) for n in re.findall(rf"server {re.escape(kubernetes_service_host(spec, workload))}:\d+ .*max_conns=(\d+);", config)}
     assert len(found) == 1, found
     return found.pop()

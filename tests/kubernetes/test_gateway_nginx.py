@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
+from components.targets import proxy_config
 from testbed.nginx_runner import NGINX, NginxConfigError, nginx_t
 from tests.conftest import stack_spec
 from tests.kubernetes.conftest import PROD, by_kind
@@ -81,6 +81,6 @@ def _services_with_ports() -> list[tuple[str, int]]:
 def test_worker_processes_follow_the_pods_cpu_limit_not_the_nodes() -> None:
     spec = stack_spec(PROD)
     target, plan, _ = analyse(spec)
-    text = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
+    text = proxy_config(target, plan.gateway)
     assert f"worker_processes {max(1, math.ceil(spec.gateway.resources.cpu))};" in text
     assert "allow 127.0.0.1;" in text and "10.44." not in text, "stub_status stays local; no Docker subnet on this target"

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.spec.schema import HttpHealth
+from components.targets import proxy_config
 from components.targets.kubernetes import CONFIG_CHECKSUM, config_map_name
 from offline.manifests import manifests
 from offline.program import RecordedResource, run_program
@@ -147,7 +147,7 @@ def test_single_replica_workloads_get_no_disruption_budget(k8s_minimal: dict[str
 def test_gateway(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
     spec = stack_spec(PROD)
     target, plan, _ = analyse(spec)
-    config = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
+    config = proxy_config(target, plan.gateway)
     found = by_kind(prod_manifests)
     (config_map,) = found["ConfigMap"].values()
     assert config_map["data"] == {"nginx.conf": config}

@@ -14,11 +14,11 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
-from components.render.nginx import render_proxy
 from components.resources.app_network import analyse
 from components.resources.pulumi_config import namespace_values
 from components.spec.schema import Spec
 from components.spec.validation import SpecError, parse_spec
+from components.targets import proxy_config
 from offline.stack_config import cli_config, stack_file
 from policies.deployed_scores import DeployedScores, deployed_scores
 from policies.nginx_config import parse_config
@@ -31,7 +31,7 @@ POLICIES = Path(__file__).resolve().parents[2] / "policies"
 
 def _deployed(spec: Spec) -> tuple[DeployedScores, dict[str, Any], str]:
     target, plan, report = analyse(spec)
-    config = render_proxy(plan.gateway, target.address_map(), target.nginx_runtime())
+    config = proxy_config(target, plan.gateway)
     return deployed_scores(parse_config(config)), report, config
 
 

@@ -1,0 +1,127 @@
+"""Every call of the service graph with its policy resolved: balancing, timeouts, retries, per-caller limits.
+
+The spec says what differs from the defaults (`spec/calls.py`); here every default is decided once, from the
+declared graph: a callee's timeout from its slowest replica, each caller's limits from its share of the callee's
+capacity. The service proxies, the mesh resources, the scores, the capacity model and the report all read these.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from fractions import Fraction
+
+from components.plan.balancing import service_rate
+from components.plan.graph import propagate, versions
+from components.plan.ir import Protocol, Retries
+from components.spec.base import Algorithm
+from components.spec.schema import Spec, Workload
+
+TIMEOUT_PER_RESPONSE_TIME = 10  # ≥ the 99.99th percentile of an exponential service time (9.2 × its mean)
+TIMEOUT_RANGE_S = (1.0, 60.0)
+
+
+@dataclass(frozen=True)
+class CalleePolicy:
+    """What every call into `workload` gets from its service proxy (the callee's `traffic_policy`, resolved)."""
+
+    workload: str
+    protocol: Protocol
+    port: int
+    algorithm: Algorithm
+    hash_key: str | None
+    timeout_s: float
+    connect_timeout_s: float
+    retries: Retries
+    versions: tuple[tuple[str, int], ...]  # (workload, weight): the workload itself, or its `split`
+    capacity_rps: float  # calls/s the versions serve at full concurrency, at the split's weights
+    concurrency: int  # calls the versions' replicas hold in flight at once
+
+
+@dataclass(frozen=True)
+class Edge:
+    """One declared call: `caller` → `callee`, with the limits the callee's proxy holds it to."""
+
+    caller: str
+    callee: str
+    ratio: float
+    declared_rps: float  # the caller's declared peak arrival × ratio: what the limits must let through
+    limit_rps: float | None  # None for tcp: a stream proxy counts connections, not requests
+    burst: int
+    max_concurrency: int
+    policy: CalleePolicy
+
+    @property
+    def name(self) -> str:
+        """`<caller>.<callee>`: workload names are DNS labels, so the dot separates them unambiguously."""
+        return f"{self.caller}.{self.callee}"
+
+
+def callee_policies(spec: Spec) -> dict[str, CalleePolicy]:
+    """The policy of every workload some other workload calls, in declaration order."""
+    called = {call.workload for w in spec.workloads for call in w.calls}
+    return {w.name: _policy(spec, w) for w in spec.workloads if w.name in called}
+
+
+def edges(spec: Spec) -> tuple[Edge, ...]:
+    """Every call in declaration order (callers in workload order, each caller's calls in its order)."""
+    policies = callee_policies(spec)
+    arrival = propagate(spec, {w.name: spec.workload_peak_rps(w.name) for w in spec.workloads})
+    declared = {(w.name, c.workload): (arrival[w.name] or 0.0) * c.ratio for w in spec.workloads for c in w.calls}
+    result = []
+    for caller in spec.workloads:
+        for call in caller.calls:
+            policy = policies[call.workload]
+            callers = {c: rate for (c, callee), rate in declared.items() if callee == call.workload}
+            share = _share(declared[(caller.name, call.workload)], callers)
+            own = spec.workload(call.workload).traffic_policy
+            limit_rps = None if policy.protocol == "tcp" else call.limit_rps or own.limit_rps or _per_minute(policy.capacity_rps * share)
+            burst = call.burst if call.burst is not None else own.burst if own.burst is not None else math.ceil(limit_rps or 0)
+            # A tcp caller's connections are its whole limit: the callers' caps add up to no more than the callee holds.
+            rounded = math.floor if policy.protocol == "tcp" else math.ceil
+            concurrency = call.max_concurrency or own.max_concurrency or max(1, rounded(policy.concurrency * share))
+            result.append(Edge(caller.name, call.workload, call.ratio, declared[(caller.name, call.workload)],
+                               limit_rps, burst, concurrency, policy))
+    return tuple(result)
+
+
+def _share(rate: float, callers: dict[str, float]) -> float:
+    """A caller's part of the callee: its declared call rate over all callers'; equal parts when none is declared."""
+    total = sum(callers.values())
+    return rate / total if total > 0 else 1.0 / len(callers)
+
+
+def _per_minute(rps: float) -> float:
+    """The largest rate nginx can state (whole requests per minute) not above `rps`; at least one a minute."""
+    return max(1, math.floor(rps * 60)) / 60
+
+
+def _policy(spec: Spec, workload: Workload) -> CalleePolicy:
+    policy = workload.traffic_policy
+    members = versions(spec, workload.name)
+    total_weight = sum(weight for _, weight in members)
+    # The split saturates when its first version does: λ·w_v/W ≤ Σμ of that version's replicas.
+    capacity = min(float(sum((service_rate(spec.workload(v), r) for r in range(spec.workload(v).replicas)), Fraction(0)))
+                   * total_weight / weight for v, weight in members)
+    slowest = max(t for v, _ in members for t in spec.workload(v).replica_response_times_s())
+    low, high = TIMEOUT_RANGE_S
+    if policy.timeout_s is not None:
+        timeout = policy.timeout_s
+    elif workload.protocol == "tcp":  # an idle pooled connection is normal: the timeout is the workload's idle timeout
+        timeout = workload.idle_timeout_s
+    else:
+        timeout = min(high, max(low, math.ceil(TIMEOUT_PER_RESPONSE_TIME * slowest * 1000) / 1000))
+    retries = policy.retries
+    return CalleePolicy(
+        workload=workload.name,
+        protocol=workload.protocol,
+        port=workload.port,
+        algorithm=policy.balancing,
+        hash_key=policy.hash_key,
+        timeout_s=timeout,
+        connect_timeout_s=policy.connect_timeout_s,
+        retries=Retries(retries.tries, tuple(retries.conditions), retries.non_idempotent),
+        versions=members,
+        capacity_rps=capacity,
+        concurrency=min(spec.workload(v).max_concurrency * spec.workload(v).replicas * total_weight // weight for v, weight in members),
+    )
