@@ -38,6 +38,8 @@ def _role(resource: RecordedResource) -> str:
     inputs = resource.inputs
     if resource.type == CONTAINER:
         labels = {x.get("label"): x.get("value") for x in inputs.get("labels") or []}
+        if labels.get("netopt.role") == "service-proxy":
+            return f"proxy:{labels.get('netopt.fronts', '')}"
         return "gateway" if labels.get("netopt.role") == "gateway" else f"workload:{labels.get('netopt.workload', '')}"
     if resource.type == COMMAND:
         return "gateway-config" if "NETOPT_PROXY" in (inputs.get("environment") or {}) else "roll-pause"
@@ -121,6 +123,10 @@ def _warning(fp: dict[str, Any], action: str) -> str | None:
     if fp["role"] == "gateway":
         return (f"{fp['name']}: the gateway container is replaced delete-first: the published port refuses "
                 "connections until the new gateway is healthy")
+    if fp["role"].startswith("proxy:"):
+        workload = fp["role"].removeprefix("proxy:")
+        return (f"{fp['name']}: the service proxy of {workload} is replaced delete-first: calls to {workload} fail until "
+                "the new proxy is healthy")
     if fp["role"].startswith("workload:"):
         workload = fp["role"].removeprefix("workload:")
         return (f"{fp['name']}: workload {workload} has one replica: its update has a gap (requests to it fail "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -26,7 +27,7 @@ import time
 from collections.abc import Iterable
 from typing import BinaryIO
 
-from testbed.tools import locate
+from testbed.tools import find_tool, locate
 
 NGINX = locate("nginx") or "/usr/sbin/nginx"  # Debian's is in /usr/sbin, not on a normal user's PATH
 
@@ -36,6 +37,7 @@ __all__ = [
     "NginxRunner",
     "listen_addresses",
     "nginx_t",
+    "nginx_t_deployed_addresses",
     "prepare_prefix",
     "wait_listening",
 ]
@@ -121,6 +123,21 @@ def nginx_t(conf_text: str, *, nginx: str = NGINX, root: bool | None = None) -> 
         if p.returncode != 0:
             raise NginxConfigError(out)
         return out
+
+
+def nginx_t_deployed_addresses(conf_text: str) -> str:
+    """`nginx -t` of a config that listens on the target's addresses (a Docker proxy's fixed addresses in its own
+    networks), unedited: nginx -t binds every listen socket, so it runs in a private network namespace where any
+    address may be bound (`ip_nonlocal_bind`); a normal user enters a user namespace of its own first."""
+    unshare = find_tool("unshare", package="util-linux")
+    prefix = [unshare, "--net"] if os.geteuid() == 0 else [unshare, "--map-root-user", "--net"]
+    with tempfile.TemporaryDirectory(prefix="nginx-t-netns-") as work:
+        wrapper = os.path.join(work, "nginx")
+        inner = f"echo 1 > /proc/sys/net/ipv4/ip_nonlocal_bind && exec {shlex.quote(NGINX)} \"$@\""
+        with open(wrapper, "w") as f:
+            f.write(f"#!/bin/sh\nexec {shlex.join(prefix)} -- /bin/sh -c {shlex.quote(inner)} nginx \"$@\"\n")
+        os.chmod(wrapper, 0o755)
+        return nginx_t(conf_text, nginx=wrapper, root=True)
 
 
 _LISTEN_RE = re.compile(r"(?:^|[;{}])\s*listen\s+([^;\s]+)", re.M)

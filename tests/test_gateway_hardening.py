@@ -57,8 +57,10 @@ def test_stub_status_is_loopback_only_on_both_targets() -> None:
 
 
 def _backends(resources: list[RecordedResource]) -> list[RecordedResource]:
+    """The workloads' containers: not netopt's own nginx (the gateway, the service proxies: the gateway's user)."""
+    proxies = tuple({"label": "netopt.role", "value": role} for role in ("gateway", "service-proxy"))
     return [r for r in resources if r.type == "docker:index/container:Container"
-            and {"label": "netopt.role", "value": "gateway"} not in r.inputs.get("labels", [])]
+            and not any(label in r.inputs.get("labels", []) for label in proxies)]
 
 
 def test_docker_backends_run_as_a_non_root_user_like_kubernetes_pods() -> None:
@@ -86,4 +88,6 @@ def test_a_workloads_own_user_reaches_its_kubernetes_pods() -> None:
     users = {name: d.inputs["spec"]["template"]["spec"]["securityContext"]["runAsUser"] for name, d in deployments.items()}
     first = f"shop-prod-{workloads[0]['name']}"
     assert users[first] == 1001
-    assert {u for name, u in users.items() if name != first and "gateway" not in name} == {65532}
+    proxies = {name for name in users if "gateway" in name or name.endswith("-proxy")}  # netopt's nginx: the gateway's user
+    assert {u for name, u in users.items() if name != first and name not in proxies} == {65532}
+    assert {users[name] for name in proxies} == {101}

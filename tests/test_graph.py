@@ -80,7 +80,11 @@ def test_every_workload_gets_a_capacity_row_with_its_called_load(minimal: dict[s
         assert rows[("api", replica)].utilization == pytest.approx(0.125)
     db = rows[("db", 0)]
     assert (db.offered_rps, db.from_calls_rps, db.utilization) == pytest.approx((45.0, 45.0, 45 / 800))
-    assert db.admitted_utilization is None, "web's route has no limit, so what it calls is unbounded too"
+    # web's route has no limit, but each call is held to its caller's limit at db's proxy. db serves 4 / 5 ms = 800/s,
+    # shared by declared call rate: web 20/s, api (10 + 40) × 0.5 = 25/s -> web 800 × 20/45 = 355.55 (21,333 per minute,
+    # what nginx can state), api 444.43. Admitted: web up to its limit; api admits 10/s (its route's limit) + at most
+    # 400/s from web (its only caller's limit, all of api's 400/s), so it sends db ≤ 410 × 0.5 = 205 < 444.43.
+    assert db.admitted_utilization == pytest.approx((21_333 / 60 + 205) / 800)
     workloads = {w.workload: w for w in capacity.workloads}
     assert (workloads["api"].arrival_rps, workloads["api"].from_gateway_rps, workloads["api"].from_calls_rps) == pytest.approx((50, 10, 40))
     assert workloads["db"].from_gateway_rps == 0 and workloads["db"].admits_peak

@@ -174,8 +174,12 @@ def test_kubernetes_service_addresses_map_to_workloads_with_no_per_pod_breakdown
     spec = load_stack("prod")
     ips = {w.name: f"10.96.0.{10 + i}" for i, w in enumerate(spec.workloads)}
     logged = {w.name: [f"{ips[w.name]}:{w.port}"] for w in spec.workloads}  # what nginx logs: the resolved ClusterIP
-    resolved = cli.service_addresses(_services_json(spec, ips), spec)
-    assert resolved[kubernetes_service_host(spec, "api")] == ips["api"]
+    # prod's called workloads (api, auth) answer to their name through their service proxy; the gateway reaches their
+    # pods through `<w>-backend`. `kubectl get services` lists both, the proxies' on addresses the gateway never logs.
+    services = {"web": ips["web"], "api-backend": ips["api"], "api-canary": ips["api-canary"], "auth-backend": ips["auth"],
+                "static": ips["static"], "api": "10.96.1.1", "auth": "10.96.1.2"}
+    resolved = cli.service_addresses(_services_json(spec, services), spec)
+    assert resolved[kubernetes_service_host(spec, "api-backend")] == ips["api"]
     lines = list(synthetic_lines(spec, logged, 20_000, 500.0, {("api", 0): 90.0}, seed=5))
     without = read(spec, lines, kubernetes_address_map(spec))
     assert without.unmapped_tries == 20_000, "a ClusterIP without the Services' addresses maps to nothing"

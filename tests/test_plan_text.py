@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from typing import Any
 
 import pytest
 
@@ -42,3 +43,18 @@ def test_make_plan_reports_the_plans_own_status_for_an_unknown_stack() -> None:
     assert result.returncode == 2
     assert "netopt:" in result.stderr and "no-such-stack" in result.stderr
     assert "Error 2" in result.stderr
+
+
+def test_every_proxy_and_call_is_shown_with_its_policy(dev_outputs: tuple[str, dict[str, object]]) -> None:
+    """The plan JSON's `proxies` and `edges` (issue 18) are tables of the text, one row each, with the stack's calls."""
+    text, document = dev_outputs
+    proxies: Any = document["proxies"]
+    edges: Any = document["edges"]
+    assert [(p["name"], p["kind"]) for p in proxies] == [("gateway", "gateway"), ("api-proxy", "service"), ("auth-proxy", "service")]
+    # dev declares web -> api, api -> auth and api-canary -> auth (stacks/Pulumi.dev.yaml).
+    assert [(e["caller"], e["callee"]) for e in edges] == [("web", "api"), ("api", "auth"), ("api-canary", "auth")]
+    for edge in edges:
+        row = next(ln for ln in text.splitlines() if ln.strip().startswith(f"{edge['caller']} -> {edge['callee']} "))
+        assert f"{edge['limit_rps']:.1f}" in row and str(edge["max_concurrency"]) in row
+    for proxy in proxies[1:]:
+        assert (PROJECT_DIR / "build" / "dev" / proxy["config"]).is_file()

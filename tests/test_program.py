@@ -38,7 +38,7 @@ def test_component_tree(stack: tuple[str, list[RecordedResource]]) -> None:
             assert resource.parent in by_urn, f"{resource.name} is not parented inside the AppNetwork"
     report = app.inputs["report"]
     assert report == _as_registered(analyse(spec)[2]), "the AppNetwork carries exactly the report the pure pipeline computes"
-    expected = _scores_from_raw_config(stack_raw(name), report["scores"]["routing"])
+    expected = _scores_from_raw_config(stack_raw(name), report["scores"]["routing"], report)
     for key, value in expected.items():
         assert report["scores"][key] == pytest.approx(value, rel=1e-9), key
 
@@ -52,19 +52,30 @@ def _as_registered(value: Any) -> Any:
     return value
 
 
-def _scores_from_raw_config(raw: dict[str, Any], routing: float) -> dict[str, float]:
+def _scores_from_raw_config(raw: dict[str, Any], routing: float, report: dict[str, Any]) -> dict[str, float]:
     """LB, F and O recomputed from the stack file's raw values (not the spec model, not components/plan/scores.py).
 
-    R needs nginx's location order (tests/test_plan.py and tests/test_scores.py check it by hand); O uses it."""
-    routed = {b["workload"] for route in raw["routes"] for b in route["backends"]}
+    R needs nginx's location order (tests/test_plan.py and tests/test_scores.py check it by hand); O uses it. The
+    call routes' limits are the report's edges (their defaults are hand-worked in tests/test_calls.py): one rule per
+    call where callers are told apart (Docker), the callee's total where they are not (Kubernetes)."""
+    balanced = {b["workload"] for route in raw["routes"] for b in route["backends"]}
+    balanced |= {call["workload"] for w in raw["workloads"] for call in w.get("calls", [])}
     times_ms: list[float] = []
     for w in raw["workloads"]:
-        if w["name"] in routed:
+        if w["name"] in balanced:
             rt = w["response_time_ms"]
             times_ms += list(rt) if isinstance(rt, list) else [rt] * w.get("replicas", 1)
     lb = sum(1000.0 / t for t in times_ms) / len(times_ms)
     limits = {limit["name"]: limit["rps"] for limit in raw.get("rate_limits", [])}
-    flow = sum(1.0 / limits[r["rate_limit"]] if r.get("rate_limit") else 0.0 for r in raw["routes"]) / len(raw["routes"])
+    rules = [limits[r["rate_limit"]] if r.get("rate_limit") else None for r in raw["routes"]]
+    if raw.get("target", "docker") == "docker":
+        rules += [edge["limit_rps"] for edge in report["edges"]]
+    else:
+        totals: dict[str, float] = {}
+        for edge in report["edges"]:
+            totals[edge["callee"]] = totals.get(edge["callee"], 0.0) + edge["limit_rps"]
+        rules += list(totals.values())
+    flow = sum(0.0 if rps is None else 1.0 / rps for rps in rules) / len(rules)
     scoring = raw.get("scoring", {})
     references = [(lb, 1000.0 / scoring.get("latency_budget_ms", 100)), (routing, 1.0), (flow, 1.0 / scoring.get("flow_reference_rps", 1000))]
     overall = sum(1.0 / max(1.0, reference / score) for score, reference in references) / 3
@@ -77,7 +88,8 @@ def test_docker_resources_and_boundary(name: str) -> None:
     resources = run_stack(name)
     containers = [r for r in resources if r.type == CONTAINER]
     networks = {r.inputs["name"]: r for r in resources if r.type == NETWORK}
-    assert len(containers) == sum(w.replicas for w in spec.workloads) + 1
+    called = {call.workload for w in spec.workloads for call in w.calls}
+    assert len(containers) == sum(w.replicas for w in spec.workloads) + 1 + len(called), "replicas, the gateway, a proxy per callee"
     edge = f"{spec.network.name}-edge"
     assert networks.pop(edge).inputs["internal"] is False
     assert networks and all(n.inputs["internal"] is True for n in networks.values()), "every link is internal (no route out)"
@@ -94,6 +106,8 @@ def test_docker_resources_and_boundary(name: str) -> None:
         assert container.inputs["memory"] > 0 and float(container.inputs["cpus"]) > 0
         if container not in gateway:
             assert {n["name"] for n in container.inputs["networksAdvanced"]} <= set(networks), "backends only on internal links"
+        labels = {label["label"]: label["value"] for label in container.inputs["labels"]}
+        if labels.get("netopt.role") not in ("gateway", "service-proxy"):  # netopt's nginx receives its config by upload
             assert container.inputs["readOnly"] is True
 
 

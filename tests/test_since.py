@@ -76,8 +76,12 @@ def test_a_gateway_image_change_replaces_it_and_redelivers_the_config() -> None:
         values["netopt:gateway"]["image"] = "docker.io/library/nginx:1.27.4-bookworm"
 
     update = since.update_plan(_fingerprints("dev"), _fingerprints("dev", change))
-    assert _actions(update) == {"shop-dev-gateway": "replaced", "shop-dev-gateway-config": "replaced"}
+    # The service proxies run the gateway's image: they are replaced with it, and each gets its config again.
+    assert _actions(update) == {name: "replaced" for name in (
+        "shop-dev-gateway", "shop-dev-gateway-config", "shop-dev-api-proxy", "shop-dev-api-proxy-config",
+        "shop-dev-auth-proxy", "shop-dev-auth-proxy-config")}
     assert any("the gateway container is replaced delete-first" in w for w in update["warnings"])
+    assert any("the service proxy of api is replaced delete-first: calls to api fail" in w for w in update["warnings"])
 
 
 def test_a_config_change_on_kubernetes_rolls_the_gateway_deployment() -> None:

@@ -157,7 +157,8 @@ def test_switching_target_leaves_no_stale_manifest(project: Path) -> None:
     assert (build / "manifests.yaml").is_file() and any((build / "manifests" / "1-manifest").iterdir())
     second = plan(project, "switch", DEV)
     assert second.returncode == 0, second.stderr
-    assert sorted(p.name for p in build.iterdir()) == ["nginx.conf"]
+    assert sorted(p.name for p in build.iterdir()) == ["nginx.conf", "proxies"], "no manifest is left behind"
+    assert sorted(p.name for p in (build / "proxies").iterdir()) == ["api-proxy.nginx.conf", "auth-proxy.nginx.conf"]
     assert [p.name for p in build.parent.iterdir() if p.name.startswith(".")] == [], "no staging directory is left behind"
 
 
