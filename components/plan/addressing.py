@@ -38,5 +38,5 @@ def kubernetes_service_host(spec: Spec, workload: str) -> str:
 
 
 def kubernetes_address_map(spec: Spec) -> dict[str, list[str]]:
-    """One member per workload: its ClusterIP Service, which spreads connections over the ready pods."""
-    return {w.name: [f"{kubernetes_service_host(spec, w.name)}:{w.port}"] for w in spec.workloads}
+    """One member per workload with a port: its ClusterIP Service, which spreads connections over the ready pods."""
+    return {w.name: [f"{kubernetes_service_host(spec, w.name)}:{w.port}"] for w in spec.workloads if w.port is not None}

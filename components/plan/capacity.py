@@ -9,7 +9,10 @@ and the replica is flagged overloaded (latency None).
 Calls between workloads (`workloads[].calls`) add to that: a workload's total arrival rate is what the gateway
 sends it plus ratio × each caller's total (`graph.propagate`), and the called part spreads evenly over its
 replicas (callers reach a workload through its DNS name or Service, not through the gateway's balancing). Every
-replica of every workload gets a row, internal-only ones included.
+replica of every workload gets a row, internal-only ones included. A workload fed from outside the gateway and the
+calls (a queue consumer) declares that load as `load_rps`: it propagates to its callees like the gateway's, spreads
+evenly over its replicas, and bounds its admitted load too (a consumer takes messages at its own pace; the queue, not
+the consumer, absorbs what arrives faster).
 
 "Admitted" load is what the rate limits let through at most (limit × clients for per-client keys); a route with
 no limit admits unbounded load, so its replicas, and every workload they call, have no admitted-utilization
@@ -38,6 +41,7 @@ class ReplicaLoad:
     mean_latency_ms: float | None
     overloaded: bool
     admitted_utilization: float | None
+    from_load_rps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class WorkloadLoad:
     peak_utilization: float
     mean_latency_ms: float | None
     admits_peak: bool
+    from_load_rps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -115,11 +120,12 @@ def compute_capacity(plan: Plan, shares: ShareFunction | None = None) -> Capacit
         for replica in range(n):
             key = (served_by.name, replica)
             from_calls = called[served_by.name] / n
-            rate = offered.get(key, 0.0) + from_calls
+            from_load = served_by.load_rps / n
+            rate = offered.get(key, 0.0) + from_load + from_calls
             bound = admitted.get(key, 0.0)
             extra = called_admitted[served_by.name]
-            bound = None if bound is None or extra is None else bound + extra / n
-            replica_rows.append(_replica_row(served_by, replica, rate, from_calls, bound))
+            bound = None if bound is None or extra is None else bound + from_load + extra / n
+            replica_rows.append(_replica_row(served_by, replica, rate, from_calls, bound, from_load))
     return Capacity(tuple(replica_rows), tuple(route_rows), _workload_rows(spec, replica_rows))
 
 
@@ -142,8 +148,8 @@ def _route_row(route: Route, spec: Spec, cap: float | None) -> RouteLoad:
 def _called_rates(spec: Spec, offered: dict[tuple[str, int], float],
                   admitted: dict[tuple[str, int], float | None]) -> tuple[dict[str, float], dict[str, float | None]]:
     """Per workload, the rate its callers send it (declared and admitted), propagated along the call graph."""
-    entry: dict[str, float | None] = {}
-    entry_admitted: dict[str, float | None] = {}
+    entry: dict[str, float | None] = {w.name: w.load_rps for w in spec.workloads if w.load_rps}
+    entry_admitted: dict[str, float | None] = dict(entry)
     for (workload, _), rate in offered.items():
         entry[workload] = (entry.get(workload) or 0.0) + rate
     for (workload, _), bound in admitted.items():
@@ -159,7 +165,7 @@ def _called_rates(spec: Spec, offered: dict[tuple[str, int], float],
     return called, called_admitted
 
 
-def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: float, bound: float | None) -> ReplicaLoad:
+def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: float, bound: float | None, from_load: float) -> ReplicaLoad:
     mu = float(service_rate(served_by, replica))
     latency = mean_latency_s(served_by.max_concurrency, served_by.replica_response_times_s()[replica], rate)
     return ReplicaLoad(
@@ -172,6 +178,7 @@ def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: flo
         mean_latency_ms=None if latency is None else latency * 1000.0,
         overloaded=latency is None,
         admitted_utilization=None if bound is None else bound / mu,
+        from_load_rps=from_load,
     )
 
 
@@ -181,6 +188,7 @@ def _workload_rows(spec: Spec, replica_rows: list[ReplicaLoad]) -> tuple[Workloa
         mine = [r for r in replica_rows if r.workload == workload.name]
         arrival = sum(r.offered_rps for r in mine)
         called = sum(r.from_calls_rps for r in mine)
+        loaded = sum(r.from_load_rps for r in mine)
         latency = None
         if not any(r.overloaded for r in mine):  # weighted by arrivals: what an average request sees (idle: plain mean)
             weights = [r.offered_rps if arrival > 0 else 1.0 for r in mine]
@@ -188,10 +196,11 @@ def _workload_rows(spec: Spec, replica_rows: list[ReplicaLoad]) -> tuple[Workloa
         rows.append(WorkloadLoad(
             workload=workload.name,
             arrival_rps=arrival,
-            from_gateway_rps=arrival - called,
+            from_gateway_rps=arrival - called - loaded,
             from_calls_rps=called,
             peak_utilization=max((r.utilization for r in mine), default=0.0),
             mean_latency_ms=latency,
             admits_peak=not any(r.overloaded for r in mine),
+            from_load_rps=loaded,
         ))
     return tuple(rows)

@@ -1,7 +1,8 @@
 """Docker isolation by construction: one internal network ("link") per flow of the service graph.
 
 Docker has no NetworkPolicy: two containers on one bridge network can always connect. So every flow the
-application needs (gateway -> a routed workload, caller -> callee; `graph.flows`) gets a network of its own,
+application needs (gateway -> a routed workload, caller -> callee; `graph.pairs`: one per pair, whichever ports the
+caller calls — a bridge cannot tell ports apart) gets a network of its own,
 joined by exactly the two ends: the destination's replicas (with the workload's name as DNS alias there) and
 the source's (the gateway, or the caller's replicas). Workloads that share no link share no network, so an
 undeclared pair cannot connect. A bridge is not directional: on its link the callee could also open a
@@ -20,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
-from components.plan.graph import GATEWAY, Flow, flows
+from components.plan.graph import GATEWAY, Flow, pairs
 from components.spec.schema import Spec
 
 _RESERVED = 3  # network address, the bridge's own (.1), broadcast
@@ -50,13 +51,13 @@ def _members(spec: Spec, flow: Flow) -> tuple[int, int]:
 
 def block_size(spec: Spec) -> int:
     """Addresses per link: the smallest power of two holding the largest link's members and the reserved three."""
-    need = max((sum(_members(spec, f)) + _RESERVED for f in flows(spec)), default=_RESERVED + 1)
+    need = max((sum(_members(spec, f)) + _RESERVED for f in pairs(spec)), default=_RESERVED + 1)
     return 1 << (need - 1).bit_length()
 
 
 def room_needed(spec: Spec) -> tuple[int, int]:
     """(links, the prefix length of a subnet that holds them all): for validation's message."""
-    count = len(flows(spec))
+    count = len(pairs(spec))
     total = max(count, 1) * block_size(spec)
     return count, 32 - (total - 1).bit_length()
 
@@ -69,7 +70,7 @@ def links(spec: Spec) -> list[Link]:
     blocks = subnet.num_addresses // size
     result = []
     gateway_links = 0
-    for index, flow in enumerate(flows(spec)):
+    for index, flow in enumerate(pairs(spec)):
         if flow.source == GATEWAY:
             gateway_links += 1
             block = index

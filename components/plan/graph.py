@@ -31,10 +31,21 @@ def routed_workloads(spec: Spec) -> list[str]:
 
 
 def flows(spec: Spec) -> list[Flow]:
-    """Every connection the application needs: gateway -> routed workloads, then each declared call."""
-    ports = {w.name: w.port for w in spec.workloads}
-    result = [Flow(GATEWAY, name, ports[name]) for name in routed_workloads(spec)]
-    result += [Flow(w.name, call.workload, ports[call.workload]) for w in spec.workloads for call in w.calls]
+    """Every connection the application needs: gateway -> routed workloads (their main port), then each declared call
+    (on the callee's port it names, else its main port). A caller calling two ports of one callee has two flows."""
+    result = [Flow(GATEWAY, name, int(spec.workload(name).port or 0)) for name in routed_workloads(spec)]
+    result += [Flow(w.name, call.workload, spec.workload(call.workload).call_port(call)) for w in spec.workloads for call in w.calls]
+    return result
+
+
+def pairs(spec: Spec) -> list[Flow]:
+    """The first flow of every (source, destination) pair, in flow order: who may reach whom, whatever the port."""
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for flow in flows(spec):
+        if (flow.source, flow.destination) not in seen:
+            seen.add((flow.source, flow.destination))
+            result.append(flow)
     return result
 
 

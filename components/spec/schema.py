@@ -13,10 +13,12 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from components.spec.addresses import AnyAddress, AnySubnet, IPv4Subnet
+from components.spec.base import STRICT_CONFIG
 from components.spec.regex import RegexError, compile_location_regex
+from components.spec.runtime import Capabilities, NamedPort, NonRootUser, PortName, Requests, RestartPolicy, user_ids
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -24,7 +26,6 @@ HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
 HOST_NAME = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 URI_PATH = r"^/[^\s;{}\"'\\]*$"
 SIZE = r"^[0-9]{1,6}[kmKM]?$"
-NON_ROOT_USER = r"^[1-9][0-9]{0,9}:[0-9]{1,10}$"  # uid:gid, uid 0 (root) excluded
 DEFAULT_WORKLOAD_USER = "65532:65532"
 
 Name = Annotated[str, Field(pattern=DNS_LABEL)]
@@ -60,22 +61,67 @@ class Strict(BaseModel):
     only a whole number still counts where a number with a fraction is expected.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = STRICT_CONFIG
 
 
 class Resources(Strict):
-    """Per-container limits; Docker gets them as --cpus/--memory, Kubernetes as requests=limits."""
+    """Per-container limits (Docker --cpus/--memory, Kubernetes limits); left out, 0.5 CPU and 128 MiB. `requests` is what
+    the scheduler reserves below them (Kubernetes requests, Docker --cpu-shares/--memory-reservation); each defaults to
+    its limit (Kubernetes' Guaranteed QoS, so the capacity model's service rates hold on a busy node)."""
 
     cpu: Amount = 0.5
     memory_mb: Annotated[int, Field(ge=16, le=LARGEST)] = 128
+    requests: Requests = Requests()
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for field, limit in (("cpu", self.cpu), ("memory_mb", self.memory_mb)):
+            request = getattr(self.requests, field)
+            if request is not None and request > limit:
+                raise ValueError(f"requests.{field} ({request:g}) is above the limit {field} ({limit:g}): a container cannot reserve more "
+                                 f"than it may use; lower the request or raise the limit")
+        return self
+
+    def requested_cpu(self) -> float:
+        return self.requests.cpu if self.requests.cpu is not None else self.cpu
+
+    def requested_memory_mb(self) -> int:
+        return self.requests.memory_mb if self.requests.memory_mb is not None else self.memory_mb
 
 
 class HealthCheck(Strict):
-    """How often a replica is probed and how many failures take it out of rotation (shared by every kind)."""
+    """How often a replica is probed and how many failures take it out of rotation (shared by every kind).
+
+    `period_s` and `failure_threshold` are Kubernetes' names of `interval_s` and `retries` (give one of each pair).
+    `initial_delay_s`: no probe before it (Kubernetes initialDelaySeconds; on Docker part of start_period).
+    `start_period_s`: how long a slow starter may take to pass its first check (a JVM): a Kubernetes startupProbe
+    (liveness and readiness wait for it) and Docker's start_period (failures before it do not count).
+    """
 
     interval_s: Seconds = 5
     timeout_s: Seconds = 2
     retries: Count = 3
+    period_s: Seconds | None = None
+    failure_threshold: Count | None = None
+    initial_delay_s: Annotated[float, Field(ge=0, le=31_536_000)] | None = None
+    start_period_s: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _one_name_per_setting(self) -> HealthCheck:
+        for docker_name, kubernetes_name in (("interval_s", "period_s"), ("retries", "failure_threshold")):
+            if docker_name in self.model_fields_set and getattr(self, kubernetes_name) is not None:
+                raise ValueError(f"{docker_name} and {kubernetes_name} are the same setting (Docker's and Kubernetes' name); give one")
+        return self
+
+    @property
+    def period(self) -> float:
+        """Seconds between two probes."""
+        return self.period_s if self.period_s is not None else self.interval_s
+
+    @property
+    def failures(self) -> int:
+        """Failed probes in a row that take a replica out of rotation (liveness restarts it after twice as many)."""
+        return self.failure_threshold if self.failure_threshold is not None else self.retries
 
 
 class HttpHealth(HealthCheck):
@@ -143,6 +189,7 @@ class Call(Strict):
 
     workload: Name
     ratio: Amount = 1.0
+    port: PortName | None = None  # a named port of the callee (`workloads[].ports[].name`, or its protocol for the main one)
 
 
 class Workload(Strict):
@@ -155,11 +202,15 @@ class Workload(Strict):
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
+
+    How it runs (components/spec/runtime.py): `run_as_user` (uid or uid:gid), `capabilities.add`, extra named `ports`,
+    a Docker `restart` policy. A workload with no `port` (a queue consumer) listens nowhere: it is neither routed nor
+    called, and `load_rps` declares what it takes from outside the gateway and the calls (messages from a queue).
     """
 
     name: Name
     image: Annotated[str, Field(min_length=1)]
-    port: Port
+    port: Port | None = None
     replicas: Annotated[int, Field(ge=1, le=256)] = 1
     response_time_ms: ResponseTimeMs | list[ResponseTimeMs]
     max_concurrency: Count
@@ -175,7 +226,11 @@ class Workload(Strict):
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     args: list[str] | None = None
     singleton: bool = False
-    run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] | None = None  # None: `kubernetes.run_as_user` (65532:65532)
+    run_as_user: NonRootUser | None = None  # None: `kubernetes.run_as_user` (65532:65532)
+    capabilities: Capabilities = Capabilities()
+    ports: list[NamedPort] = []
+    restart: RestartPolicy = "unless-stopped"
+    load_rps: Annotated[float, Field(ge=0, le=LARGEST)] = 0
 
     @field_validator("health", mode="before")
     @classmethod
@@ -195,6 +250,15 @@ class Workload(Strict):
     def persistent(self) -> bool:
         """Whether any volume keeps data: the workload then has per-replica storage (a StatefulSet on Kubernetes)."""
         return any(v.kind == "persistent" for v in self.volumes)
+
+    def named_ports(self) -> dict[str, int]:
+        """Every port the workload serves, by name: the main `port` under its protocol's name, then `ports`."""
+        main = {self.protocol: self.port} if self.port is not None else {}
+        return main | {p.name: p.port for p in self.ports}
+
+    def call_port(self, call: Call) -> int:
+        """The port a call reaches (validated: its name is one of this workload's, or it has a main port)."""
+        return self.named_ports()[call.port] if call.port is not None else int(self.port or 0)
 
     def health_check(self) -> HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth:
         """The probe this workload gets: its own `health`, else the default for its protocol."""
@@ -297,7 +361,7 @@ class Gateway(Strict):
     client_max_body_size: Annotated[str, Field(pattern=SIZE)] = "1m"
     resources: Resources = Resources()
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
-    run_as_user: Annotated[str, Field(pattern=r"^[0-9]{1,10}(:[0-9]{1,10})?$")] = "101:101"
+    run_as_user: NonRootUser = "101:101"
     health_command: Annotated[list[str], Field(min_length=1)] | None = None
 
     @field_validator("hash_key")
@@ -443,7 +507,7 @@ class KubernetesSettings(Strict):
     context: Annotated[str, Field(min_length=1)] | None = None
     render_yaml_to_directory: Annotated[str, Field(min_length=1)] | None = None
     cluster_domain: Annotated[str, Field(pattern=HOST_NAME)] = "cluster.local"
-    run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] = DEFAULT_WORKLOAD_USER
+    run_as_user: NonRootUser = DEFAULT_WORKLOAD_USER
     drain_s: Annotated[int, Field(ge=0, le=60)] = 5
     autoscaling: dict[Name, Autoscaling] = {}
     dns_namespace: Name = "kube-system"
@@ -534,8 +598,9 @@ class Spec(Strict):
 
     def workload_user(self, workload: Workload) -> str:
         """uid:gid a workload's containers run as, on either target: its own `run_as_user`, else the stack-wide
-        `kubernetes.run_as_user` (default 65532:65532), so no backend runs as its image's user (possibly root)."""
-        return workload.run_as_user or self.kubernetes.run_as_user
+        `kubernetes.run_as_user` (default 65532:65532), so no backend runs as its image's user (possibly root). A uid
+        alone gets the gid equal to it (`runtime.user_ids`)."""
+        return "{}:{}".format(*user_ids(workload.run_as_user or self.kubernetes.run_as_user))
 
     def max_replicas(self, name: str) -> int:
         """The most replicas a workload can run: its autoscaler's ceiling on kubernetes, else its declared replicas."""
