@@ -88,7 +88,7 @@ def render_text(document: dict[str, Any]) -> str:
     lines.append("  r_j:  " + ", ".join(f"{i['item']}={_fmt(i['value'], 0)}" for i in inputs["r"]))
     lines.append("  f_l:  " + ", ".join(f"{i['item']}={_fmt(i['value'], 1)}" for i in inputs["f_rps"]))
     lines.append("  s_o:  " + ", ".join(f"{i['item']}={_fmt(i['value'])}" for i in inputs["s"]))
-    lines += _workload_lines(document["report"]["workloads"], docker=document["target"] == "docker")
+    lines += workload_lines(document["report"]["workloads"], docker=document["target"] == "docker")
     lines += ["", "Capacity at declared peak (M/M/c per replica):",
               f"  {'replica':<28}{'offered rps':>12}{'capacity rps':>14}{'util':>7}{'latency ms':>12}{'admitted util':>15}"]
     for row in document["capacity"]["replicas"]:
@@ -104,12 +104,12 @@ def render_text(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _workload_lines(workloads: dict[str, Any], docker: bool) -> list[str]:
+def workload_lines(workloads: dict[str, Any], docker: bool) -> list[str]:
     """How each workload runs: user, capabilities, ports, limits/requests, probe timing, the Docker restart policy;
     `*` marks a default."""
     lines = ["", "Workloads (how each runs; * = a default the stack leaves in place: resources 0.5 CPU / 128 MiB, user 65532:65532 "
              "unless kubernetes.run_as_user says otherwise, the protocol's probe every 5 s):",
-             f"  {'workload':<20}{'user':<16}{'cpu lim/req':<14}{'MiB lim/req':<14}{'ports':<28}{'probe':<30}extra"]
+             f"  {'workload':<20}{'user':<16}{'cpu lim/req':<14}{'MiB lim/req':<14}{'probe':<30}ports, extra"]
     for name, w in workloads.items():
         defaults = set(w.get("defaults", []))
 
@@ -128,7 +128,7 @@ def _workload_lines(workloads: dict[str, Any], docker: bool) -> list[str]:
         lines.append(f"  {name:<20}{w['user'] + mark('run_as_user'):<16}"
                      f"{format(res['cpu'], 'g') + '/' + format(res['requests']['cpu'], 'g') + mark('resources.cpu'):<14}"
                      f"{str(res['memory_mb']) + '/' + str(res['requests']['memory_mb']) + mark('resources.memory_mb'):<14}"
-                     f"{ports:<28}{probe + mark('health'):<30}{' '.join(e for e in extra if e)}")
+                     f"{probe + mark('health'):<30}{' '.join(e for e in [ports, *extra] if e)}")
     return lines
 
 

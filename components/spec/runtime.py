@@ -96,12 +96,13 @@ class Capabilities(Strict):
 
 
 def _service_name(value: str) -> str:
-    if "--" in value or not re.search(r"[a-z]", value):
-        raise ValueError(f"{value!r} is not a port name Kubernetes accepts: at least one letter, no two hyphens in a row")
+    if not re.fullmatch(r"[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?", value) or "--" in value or not re.search(r"[a-z]", value):
+        raise ValueError(f"{value!r} is not a port name Kubernetes accepts: 1 to 15 lowercase letters, digits and hyphens, at least "
+                         "one letter, no hyphen first, last or twice in a row (e.g. metrics, amqp, http-admin)")
     return value
 
 
-PortName = Annotated[str, Field(pattern=r"^[a-z0-9]([a-z0-9-]{0,13}[a-z0-9])?$"), AfterValidator(_service_name)]
+PortName = Annotated[str, AfterValidator(_service_name)]
 """A Kubernetes port name (IANA service name): up to 15 lowercase letters, digits and single hyphens, one letter at least."""
 
 

@@ -76,6 +76,12 @@ def _wait_timeout(health: HealthCheck) -> int:
     return int(_start_period(health) + health.period * (health.failures + 1) + health.timeout_s * health.failures) + 30
 
 
+def _waiting(probe: object) -> dict[str, Any]:
+    """`pulumi up` waits for a new container to turn healthy, which one without a probe (health kind none) never
+    reports: the provider then waits for it to run only."""
+    return {"wait": True, "wait_timeout": _wait_timeout(probe)} if isinstance(probe, HealthCheck) else {}
+
+
 def _requests(resources: Resources) -> dict[str, Any]:
     """Declared requests as Docker states them: a CPU weight (1024 per CPU, as the kubelet derives its cgroup's) and a
     memory soft limit. Without requests Docker keeps its defaults (weight 1024, no reservation)."""
@@ -187,8 +193,7 @@ class DockerTarget:
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
                 healthcheck=_healthcheck(probe, health),
-                wait=True,
-                wait_timeout=_wait_timeout(health),
+                **_waiting(timing),
                 **self._replica_networks(workload.name, replica, network),
                 **_process(workload),
                 **_requests(workload.resources),

@@ -260,20 +260,23 @@ class KubernetesTarget:
 
     def _stateful_set_spec(self, workload: Workload, replicas: int | None,
                            template: k8s.core.v1.PodTemplateSpecArgsDict) -> k8s.apps.v1.StatefulSetSpecArgsDict:
-        """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away."""
+        """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away (a
+        singleton with scratch storage only has none)."""
         spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
             "selector": {"match_labels": self.selector(workload.name)},
             "service_name": workload.name,
             # One pod at a time, each Ready before the next: a stateful replica is never replaced alongside its peers.
             "update_strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 1}},
             "revision_history_limit": 5,
-            "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
             "template": template,
-            "volume_claim_templates": [{
-                "metadata": {"name": v.name, "labels": self.selector(workload.name)},
-                "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{v.size_mb}Mi"}}},
-            } for v in workload.volumes if v.kind == "persistent"],
         }
+        claims: list[k8s.core.v1.PersistentVolumeClaimArgsDict] = [{
+            "metadata": {"name": v.name, "labels": self.selector(workload.name)},
+            "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{v.size_mb}Mi"}}},
+        } for v in workload.volumes if v.kind == "persistent"]
+        if claims:
+            spec["persistent_volume_claim_retention_policy"] = {"when_deleted": "Retain", "when_scaled": "Retain"}
+            spec["volume_claim_templates"] = claims
         if replicas is not None:
             spec["replicas"] = replicas
         return spec
