@@ -13,15 +13,15 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import time
 from typing import Any
 
 import pytest
 
-from e2e.apply import CONTAINER, Applied, apply_docker_resources
+from e2e.apply import CONTAINER, apply_docker_resources
 from e2e.dockerd import Dockerd
 from e2e.stack import alias_images, is_gateway
 from offline.program import run_program
+from tests.e2e.test_stacks_e2e import _wait_healthy
 from tests.test_robotshop import robotshop
 
 pytestmark = pytest.mark.e2e
@@ -42,21 +42,6 @@ def _as_e2e_backends(raw: dict[str, Any]) -> dict[str, Any]:
     return {**raw, "workloads": workloads}
 
 
-def _wait_ready(app: Applied, names: list[str], timeout: float = 120.0) -> None:
-    """Healthy where there is a probe, running where there is none (dispatch)."""
-    deadline = time.monotonic() + timeout
-    pending = set(names)
-    while pending and time.monotonic() < deadline:
-        for name in sorted(pending):
-            state = app.container(name).attrs["State"]
-            if not state.get("Running"):
-                pytest.fail(f"{name} stopped ({state.get('Status')}):\n{app.containers[name].logs(tail=30).decode(errors='replace')}")
-            if (state.get("Health") or {}).get("Status", "healthy") == "healthy":
-                pending.discard(name)
-        time.sleep(0.5)
-    assert not pending, f"not ready after {timeout}s: {sorted(pending)}"
-
-
 @pytest.fixture(scope="module")
 def robotshop_on_docker(dockerd: Dockerd, e2e_images: dict[str, str]) -> Any:
     raw = _as_e2e_backends(robotshop())
@@ -66,7 +51,7 @@ def robotshop_on_docker(dockerd: Dockerd, e2e_images: dict[str, str]) -> Any:
     dockerd.remove_all_objects()
     app = apply_docker_resources(dockerd.client, records, docker_host=dockerd.base_url)
     try:
-        _wait_ready(app, [r.inputs["name"] for r in records if r.type == CONTAINER])
+        _wait_healthy(app, [r.inputs["name"] for r in records if r.type == CONTAINER])
         yield dockerd, app, records, raw
     finally:
         app.teardown()
