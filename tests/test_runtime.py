@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
-import re
-from pathlib import Path
+import subprocess
 from typing import Any
 
 import pytest
@@ -17,6 +16,7 @@ from components.spec.runtime import CAPABILITIES
 from components.spec.validation import SpecError, parse_spec
 from offline.manifests import manifests, validate_manifests
 from offline.program import run_program
+from testbed.tools import find_tool
 from tests.kubernetes.conftest import by_kind
 
 CONTAINER = "docker:index/container:Container"
@@ -81,11 +81,11 @@ def test_a_user_that_cannot_be_stated_as_numbers_is_refused(minimal: dict[str, A
 # -- capabilities -------------------------------------------------------------------------------------------------
 
 def test_the_capability_names_are_the_kernels() -> None:
-    """The list, in order, is the one the kernel numbers (CAP_CHOWN = 0 ...), read from its uapi header."""
-    header = Path("/usr/include/linux/capability.h").read_text()
-    numbered = {int(n): name for name, n in re.findall(r"^#define CAP_([A-Z_]+)\s+(\d+)\s*$", header, re.M)
-                if name not in ("LAST_CAP",)}
-    assert tuple(numbered[i] for i in sorted(numbered)) == CAPABILITIES
+    """Bit i of a capability mask is CAPABILITIES[i], as libcap (`capsh --decode`, checked by `make tools`) names it."""
+    capsh = find_tool("capsh")
+    for bit, name in enumerate(CAPABILITIES):
+        decoded = subprocess.run([capsh, f"--decode={1 << bit:x}"], capture_output=True, text=True, check=True).stdout.strip()
+        assert decoded.partition("=")[2] == f"cap_{name.lower()}", (bit, decoded)
 
 
 def test_declared_capabilities_are_added_after_dropping_all(minimal: dict[str, Any]) -> None:

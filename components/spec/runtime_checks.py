@@ -56,8 +56,10 @@ def _kubernetes_issues(workload: Workload) -> Iterable[tuple[list[str | int], st
     if refused:
         yield ["capabilities", "add"], (f"{', '.join(refused)} cannot be added on the kubernetes target: the namespace enforces the "
                                         "\"restricted\" Pod Security Standard, whose admission refuses any pod adding a capability "
-                                        "but NET_BIND_SERVICE; remove them (a port below 1024 needs none: the target sets the "
-                                        "net.ipv4.ip_unprivileged_port_start sysctl)")
+                                        "but NET_BIND_SERVICE; remove them: a port below 1024 needs none (the target sets the "
+                                        "net.ipv4.ip_unprivileged_port_start sysctl), and an entrypoint that needed CHOWN/SETUID/SETGID "
+                                        "to prepare its files as root and drop to its user runs as that user instead (run_as_user, "
+                                        "e.g. 999 for the official database images)")
     if workload.restart not in ("always", "unless-stopped"):
         yield ["restart"], (f"'{workload.restart}' cannot hold on the kubernetes target: the pods of a Deployment or StatefulSet are "
                             "always restarted (restartPolicy Always); remove restart, a Docker setting")

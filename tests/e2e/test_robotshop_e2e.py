@@ -21,6 +21,7 @@ from e2e.apply import CONTAINER, apply_docker_resources
 from e2e.dockerd import Dockerd
 from e2e.stack import alias_images, is_gateway
 from offline.program import run_program
+from testbed.tools import find_tool
 from tests.e2e.test_stacks_e2e import _wait_healthy
 from tests.test_robotshop import robotshop
 
@@ -60,7 +61,7 @@ def robotshop_on_docker(dockerd: Dockerd, e2e_images: dict[str, str]) -> Any:
 
 def _decode(mask: str) -> set[str]:
     """Capability names in a /proc/<pid>/status mask, as the host's libcap decodes them (`capsh --decode`)."""
-    text = subprocess.run(["capsh", f"--decode={mask}"], capture_output=True, text=True, check=True).stdout.strip()
+    text = subprocess.run([find_tool("capsh"), f"--decode={mask}"], capture_output=True, text=True, check=True).stdout.strip()
     names = text.partition("=")[2]
     return {n.removeprefix("cap_").upper() for n in names.split(",") if n}
 
