@@ -114,7 +114,8 @@ def runtime_document(spec: Spec, workload: Workload) -> dict[str, Any]:
         "restart": workload.restart,
         "load_rps": workload.load_rps,
         "resources": {"cpu": resources.cpu, "memory_mb": resources.memory_mb,
-                      "requests": {"cpu": resources.requested_cpu(), "memory_mb": resources.requested_memory_mb()}},
+                      "requests": {"cpu": resources.requests.cpu or resources.cpu,
+                                   "memory_mb": resources.requests.memory_mb or resources.memory_mb}},
         "health": timing,
         "defaults": _defaulted(workload),
     }

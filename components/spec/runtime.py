@@ -33,6 +33,11 @@ def user_ids(user: str) -> tuple[int, int]:
     return int(uid), int(gid or uid)
 
 
+def uid_gid(user: str) -> str:
+    """A validated user as `uid:gid` (`user_ids`), the form both targets are given."""
+    return "{}:{}".format(*user_ids(user))
+
+
 def _non_root(value: str) -> str:
     if not re.fullmatch(r"[0-9]{1,10}(:[0-9]{1,10})?", value):
         raise ValueError(f"{value!r} is not a numeric user: write uid or uid:gid (e.g. \"10001\" or \"999:999\"); names are not "

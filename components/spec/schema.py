@@ -18,7 +18,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from components.spec.addresses import AnyAddress, AnySubnet, IPv4Subnet
 from components.spec.base import STRICT_CONFIG
 from components.spec.regex import RegexError, compile_location_regex
-from components.spec.runtime import Capabilities, NamedPort, NonRootUser, PortName, Requests, RestartPolicy, user_ids
+from components.spec.runtime import Capabilities, NamedPort, NonRootUser, PortName, Requests, RestartPolicy, uid_gid
 
 DNS_LABEL = r"^[a-z]([a-z0-9-]{0,38}[a-z0-9])?$"
 IDENTIFIER = r"^[a-z][a-z0-9_-]{0,62}$"
@@ -65,9 +65,8 @@ class Strict(BaseModel):
 
 
 class Resources(Strict):
-    """Per-container limits (Docker --cpus/--memory, Kubernetes limits); left out, 0.5 CPU and 128 MiB. `requests` is what
-    the scheduler reserves below them (Kubernetes requests, Docker --cpu-shares/--memory-reservation); each defaults to
-    its limit (Kubernetes' Guaranteed QoS, so the capacity model's service rates hold on a busy node)."""
+    """Per-container limits (Docker --cpus/--memory, Kubernetes limits), 0.5 CPU and 128 MiB when left out; `requests`
+    (runtime.Requests) reserve less, each defaulting to its limit."""
 
     cpu: Amount = 0.5
     memory_mb: Annotated[int, Field(ge=16, le=LARGEST)] = 128
@@ -82,21 +81,11 @@ class Resources(Strict):
                                  f"than it may use; lower the request or raise the limit")
         return self
 
-    def requested_cpu(self) -> float:
-        return self.requests.cpu if self.requests.cpu is not None else self.cpu
-
-    def requested_memory_mb(self) -> int:
-        return self.requests.memory_mb if self.requests.memory_mb is not None else self.memory_mb
-
 
 class HealthCheck(Strict):
     """How often a replica is probed and how many failures take it out of rotation (shared by every kind).
-
-    `period_s` and `failure_threshold` are Kubernetes' names of `interval_s` and `retries` (give one of each pair).
-    `initial_delay_s`: no probe before it (Kubernetes initialDelaySeconds; on Docker part of start_period).
-    `start_period_s`: how long a slow starter may take to pass its first check (a JVM): a Kubernetes startupProbe
-    (liveness and readiness wait for it) and Docker's start_period (failures before it do not count).
-    """
+    `period_s`/`failure_threshold` are Kubernetes' names of `interval_s`/`retries`; `initial_delay_s` holds every probe
+    off; `start_period_s` is a slow starter's grace (a startupProbe, Docker's start_period). README, "Health checks"."""
 
     interval_s: Seconds = 5
     timeout_s: Seconds = 2
@@ -203,9 +192,8 @@ class Workload(Strict):
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
 
-    How it runs (components/spec/runtime.py): `run_as_user` (uid or uid:gid), `capabilities.add`, extra named `ports`,
-    a Docker `restart` policy. A workload with no `port` (a queue consumer) listens nowhere: it is neither routed nor
-    called, and `load_rps` declares what it takes from outside the gateway and the calls (messages from a queue).
+    How it runs (runtime.py): `run_as_user`, `capabilities`, named `ports`, `restart`; no `port`: it listens nowhere (a
+    queue consumer), and `load_rps` is what it takes from outside the gateway and the calls.
     """
 
     name: Name
@@ -600,7 +588,7 @@ class Spec(Strict):
         """uid:gid a workload's containers run as, on either target: its own `run_as_user`, else the stack-wide
         `kubernetes.run_as_user` (default 65532:65532), so no backend runs as its image's user (possibly root). A uid
         alone gets the gid equal to it (`runtime.user_ids`)."""
-        return "{}:{}".format(*user_ids(workload.run_as_user or self.kubernetes.run_as_user))
+        return uid_gid(workload.run_as_user or self.kubernetes.run_as_user)
 
     def max_replicas(self, name: str) -> int:
         """The most replicas a workload can run: its autoscaler's ceiling on kubernetes, else its declared replicas."""

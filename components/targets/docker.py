@@ -27,7 +27,7 @@ from components.plan.addressing import AddressMap, docker_address_map
 from components.plan.docker_links import Link, links
 from components.plan.graph import GATEWAY
 from components.render.nginx import NginxRuntime
-from components.spec.runtime import user_ids
+from components.spec.runtime import uid_gid
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
 from components.targets.privileges import listen_ports, port_sysctls
 from components.targets.probes import docker_test
@@ -233,7 +233,7 @@ class DockerTarget:
             name=name,
             image=gw.image,
             hostname=name,
-            user="{}:{}".format(*user_ids(gw.run_as_user)),
+            user=uid_gid(gw.run_as_user),
             command=["nginx", "-c", "/etc/nginx/nginx.conf", "-g", "daemon off;"],
             memory=gw.resources.memory_mb,
             cpus=f"{gw.resources.cpu:g}",

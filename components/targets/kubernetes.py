@@ -59,7 +59,7 @@ def _resources(resources: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict
     def amount(cpu: float, memory_mb: int) -> dict[str, str]:
         return {"cpu": f"{round(cpu * 1000)}m", "memory": f"{memory_mb}Mi"}
 
-    return {"requests": amount(resources.requested_cpu(), resources.requested_memory_mb()),
+    return {"requests": amount(resources.requests.cpu or resources.cpu, resources.requests.memory_mb or resources.memory_mb),
             "limits": amount(resources.cpu, resources.memory_mb)}
 
 
