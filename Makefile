@@ -26,7 +26,7 @@ observe: venv
 ## make test: lint, types, and every test except the Docker end-to-end stage (checks the system tools first)
 test: tools lint unit
 
-## make tools: the system tools make test runs (nginx, wrk, unshare, mount); prints the apt-get command if missing.
+## make tools: the system tools make test runs (nginx, wrk, unshare, mount, capsh); prints the apt-get command if missing.
 ## Runs with the system python3 (stdlib only), so a fresh machine hears what to install before the venv is built.
 tools:
 	@python3 -m testbed.tools

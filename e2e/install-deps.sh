@@ -4,9 +4,10 @@
 #   debootstrap builds the image root filesystems from the Debian mirror
 #   iproute2    ip netns (the daemon runs in its own network namespace)
 #   util-linux  nsenter; tar, xz: image tarballs
+#   libcap2-bin capsh: decodes the capability masks read inside the containers
 # Nothing is started here: e2e/dockerd.py starts a private dockerd per test session.
 set -eu
-pkgs="docker.io debootstrap iproute2 util-linux tar ca-certificates"
+pkgs="docker.io debootstrap iproute2 util-linux tar ca-certificates libcap2-bin"
 missing=""
 for p in $pkgs; do
     dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing="$missing $p"
@@ -27,7 +28,7 @@ if [ -n "$missing" ]; then
     [ -z "$added_policy" ] || rm -f /usr/sbin/policy-rc.d
     [ "$rc" -eq 0 ] || exit "$rc"
 fi
-for tool in dockerd containerd runc docker-proxy debootstrap ip nsenter; do
+for tool in dockerd containerd runc docker-proxy debootstrap ip nsenter capsh; do
     command -v "$tool" >/dev/null 2>&1 || { echo "e2e/install-deps.sh: $tool still missing" >&2; exit 1; }
 done
 mkdir -p "${NETOPT_E2E_CACHE:-/var/cache/netopt-e2e}"

@@ -91,6 +91,7 @@ def render_text(document: dict[str, Any]) -> str:
     lines.append("  r_j:  " + ", ".join(f"{i['item']}={_fmt(i['value'], 0)}" for i in inputs["r"]))
     lines.append("  f_l:  " + ", ".join(f"{i['item']}={_fmt(i['value'], 1)}" for i in inputs["f_rps"]))
     lines.append("  s_o:  " + ", ".join(f"{i['item']}={_fmt(i['value'])}" for i in inputs["s"]))
+    lines += workload_lines(document["report"]["workloads"], docker=document["target"] == "docker")
     lines += ["", "Capacity at declared peak (M/M/c per replica):",
               f"  {'replica':<28}{'offered rps':>12}{'capacity rps':>14}{'util':>7}{'latency ms':>12}{'admitted util':>15}"]
     for row in document["capacity"]["replicas"]:
@@ -107,14 +108,42 @@ def render_text(document: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def workload_lines(workloads: dict[str, Any], docker: bool) -> list[str]:
+    """How each workload runs: user, capabilities, ports, limits/requests, probe timing, the Docker restart policy;
+    `*` marks a default."""
+    lines = ["", "Workloads (how each runs; * = a default the stack leaves in place: resources 0.5 CPU / 128 MiB, user 65532:65532 "
+             "unless kubernetes.run_as_user says otherwise, the protocol's probe every 5 s):",
+             f"  {'workload':<20}{'user':<16}{'cpu lim/req':<14}{'MiB lim/req':<14}{'probe':<30}ports, extra"]
+    for name, w in workloads.items():
+        defaults = set(w.get("defaults", []))
+
+        def mark(*keys: str, defaults: set[str] = defaults) -> str:
+            return "*" if any(k in defaults for k in keys) else ""
+
+        res = w["resources"]
+        health = w["health"]
+        probe = "none" if health is None else (f"{health['kind']} {health['period_s']:g}s/{health['timeout_s']:g}s x{health['failure_threshold']}"
+                                                + (f" delay {health['initial_delay_s']:g}s" if health["initial_delay_s"] is not None else "")
+                                                + (f" start {health['start_period_s']:g}s" if health["start_period_s"] is not None else ""))
+        extra = [f"caps +{','.join(w['capabilities'])}" if w["capabilities"] else "", f"restart {w['restart']}" if docker else "",
+                 f"load {w['load_rps']:g} rps" if w["load_rps"] else "", "singleton" if w["singleton"] else "",
+                 "persistent" if w["persistent"] else ""]
+        ports = ",".join(f"{n}:{p}" for n, p in w["ports"].items()) or "none"
+        lines.append(f"  {name:<20}{w['user'] + mark('run_as_user'):<16}"
+                     f"{format(res['cpu'], 'g') + '/' + format(res['requests']['cpu'], 'g') + mark('resources.cpu'):<14}"
+                     f"{str(res['memory_mb']) + '/' + str(res['requests']['memory_mb']) + mark('resources.memory_mb'):<14}"
+                     f"{probe + mark('health'):<30}{' '.join(e for e in [ports, *extra] if e)}")
+    return lines
+
+
 def _workload_capacity_lines(capacity: dict[str, Any]) -> list[str]:
     """Per workload: the load from the gateway and from its callers, and which one saturates first."""
     lines = ["", "Capacity per workload (gateway routes + calls along the service graph):",
-             f"  {'workload':<28}{'arrival rps':>12}{'gateway rps':>12}{'calls rps':>11}{'peak util':>11}{'latency ms':>12}"]
+             f"  {'workload':<28}{'arrival rps':>12}{'gateway rps':>12}{'calls rps':>11}{'load rps':>10}{'peak util':>11}{'latency ms':>12}"]
     for row in capacity["workloads"]:
         flag = "" if row["admits_peak"] else "  OVERLOADED"
         lines.append(f"  {row['workload']:<28}{row['arrival_rps']:>12.1f}{row['from_gateway_rps']:>12.1f}{row['from_calls_rps']:>11.1f}"
-                     f"{row['peak_utilization']:>11.2f}{_fmt(row['mean_latency_ms'], 1):>12}{flag}")
+                     f"{row['from_load_rps']:>10.1f}{row['peak_utilization']:>11.2f}{_fmt(row['mean_latency_ms'], 1):>12}{flag}")
     first = capacity.get("saturates_first")
     if first:
         headroom = "never (no load)" if first["headroom"] is None else f"when every declared peak grows {first['headroom']:.2f}×"

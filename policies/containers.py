@@ -76,13 +76,45 @@ RESOURCE_LIMITS = Gate(
     "Declare `resources: {cpu, memory_mb}` on the workload (and the gateway).",
 )
 
+BASELINE_CAPABILITIES = ("AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD", "NET_BIND_SERVICE", "SETFCAP",
+                         "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT")
+"""The capabilities the Kubernetes Pod Security Standards' "baseline" profile lets a container add: the published line
+between what a container may hold and what breaks isolation (the default of `allowedCapabilities`)."""
+
+DANGER = {
+    "SYS_ADMIN": "mount filesystems, create namespaces, use bpf and much of the kernel's admin interface: most container escapes start here",
+    "NET_ADMIN": "reconfigure interfaces, routes and firewall rules of the network namespace: bypass the isolation the stack declares, "
+                 "redirect or sniff traffic",
+    "SYS_PTRACE": "trace other processes and read their memory (secrets) and, on older kernels, step around seccomp",
+    "SYS_MODULE": "load kernel modules: code in the host's kernel",
+    "SYS_RAWIO": "raw I/O ports and /dev/mem: the host's memory and devices",
+    "NET_RAW": "raw sockets: forge packets and spoof ARP/DNS on the node's network",
+    "DAC_READ_SEARCH": "open any file by handle, bypassing directory permissions (the \"Shocker\" escape reads the host's files)",
+    "SYS_BOOT": "reboot the host",
+    "SYS_TIME": "set the host's clock, for every container on it",
+    "MAC_ADMIN": "change the AppArmor/SELinux policy that confines the container",
+    "MAC_OVERRIDE": "bypass the AppArmor/SELinux policy that confines the container",
+    "BPF": "load eBPF programs into the host's kernel",
+    "PERFMON": "read kernel and other processes' performance data (and, with BPF, trace them)",
+    "SYSLOG": "read the kernel log (kernel addresses) and clear it",
+    "LINUX_IMMUTABLE": "set immutable/append-only file attributes that root cannot simply undo",
+    "SYS_RESOURCE": "override resource limits and quotas meant to keep one container from starving the host",
+    "IPC_OWNER": "bypass permission checks on other processes' System V IPC objects",
+    "CHECKPOINT_RESTORE": "checkpoint and restore other processes, choosing their PIDs",
+}
+"""Why a capability beyond the baseline set is refused, for the message; any other is refused as outside the baseline."""
+
 HARDENING = Gate(
     "container-hardening", "security",
-    "Every container drops all Linux capabilities, cannot gain privileges (no-new-privileges / allowPrivilegeEscalation: false), "
-    "is not privileged, and on Kubernetes runs as non-root.",
-    {"allowedCapabilities": {"type": "array", "items": {"type": "string"}, "default": [],
-                             "description": "capabilities a container may add back after dropping ALL (e.g. NET_BIND_SERVICE)"}},
-    "Let the target apply its hardening (cap drop ALL, no-new-privileges, runAsNonRoot) and do not add capabilities or privileged mode.",
+    "Every container drops all Linux capabilities and adds back only allowed ones (the Pod Security Standards' baseline set by "
+    "default: CHOWN, SETUID, NET_BIND_SERVICE ... pass, SYS_ADMIN, NET_ADMIN, SYS_PTRACE ... do not), cannot gain privileges "
+    "(no-new-privileges / allowPrivilegeEscalation: false), is not privileged, and on Kubernetes runs as non-root.",
+    {"allowedCapabilities": {"type": "array", "items": {"type": "string"}, "default": list(BASELINE_CAPABILITIES),
+                             "description": "capabilities a container may add back after dropping ALL (default: the Pod Security "
+                                            "Standards' baseline set)"}},
+    "Let the target apply its hardening (cap drop ALL, no-new-privileges, runAsNonRoot), remove the refused capabilities from the "
+    "workload's capabilities.add (a port below 1024 needs none: the targets set net.ipv4.ip_unprivileged_port_start), and use no "
+    "privileged mode.",
 )
 
 READ_ONLY = Gate(
@@ -169,7 +201,8 @@ def _hardening(args: ResourceValidationArgs, config: dict[str, Any], report_viol
             problems.append(f"capabilities dropped: {', '.join(view.caps_dropped) or 'none'} (required: ALL)")
         extra = sorted(set(view.caps_added) - allowed)
         if extra:
-            problems.append(f"capabilities added: {', '.join(extra)} (allowed: {', '.join(sorted(allowed)) or 'none'})")
+            why = "; ".join(f"{cap}: {DANGER.get(cap, 'outside the allowed set')}" for cap in extra)
+            problems.append(f"capabilities added: {', '.join(extra)} ({why}) (allowed: {', '.join(sorted(allowed)) or 'none'})")
         if not view.no_new_privileges:
             problems.append("privilege escalation possible (required: " +
                             ("security_opts no-new-privileges:true)" if view.target == "docker" else "allowPrivilegeEscalation: false)"))

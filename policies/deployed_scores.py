@@ -93,9 +93,8 @@ class DeployedScores:
 def deployed_scores(config: ParsedConfig) -> DeployedScores:
     result = DeployedScores(problems=[f"crossplane: {e}" for e in config.errors])
     stream = config.stream()
-    if stream is not None and stream.block is not None:
+    if stream is not None and stream.block is not None:  # a tcp proxy, or another proxy's passed-through ports
         _stream(stream, result)
-        return result
     http = config.http()
     if http is None or http.block is None:
         result.problems.append("no http block")

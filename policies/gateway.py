@@ -19,11 +19,16 @@ from policies.nginx_config import Directive, parse_nginx, walk
 
 MIN_REPLICAS = Gate(
     "min-replicas", "structure",
-    "Every workload runs at least the environment's minimum number of replicas (one replica is a single point of failure).",
+    "Every workload runs at least the environment's minimum number of replicas (one replica is a single point of failure); "
+    "a workload declared singleton (one store: a database, a cache, a broker) is exempt.",
     {"minimum": {"type": "integer", "minimum": 1, "default": 2, "description": "fewest replicas per workload"},
      "includeGateway": {"type": "boolean", "default": False, "description": "hold the gateway to the same minimum"}},
-    "Raise `replicas` of the workload in the stack config (the capacity model then spreads its load over more replicas).",
+    "Raise `replicas` of a stateless workload in the stack config (the capacity model then spreads its load over more replicas); "
+    "a workload that holds state is declared `singleton: true` instead: more replicas of it would be independent copies.",
 )
+STATEFUL_FIX = ("it keeps state on persistent volumes, so more replicas would be independent copies of that state behind one "
+                "name; if it is one store (a database, a broker), declare singleton: true (exempt from this gate); if its replicas "
+                "are interchangeable, remove the volumes or make them scratch, then raise replicas")
 
 KEEPALIVE = Gate(
     "upstream-keepalive", "structure",
@@ -55,9 +60,9 @@ def _min_replicas(args: ResourceValidationArgs, config: dict[str, Any], report_v
         if get(workloads[name], "singleton", default=False):
             continue  # one instance by declaration: stateful-singletons checks it runs as one, on persistent storage
         if replicas < minimum:
+            fix = STATEFUL_FIX if get(workloads[name], "persistent", default=False) else f"set replicas: {minimum} (or more)"
             report_violation(f"AppNetwork '{args.name}': workload '{name}' declares {replicas} replica(s), below the minimum {minimum} "
-                             f"for environment {get(report, 'environment', default='?')}. Fix: set replicas: {minimum} (or more) on "
-                             f"workload '{name}'.")
+                             f"for environment {get(report, 'environment', default='?')}. Fix: on workload '{name}', {fix}.")
     gateway = get(report, "gateway", "replicas")
     if config["includeGateway"] and gateway is not None and int(number(gateway)) < minimum:
         report_violation(f"AppNetwork '{args.name}': the gateway runs {int(number(gateway))} replica(s), below the minimum {minimum}. "

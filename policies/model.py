@@ -173,7 +173,7 @@ _PROBES = ("httpGet", "tcpSocket", "exec", "grpc")
 def _k8s_probe_problem(container: Any) -> str | None:
     """A probe runs when it has exactly one handler and its port is one the container declares (or a number)."""
     port_names = {str(get(p, "name")) for p in items(get(container, "ports")) if get(p, "name") is not None}
-    for kind in ("readinessProbe", "livenessProbe"):
+    for kind in ("readinessProbe", "livenessProbe", "startupProbe"):
         probe = get(container, kind)
         if probe is None:
             continue

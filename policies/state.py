@@ -1,6 +1,7 @@
-"""Stateful singletons: a workload the spec declares `singleton` holds its state in one instance, so the stack
-must run exactly one, on storage that outlives it. Read from what is deployed (containers, StatefulSets,
-autoscalers); the report only says which workloads were declared singletons."""
+"""Stateful singletons: a workload the spec declares `singleton` holds its state in one instance (a database, a cache,
+a broker), so the stack must run exactly one, and, where it declares persistent volumes, on storage that outlives it.
+Read from what is deployed (containers, StatefulSets, autoscalers); the report only says which workloads were
+declared singletons and which declare persistent volumes."""
 
 from __future__ import annotations
 
@@ -13,30 +14,32 @@ from policies.model import APP_NETWORK, DOCKER_CONTAINER, K8S_DEPLOYMENT, K8S_HP
 
 SINGLETONS = Gate(
     "stateful-singletons", "structure",
-    "Every workload declared `singleton` runs exactly one instance with persistent storage: one Docker container with a named "
-    "volume, or a Kubernetes StatefulSet of 1 replica with a volumeClaimTemplate and no autoscaler.",
+    "Every workload declared `singleton` runs exactly one instance: one Docker container, or a Kubernetes StatefulSet of 1 replica "
+    "(never two pods at once, even in a rollout) with no autoscaler; one that declares persistent volumes keeps them (a named "
+    "volume, a volumeClaimTemplate). A cache or broker with scratch storage is a singleton too.",
     {},
-    "Keep the singleton at replicas: 1 with a persistent volume (volumes: [{name: data, path: /data}]) and no autoscaling entry; "
-    "if its replicas are interchangeable, drop singleton instead.",
+    "Keep the singleton at replicas: 1 with no autoscaling entry, deployed by the target (a StatefulSet on Kubernetes), with its "
+    "persistent volumes if it declares any; if its replicas are interchangeable, drop singleton instead.",
 )
 
 
-def _singletons(args: StackValidationArgs) -> list[str]:
+def _singletons(args: StackValidationArgs) -> dict[str, bool]:
+    """Workloads declared singleton -> whether they declare persistent volumes (an older report: assume they do)."""
     networks = [r for r in args.resources if r.resource_type == APP_NETWORK]
     workloads = get(networks[0].props, "report", "workloads", default={}) if networks else {}
-    return sorted(name for name, w in workloads.items() if get(w, "singleton", default=False))
+    return {name: bool(get(w, "persistent", default=True)) for name, w in sorted(workloads.items()) if get(w, "singleton", default=False)}
 
 
-def _docker_problem(name: str, args: StackValidationArgs) -> tuple[str | None, Any]:
+def _docker_problem(name: str, persistent: bool, args: StackValidationArgs) -> tuple[str | None, Any]:
     containers = [r for r in args.resources if r.resource_type == DOCKER_CONTAINER and docker_labels(r.props).get("netopt.workload") == name]
     if len(containers) != 1:
         return f"{len(containers)} containers run it", containers[0] if containers else None
-    if not any(get(v, "volumeName") for v in items(get(containers[0].props, "volumes"))):
-        return "its container mounts no named volume, so its state dies with the container", containers[0]
+    if persistent and not any(get(v, "volumeName") for v in items(get(containers[0].props, "volumes"))):
+        return "it declares persistent volumes but its container mounts no named volume, so its state dies with the container", containers[0]
     return None, containers[0]
 
 
-def _kubernetes_problem(name: str, args: StackValidationArgs) -> tuple[str | None, Any]:
+def _kubernetes_problem(name: str, persistent: bool, args: StackValidationArgs) -> tuple[str | None, Any]:
     def named(kind: str) -> list[Any]:
         return [r for r in args.resources if r.resource_type == kind and get(r.props, "metadata", "name") == name]
 
@@ -47,8 +50,8 @@ def _kubernetes_problem(name: str, args: StackValidationArgs) -> tuple[str | Non
     replicas = int(number(get(props, "spec", "replicas", default=1)))
     if replicas != 1:
         return f"its StatefulSet has {replicas} replicas", sets[0]
-    if not items(get(props, "spec", "volumeClaimTemplates")):
-        return "its StatefulSet has no volumeClaimTemplates, so its state dies with the pod", sets[0]
+    if persistent and not items(get(props, "spec", "volumeClaimTemplates")):
+        return "it declares persistent volumes but its StatefulSet has no volumeClaimTemplates, so its state dies with the pod", sets[0]
     scaled = [h for h in args.resources if h.resource_type == K8S_HPA and get(h.props, "spec", "scaleTargetRef", "name") == name]
     if scaled:
         return "a HorizontalPodAutoscaler may add independent copies", scaled[0]
@@ -61,12 +64,13 @@ def _stateful_singletons(args: StackValidationArgs, config: dict[str, Any], repo
         args.not_applicable("no workload is declared singleton")
         return
     docker = any(r.resource_type == DOCKER_CONTAINER for r in args.resources)
-    for name in singletons:
-        problem, resource = (_docker_problem if docker else _kubernetes_problem)(name, args)
+    for name, persistent in singletons.items():
+        problem, resource = (_docker_problem if docker else _kubernetes_problem)(name, persistent, args)
         if problem:
             where = f"{'container' if docker else 'StatefulSet'} '{resource.name if resource else name}'"
-            report_violation(f"{where}: workload '{name}' is declared singleton but {problem} (required: exactly one instance on "
-                             f"persistent storage). Fix: {SINGLETONS.remediation}", resource.urn if resource else None)
+            storage = " on persistent storage" if persistent else ""
+            report_violation(f"{where}: workload '{name}' is declared singleton but {problem} (required: exactly one instance{storage}). "
+                             f"Fix: {SINGLETONS.remediation}", resource.urn if resource else None)
 
 
 def policies() -> list[Policy]:

@@ -209,9 +209,10 @@ def _protect(args: ResourceValidationArgs, config: dict[str, Any], report_violat
         if admitted is None:
             unlimited = [str(get(r, "name")) for r in routes_to(name) if get(r, "rate_limit") is None]
             flagged.add(name)
+            reach = (f"through route(s) {', '.join(repr(u) for u in unlimited)}" if unlimited
+                     else "through calls from workloads behind a route")  # reached only along the service graph
             report_violation(
-                f"AppNetwork '{args.name}': workload '{name}' is reachable through route(s) "
-                f"{', '.join(repr(u) for u in unlimited) or '?'} with no rate limit, "
+                f"AppNetwork '{args.name}': workload '{name}' is reachable {reach} with no rate limit, "
                 f"so the load the gateway admits to it is unbounded (measured: ∞; maximum admitted utilization {fmt(maximum)} of its "
                 f"{fmt(number(row['service_rate_rps']))} rps per replica). Fix: give "
                 f"{'each of those routes' if len(unlimited) > 1 else 'that route'} "

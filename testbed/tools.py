@@ -14,8 +14,9 @@ import sys
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
 # tool -> Debian package: what `make test` needs (nginx -t and the data plane, wrk as load client, unshare and
-# mount for a private /etc/hosts). HAProxy is the benchmark's (`make bench` checks for it itself).
-TEST_TOOLS = {"nginx": "nginx", "wrk": "wrk", "unshare": "util-linux", "mount": "mount"}
+# mount for a private /etc/hosts, capsh to name capability bits as libcap does). HAProxy is the benchmark's (`make
+# bench` checks for it itself).
+TEST_TOOLS = {"nginx": "nginx", "wrk": "wrk", "unshare": "util-linux", "mount": "mount", "capsh": "libcap2-bin"}
 
 
 class MissingToolError(RuntimeError):

@@ -66,6 +66,6 @@ def kubernetes_pods_services(spec: Spec) -> dict[str, str]:
 
 
 def kubernetes_address_map(spec: Spec) -> dict[str, list[str]]:
-    """One member per workload: the Service of its pods, which spreads connections over the ready pods."""
+    """One member per workload with a port: the Service of its pods, which spreads connections over the ready pods."""
     services = kubernetes_pods_services(spec)
-    return {w.name: [f"{kubernetes_service_host(spec, services[w.name])}:{w.port}"] for w in spec.workloads}
+    return {w.name: [f"{kubernetes_service_host(spec, services[w.name])}:{w.port}"] for w in spec.workloads if w.port is not None}

@@ -15,6 +15,7 @@ from components.plan.balancing import service_rate
 from components.plan.graph import propagate, versions
 from components.plan.ir import Protocol, Retries
 from components.spec.base import Algorithm
+from components.spec.calls import Call
 from components.spec.schema import Spec, Workload
 
 TIMEOUT_PER_RESPONSE_TIME = 10  # ≥ the 99.99th percentile of an exponential service time (9.2 × its mean)
@@ -23,11 +24,14 @@ TIMEOUT_RANGE_S = (1.0, 60.0)
 
 @dataclass(frozen=True)
 class CalleePolicy:
-    """What every call into `workload` gets from its service proxy (the callee's `traffic_policy`, resolved)."""
+    """What every call into `workload` gets from its service proxy (the callee's `traffic_policy`, resolved). A call to
+    another of its named ports (`port_name`: metrics, management) is carried as plain tcp to that port of the
+    workload's own replicas: connections capped per caller, an idle timeout, no request-level policy."""
 
     workload: str
     protocol: Protocol
     port: int
+    port_name: str | None  # None: the workload's main port
     algorithm: Algorithm
     hash_key: str | None
     timeout_s: float
@@ -53,35 +57,44 @@ class Edge:
 
     @property
     def name(self) -> str:
-        """`<caller>.<callee>`: workload names are DNS labels, so the dot separates them unambiguously."""
-        return f"{self.caller}.{self.callee}"
+        """`<caller>.<callee>`, and `:<port>` for a call to another named port: workload names are DNS labels, so the
+        dot separates them unambiguously."""
+        port = "" if self.policy.port_name is None else f":{self.policy.port_name}"
+        return f"{self.caller}.{self.callee}{port}"
 
 
-def callee_policies(spec: Spec) -> dict[str, CalleePolicy]:
-    """The policy of every workload some other workload calls, in declaration order."""
-    called = {call.workload for w in spec.workloads for call in w.calls}
-    return {w.name: _policy(spec, w) for w in spec.workloads if w.name in called}
+def called_port(spec: Spec, call: Call) -> str | None:
+    """The named port a call reaches, None for the callee's main port (left out, or named after its protocol)."""
+    callee = spec.workload(call.workload)
+    return None if call.port is None or (call.port == callee.protocol and callee.port is not None) else call.port
+
+
+def callee_policies(spec: Spec) -> dict[tuple[str, str | None], CalleePolicy]:
+    """The policy of every (workload, port) some other workload calls, in declaration order."""
+    called = {(call.workload, called_port(spec, call)) for w in spec.workloads for call in w.calls}
+    return {(w.name, port): _policy(spec, w) if port is None else _port_policy(spec, w, port)
+            for w in spec.workloads for port in sorted({p for name, p in called if name == w.name}, key=lambda p: p or "")}
 
 
 def edges(spec: Spec) -> tuple[Edge, ...]:
     """Every call in declaration order (callers in workload order, each caller's calls in its order)."""
     policies = callee_policies(spec)
-    arrival = propagate(spec, {w.name: spec.workload_peak_rps(w.name) for w in spec.workloads})
-    declared = {(w.name, c.workload): (arrival[w.name] or 0.0) * c.ratio for w in spec.workloads for c in w.calls}
+    arrival = propagate(spec, {w.name: spec.workload_peak_rps(w.name) + w.load_rps for w in spec.workloads})
+    declared = {(w.name, c.workload, called_port(spec, c)): (arrival[w.name] or 0.0) * c.ratio for w in spec.workloads for c in w.calls}
     result = []
     for caller in spec.workloads:
         for call in caller.calls:
-            policy = policies[call.workload]
-            callers = {c: rate for (c, callee), rate in declared.items() if callee == call.workload}
-            share = _share(declared[(caller.name, call.workload)], callers)
+            key = (caller.name, call.workload, called_port(spec, call))
+            policy = policies[key[1:]]
+            callers = {c: rate for (c, callee, port), rate in declared.items() if (callee, port) == key[1:]}
+            share = _share(declared[key], callers)
             own = spec.workload(call.workload).traffic_policy
             limit_rps = None if policy.protocol == "tcp" else call.limit_rps or own.limit_rps or _per_minute(policy.capacity_rps * share)
             burst = call.burst if call.burst is not None else own.burst if own.burst is not None else math.ceil(limit_rps or 0)
             # A tcp caller's connections are its whole limit: the callers' caps add up to no more than the callee holds.
             rounded = math.floor if policy.protocol == "tcp" else math.ceil
             concurrency = call.max_concurrency or own.max_concurrency or max(1, rounded(policy.concurrency * share))
-            result.append(Edge(caller.name, call.workload, call.ratio, declared[(caller.name, call.workload)],
-                               limit_rps, burst, concurrency, policy))
+            result.append(Edge(caller.name, call.workload, call.ratio, declared[key], limit_rps, burst, concurrency, policy))
     return tuple(result)
 
 
@@ -115,7 +128,8 @@ def _policy(spec: Spec, workload: Workload) -> CalleePolicy:
     return CalleePolicy(
         workload=workload.name,
         protocol=workload.protocol,
-        port=workload.port,
+        port=int(workload.port or 0),  # validated: a called workload without `port:` names the port it is called on
+        port_name=None,
         algorithm=policy.balancing,
         hash_key=policy.hash_key,
         timeout_s=timeout,
@@ -124,4 +138,23 @@ def _policy(spec: Spec, workload: Workload) -> CalleePolicy:
         versions=members,
         capacity_rps=capacity,
         concurrency=min(spec.workload(v).max_concurrency * spec.workload(v).replicas * total_weight // weight for v, weight in members),
+    )
+
+
+def _port_policy(spec: Spec, workload: Workload, port: str) -> CalleePolicy:
+    """Calls to another named port of `workload`: tcp to its own replicas (never a split's versions), idle timeout."""
+    policy = workload.traffic_policy
+    return CalleePolicy(
+        workload=workload.name,
+        protocol="tcp",
+        port=workload.named_ports()[port],
+        port_name=port,
+        algorithm="least_conn",
+        hash_key=None,
+        timeout_s=workload.idle_timeout_s,
+        connect_timeout_s=policy.connect_timeout_s,
+        retries=Retries(policy.retries.tries, ()),
+        versions=((workload.name, 1),),
+        capacity_rps=float(sum((service_rate(workload, r) for r in range(workload.replicas)), Fraction(0))),
+        concurrency=workload.max_concurrency * workload.replicas,
     )

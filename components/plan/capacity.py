@@ -10,7 +10,9 @@ Calls between workloads (`workloads[].calls`) add to that: a workload's total ar
 sends it plus ratio × each caller's total (`graph.propagate`; a split callee's versions by weight), and the called
 part spreads over its replicas as its service proxy's balancing does (least_conn in proportion to service rate,
 latency_optimal by its split; evenly behind a Service). Every replica of every workload gets a row, internal-only
-ones included.
+ones included. A workload fed from outside the gateway and the calls (a queue consumer) declares that load as
+`load_rps`: it propagates to its callees like the gateway's, spreads evenly over its replicas, and bounds its admitted
+load too (a consumer takes messages at its own pace; the queue, not the consumer, absorbs what arrives faster).
 
 "Admitted" load is what the rate limits let through at most (limit × clients for per-client keys); a route with
 no limit admits unbounded load. Calls are admitted up to each caller's limit at the callee's proxy (or what the
@@ -42,6 +44,7 @@ class ReplicaLoad:
     mean_latency_ms: float | None
     overloaded: bool
     admitted_utilization: float | None
+    from_load_rps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,7 @@ class WorkloadLoad:
     peak_utilization: float
     mean_latency_ms: float | None
     admits_peak: bool
+    from_load_rps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -134,11 +138,12 @@ def compute_capacity(plan: Plan, shares: ShareFunction | None = None) -> Capacit
         for replica, part in enumerate(parts):
             key = (served_by.name, replica)
             from_calls = called[served_by.name] * float(part)
-            rate = offered.get(key, 0.0) + from_calls
+            from_load = served_by.load_rps / served_by.replicas
+            rate = offered.get(key, 0.0) + from_load + from_calls
             bound = admitted.get(key, 0.0)
             extra = called_admitted[served_by.name]
-            bound = None if bound is None or extra is None else bound + extra * float(part)
-            replica_rows.append(_replica_row(served_by, replica, rate, from_calls, bound))
+            bound = None if bound is None or extra is None else bound + from_load + extra * float(part)
+            replica_rows.append(_replica_row(served_by, replica, rate, from_calls, bound, from_load))
     return Capacity(tuple(replica_rows), tuple(route_rows), _workload_rows(spec, replica_rows), _edge_rows(plan))
 
 
@@ -186,14 +191,15 @@ def _route_row(route: Route, spec: Spec, cap: float | None) -> RouteLoad:
 def _called_rates(plan: Plan, offered: dict[tuple[str, int], float],
                   admitted: dict[tuple[str, int], float | None]) -> tuple[dict[str, float], dict[str, float | None]]:
     """Per workload, the rate its callers send it (declared and admitted), propagated along the call graph: a call is
-    admitted up to the caller's admitted rate × ratio, and never past its limit at the callee's proxy."""
+    admitted up to the caller's admitted rate × ratio, and never past its limit at the callee's proxy. A queue
+    consumer's `load_rps` enters like the gateway's, declared and admitted alike."""
     spec = plan.spec
-    entry: dict[str, float | None] = {}
+    entry: dict[str, float | None] = {w.name: w.load_rps for w in spec.workloads if w.load_rps}
     for (workload, _), rate in offered.items():
         entry[workload] = (entry.get(workload) or 0.0) + rate
     total = propagate(spec, entry)
     called = {name: (rate or 0.0) - (entry.get(name) or 0.0) for name, rate in total.items()}
-    from_gateway: dict[str, float | None] = {w.name: 0.0 for w in spec.workloads}
+    from_gateway: dict[str, float | None] = {w.name: w.load_rps for w in spec.workloads}  # and from its queue
     for (workload, _), bound in admitted.items():
         before = from_gateway[workload]
         from_gateway[workload] = None if before is None or bound is None else before + bound
@@ -215,7 +221,7 @@ def _called_rates(plan: Plan, offered: dict[tuple[str, int], float],
     return called, called_admitted
 
 
-def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: float, bound: float | None) -> ReplicaLoad:
+def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: float, bound: float | None, from_load: float) -> ReplicaLoad:
     mu = float(service_rate(served_by, replica))
     latency = mean_latency_s(served_by.max_concurrency, served_by.replica_response_times_s()[replica], rate)
     return ReplicaLoad(
@@ -228,6 +234,7 @@ def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: flo
         mean_latency_ms=None if latency is None else latency * 1000.0,
         overloaded=latency is None,
         admitted_utilization=None if bound is None else bound / mu,
+        from_load_rps=from_load,
     )
 
 
@@ -237,6 +244,7 @@ def _workload_rows(spec: Spec, replica_rows: list[ReplicaLoad]) -> tuple[Workloa
         mine = [r for r in replica_rows if r.workload == workload.name]
         arrival = sum(r.offered_rps for r in mine)
         called = sum(r.from_calls_rps for r in mine)
+        loaded = sum(r.from_load_rps for r in mine)
         latency = None
         if not any(r.overloaded for r in mine):  # weighted by arrivals: what an average request sees (idle: plain mean)
             weights = [r.offered_rps if arrival > 0 else 1.0 for r in mine]
@@ -244,10 +252,11 @@ def _workload_rows(spec: Spec, replica_rows: list[ReplicaLoad]) -> tuple[Workloa
         rows.append(WorkloadLoad(
             workload=workload.name,
             arrival_rps=arrival,
-            from_gateway_rps=arrival - called,
+            from_gateway_rps=arrival - called - loaded,
             from_calls_rps=called,
             peak_utilization=max((r.utilization for r in mine), default=0.0),
             mean_latency_ms=latency,
             admits_peak=not any(r.overloaded for r in mine),
+            from_load_rps=loaded,
         ))
     return tuple(rows)

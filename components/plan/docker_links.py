@@ -63,8 +63,8 @@ def _planned(spec: Spec) -> list[tuple[LinkKind, int | None, str, str, str, int,
         if owner is not None:
             planned.append(("serve", 2 * i + 1, w.name, proxy_name(owner), w.name, w.replicas, 1))
     for caller in spec.workloads:
-        for call in caller.calls:
-            planned.append(("call", None, proxy_name(call.workload), caller.name, call.workload, 1, caller.replicas))
+        for callee in dict.fromkeys(call.workload for call in caller.calls):  # one link per pair, whichever ports it calls
+            planned.append(("call", None, proxy_name(callee), caller.name, callee, 1, caller.replicas))
     return planned
 
 

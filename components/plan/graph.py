@@ -36,30 +36,43 @@ def routed_workloads(spec: Spec) -> list[str]:
 
 
 def flows(spec: Spec) -> list[Flow]:
-    """Every connection the application needs: gateway -> routed workloads, then each declared call."""
-    ports = {w.name: w.port for w in spec.workloads}
-    result = [Flow(GATEWAY, name, ports[name]) for name in routed_workloads(spec)]
-    result += [Flow(w.name, call.workload, ports[call.workload]) for w in spec.workloads for call in w.calls]
+    """Every connection the application needs: gateway -> routed workloads (their main port), then each declared call
+    (on the callee's port it names, else its main port). A caller calling two ports of one callee has two flows."""
+    result = [Flow(GATEWAY, name, int(spec.workload(name).port or 0)) for name in routed_workloads(spec)]
+    result += [Flow(w.name, call.workload, spec.workload(call.workload).call_port(call)) for w in spec.workloads for call in w.calls]
+    return result
+
+
+def pairs(spec: Spec) -> list[Flow]:
+    """The first flow of every (source, destination) pair, in flow order: who may reach whom, whatever the port."""
+    seen: set[tuple[str, str]] = set()
+    result = []
+    for flow in flows(spec):
+        if (flow.source, flow.destination) not in seen:
+            seen.add((flow.source, flow.destination))
+            result.append(flow)
     return result
 
 
 def hops(spec: Spec, service_proxies: bool) -> list[Flow]:
-    """Every connection the network must carry: the gateway to each routed workload, then each call — through the
-    callee's service proxy (caller -> `<callee>-proxy`, then the proxy -> each version) where netopt runs one, or
-    straight to each version where a mesh carries the calls. One hop per (source, destination)."""
-    ports = {w.name: w.port for w in spec.workloads}
-    result = [Flow(GATEWAY, name, ports[name]) for name in routed_workloads(spec)]
+    """Every connection the network must carry, one per (source, destination, port): the gateway to each routed
+    workload, then each call — through the callee's service proxy (caller -> `<callee>-proxy` on the port it calls,
+    then the proxy -> each version on its main port, or -> the callee on another named port it passes through) where
+    netopt runs one, or straight to each version where a mesh carries the calls."""
+    result = [Flow(GATEWAY, name, int(spec.workload(name).port or 0)) for name in routed_workloads(spec)]
+    behind: list[Flow] = []
     for w in spec.workloads:
         for call in w.calls:
+            callee = spec.workload(call.workload)
+            port = callee.call_port(call)
+            main = call.port is None or port == callee.port
+            targets = [(v, int(spec.workload(v).port or 0)) for v, _ in versions(spec, call.workload)] if main else [(callee.name, port)]
             if service_proxies:
-                result.append(Flow(w.name, proxy_name(call.workload), ports[call.workload]))
+                result.append(Flow(w.name, proxy_name(call.workload), port))
+                behind += [Flow(proxy_name(call.workload), version, version_port) for version, version_port in targets]
             else:
-                result += [Flow(w.name, version, ports[version]) for version, _ in versions(spec, call.workload)]
-    if service_proxies:
-        served = {call.workload for w in spec.workloads for call in w.calls}
-        result += [Flow(proxy_name(w.name), version, ports[version]) for w in spec.workloads if w.name in served
-                   for version, _ in versions(spec, w.name)]
-    return list(dict.fromkeys(result))
+                result += [Flow(w.name, version, version_port) for version, version_port in targets]
+    return list(dict.fromkeys(result + behind))
 
 
 def serving_proxies(spec: Spec) -> dict[str, str]:

@@ -10,7 +10,7 @@ is reachable (an address) is the target's business: the renderer takes an addres
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Protocol = Literal["http", "grpc", "tcp"]
@@ -62,6 +62,7 @@ class UpstreamServer:
     max_fails: int
     fail_timeout_s: float
     backup: bool = False  # nginx `backup`: takes requests only while every primary server of the upstream is unavailable
+    port: int | None = None  # another named port of the member than the address map's (a pass-through's)
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class Server:
     host: str
     locations: tuple[Location, ...]  # render order: exact, prefix (sorted), regex (declaration order)
     caller: str | None = None
+    port: int | None = None  # a service proxy's pass-through of another named port (tcp); None: the proxy's listen port
 
 
 @dataclass(frozen=True)
@@ -208,6 +210,25 @@ class Proxy:
     retries: Retries
     client: ClientSettings
     match_steps: Mapping[str, int]  # route name -> r_j of the routing score
+
+    @property
+    def ports(self) -> list[int]:
+        """Every port the proxy binds: its listeners' and its status port."""
+        return sorted({self.status_port, *(self.listen_port if s.port is None else s.port for s in self.servers)})
+
+    @property
+    def passthrough(self) -> tuple[Server, ...]:
+        """The servers of other named ports a service proxy carries as plain tcp (in the stream module)."""
+        return tuple(s for s in self.servers if s.port is not None)
+
+    def part(self, servers: tuple[Server, ...]) -> Proxy:
+        """The same proxy with only `servers`, and the routes, limits and upstreams they reach: what one nginx module
+        (http or stream) of its config holds."""
+        routes = {rule.route.name for server in servers for location in server.locations for rule in location.rules}
+        kept = tuple(route for route in self.routes if route.name in routes)
+        names = {(kind, name) for route in kept for kind, name in (("rate", route.rate_limit), ("concurrency", route.concurrency_limit))}
+        return replace(self, servers=servers, routes=kept, limits=tuple(l for l in self.limits if (l.kind, l.name) in names),
+                       upstreams=tuple(u for u in self.upstreams if u.name in {route.upstream for route in kept}))
 
     def limit(self, kind: str, name: str) -> Limit:
         return next(limit for limit in self.limits if limit.kind == kind and limit.name == name)

@@ -16,6 +16,7 @@ from components.plan.calls import Edge
 from components.plan.capacity import Capacity
 from components.plan.ir import Proxy
 from components.plan.scores import Item, Scores
+from components.spec.schema import NoHealth, Spec, Workload
 
 
 def _items(items: tuple[Item, ...]) -> list[dict[str, Any]]:
@@ -130,6 +131,35 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, configs: Map
         "proxies": [proxy_document(proxy, configs[proxy.name]) for proxy in plan.proxies],
         "edges": [edge_document(edge) for edge in plan.edges],
         "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs, "singleton": w.singleton,
-                               "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls]}
+                               "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls],
+                               **runtime_document(spec, w)}
                       for w in spec.workloads},
     }
+
+
+def runtime_document(spec: Spec, workload: Workload) -> dict[str, Any]:
+    """How a workload runs, as declared and with the defaults filled in (`defaults` names the keys left to them), so a
+    reviewer sees the 0.5 CPU / 128 MiB a forgotten `resources` means: the plan prints it, policies may read it."""
+    resources, health = workload.resources, workload.health_check()
+    timing = None if isinstance(health, NoHealth) else {
+        "kind": health.kind, "period_s": health.period, "timeout_s": health.timeout_s, "failure_threshold": health.failures,
+        "initial_delay_s": health.initial_delay_s, "start_period_s": health.start_period_s}
+    return {
+        "user": spec.workload_user(workload),
+        "capabilities": list(workload.capabilities.add),
+        "ports": workload.named_ports(),
+        "persistent": workload.persistent(),
+        "restart": workload.restart,
+        "load_rps": workload.load_rps,
+        "resources": {"cpu": resources.cpu, "memory_mb": resources.memory_mb,
+                      "requests": {"cpu": resources.requests.cpu or resources.cpu,
+                                   "memory_mb": resources.requests.memory_mb or resources.memory_mb}},
+        "health": timing,
+        "defaults": _defaulted(workload),
+    }
+
+
+def _defaulted(workload: Workload) -> list[str]:
+    """The keys of how it runs that the workload leaves to their defaults."""
+    given = {f"resources.{key}" for key in workload.resources.model_fields_set} | workload.model_fields_set
+    return [key for key in ("resources.cpu", "resources.memory_mb", "run_as_user", "health") if key not in given]

@@ -26,6 +26,8 @@ def upstream_block(out: Writer, upstream: Upstream, addresses: AddressMap, strea
         _balancing_method(out, upstream.method, stream)
         for member in upstream.servers:
             address = addresses[member.workload][member.replica]
+            if member.port is not None:  # another named port of the same member
+                address = f"{address.rpartition(':')[0]}:{member.port}"
             backup = " backup" if member.backup else ""  # spill-over only: latency_optimal, no method directive
             out.line(f"server {address} weight={member.weight} max_fails={member.max_fails} "
                      f"fail_timeout={duration(member.fail_timeout_s)} max_conns={member.max_conns}{backup};")
@@ -61,7 +63,7 @@ def _balancing_method(out: Writer, method: Method, stream: bool) -> None:
 def listen_address(proxy: Proxy, server: Server, runtime: NginxRuntime) -> str:
     """`address:port` (or the port alone: every address) a server listens on. A service proxy's per-caller server
     listens only on its address on that caller's network, so the address a call arrives on names its caller."""
-    port = runtime.listen_port or proxy.listen_port
+    port = server.port or runtime.listen_port or proxy.listen_port
     address = runtime.caller_addresses.get(server.caller) if server.caller is not None else None
     address = address or runtime.listen_address
     return f"{address}:{port}" if address else str(port)

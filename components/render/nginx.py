@@ -32,7 +32,7 @@ def render_proxy(proxy: Proxy, addresses: AddressMap, runtime: NginxRuntime = Ng
     out.line(f"error_log {runtime.error_log};")
     for line in runtime.extra_main:
         out.line(line)
-    if proxy.protocol == "tcp":
+    if proxy.protocol == "tcp" or proxy.passthrough:
         for line in runtime.stream_modules:
             out.line(line)
     with out.block("events"):
@@ -45,17 +45,20 @@ def render_proxy(proxy: Proxy, addresses: AddressMap, runtime: NginxRuntime = Ng
             _status_server(out, proxy, runtime)
         render_stream(out, proxy, addresses, runtime)
         return out.text()
+    http = proxy.part(tuple(s for s in proxy.servers if s.port is None))
     with out.block("http"):
-        _http_settings(out, proxy, runtime)
-        request_maps(out, proxy)
-        caller_map(out, proxy)
-        for limit in proxy.limits:
+        _http_settings(out, http, runtime)
+        request_maps(out, http)
+        caller_map(out, http)
+        for limit in http.limits:
             limit_zone(out, limit)
-        for upstream in proxy.upstreams:
+        for upstream in http.upstreams:
             upstream_block(out, upstream, addresses)
-        for server in proxy.servers:
-            _server(out, proxy, server, runtime)
+        for server in http.servers:
+            _server(out, http, server, runtime)
         _status_server(out, proxy, runtime)
+    if proxy.passthrough:  # other named ports of the workload, carried as plain tcp
+        render_stream(out, proxy.part(proxy.passthrough), addresses, runtime)
     return out.text()
 
 

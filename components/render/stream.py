@@ -54,14 +54,16 @@ def render_stream(out: Writer, proxy: Proxy, addresses: AddressMap, runtime: Ngi
 
 
 def _route_map(out: Writer, proxy: Proxy, runtime: NginxRuntime) -> None:
-    """`$netopt_route` of a connection: the route of the server it arrived on, told by the address it arrived at (each
-    caller's server listens on its own address); one server for all callers is the default. A map, not `set`: the
+    """`$netopt_route` of a connection: the route of the server it arrived on, told by the address and port it arrived at
+    (each caller's server listens on its own address, each passed-through port on its own port); a lone server is the
+    default. A map, not `set`: the
     stream module's `set` is too new for the parsers that read the config (crossplane, in the policy pack)."""
-    with out.block("map $server_addr $netopt_route"):
+    with out.block("map $server_addr:$server_port $netopt_route"):
         routes = [(server, rule.route.name) for server in proxy.servers for location in server.locations for rule in location.rules]
         out.line(f"default {routes[0][1] if len(routes) == 1 else quote('')};")
         for server, route in routes if len(routes) > 1 else []:
-            out.line(f"{runtime.caller_addresses[server.caller or '']} {route};")
+            listen = listen_address(proxy, server, runtime)
+            out.line(f"{listen if ':' in listen else quote(f'~:{listen}$')} {route};")  # every address: the port alone
 
 
 def _maps(out: Writer, proxy: Proxy) -> None:

@@ -1,6 +1,6 @@
 """The building blocks every spec object shares: the strict base model and the bounded scalar types.
 
-Kept apart from the objects themselves (`schema`, `calls`) so each of those modules states only shapes.
+Kept apart from the objects themselves (`schema`, `calls`, `runtime`) so each of those modules states only shapes.
 """
 
 from __future__ import annotations
@@ -24,14 +24,16 @@ Seconds = Annotated[float, Field(gt=0, le=31_536_000)]  # up to a year
 Algorithm = Literal["round_robin", "weighted", "least_conn", "ip_hash", "consistent_hash", "latency_weighted", "latency_optimal"]
 
 
+STRICT_CONFIG = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+"""Unknown keys are errors, values are immutable once validated, and types are strict: `true` is not the port 1,
+`"8080"` is not a number, NaN and infinity are not numbers; only a whole number still counts where a number with a
+fraction is expected."""
+
+
 class Strict(BaseModel):
-    """Base for every spec object: unknown keys are errors, values are immutable once validated.
+    """Base for every spec object (`STRICT_CONFIG`)."""
 
-    Types are strict: `true` is not the port 1, `"8080"` is not a number, NaN and infinity are not numbers;
-    only a whole number still counts where a number with a fraction is expected.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+    model_config = STRICT_CONFIG
 
 
 def hash_key_form(value: str | None) -> str | None:

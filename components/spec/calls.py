@@ -15,6 +15,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from components.spec.base import LARGEST, Algorithm, Amount, Count, Name, Seconds, Strict, hash_key_form
+from components.spec.runtime import PortName
 
 CallRetryCondition = Literal["error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_429"]
 
@@ -98,6 +99,7 @@ class Call(CallLimits):
 
     workload: Name
     ratio: Amount = 1.0
+    port: PortName | None = None  # a named port of the callee (`workloads[].ports[].name`, or its protocol for the main one)
 
 
 MeshKind = Literal["none", "linkerd", "istio"]

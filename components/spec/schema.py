@@ -29,12 +29,12 @@ from components.spec.base import (
 )
 from components.spec.calls import Call, MeshKind, TrafficPolicy
 from components.spec.regex import RegexError, compile_location_regex
+from components.spec.runtime import Capabilities, NamedPort, NonRootUser, Requests, RestartPolicy, uid_gid
 
 HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
 HOST_NAME = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 URI_PATH = r"^/[^\s;{}\"'\\]*$"
 SIZE = r"^[0-9]{1,6}[kmKM]?$"
-NON_ROOT_USER = r"^[1-9][0-9]{0,9}:[0-9]{1,10}$"  # uid:gid, uid 0 (root) excluded
 DEFAULT_WORKLOAD_USER = "65532:65532"
 
 ResponseTimeMs = Annotated[float, Field(ge=0.001, le=3_600_000)]  # 1 µs to an hour
@@ -56,18 +56,52 @@ Target = Literal["docker", "kubernetes"]
 
 
 class Resources(Strict):
-    """Per-container limits; Docker gets them as --cpus/--memory, Kubernetes as requests=limits."""
+    """Per-container limits (Docker --cpus/--memory, Kubernetes limits), 0.5 CPU and 128 MiB when left out; `requests`
+    (runtime.Requests) reserve less, each defaulting to its limit."""
 
     cpu: Amount = 0.5
     memory_mb: Annotated[int, Field(ge=16, le=LARGEST)] = 128
+    requests: Requests = Requests()
+
+    @model_validator(mode="after")
+    def _requests_within_limits(self) -> Resources:
+        for field, limit in (("cpu", self.cpu), ("memory_mb", self.memory_mb)):
+            request = getattr(self.requests, field)
+            if request is not None and request > limit:
+                raise ValueError(f"requests.{field} ({request:g}) is above the limit {field} ({limit:g}): a container cannot reserve more "
+                                 f"than it may use; lower the request or raise the limit")
+        return self
 
 
 class HealthCheck(Strict):
-    """How often a replica is probed and how many failures take it out of rotation (shared by every kind)."""
+    """How often a replica is probed and how many failures take it out of rotation (shared by every kind).
+    `period_s`/`failure_threshold` are Kubernetes' names of `interval_s`/`retries`; `initial_delay_s` holds every probe
+    off; `start_period_s` is a slow starter's grace (a startupProbe, Docker's start_period). README, "Health checks"."""
 
     interval_s: Seconds = 5
     timeout_s: Seconds = 2
     retries: Count = 3
+    period_s: Seconds | None = None
+    failure_threshold: Count | None = None
+    initial_delay_s: Annotated[float, Field(ge=0, le=31_536_000)] | None = None
+    start_period_s: Seconds | None = None
+
+    @model_validator(mode="after")
+    def _one_name_per_setting(self) -> HealthCheck:
+        for docker_name, kubernetes_name in (("interval_s", "period_s"), ("retries", "failure_threshold")):
+            if docker_name in self.model_fields_set and getattr(self, kubernetes_name) is not None:
+                raise ValueError(f"{docker_name} and {kubernetes_name} are the same setting (Docker's and Kubernetes' name); give one")
+        return self
+
+    @property
+    def period(self) -> float:
+        """Seconds between two probes."""
+        return self.period_s if self.period_s is not None else self.interval_s
+
+    @property
+    def failures(self) -> int:
+        """Failed probes in a row that take a replica out of rotation (liveness restarts it after twice as many)."""
+        return self.failure_threshold if self.failure_threshold is not None else self.retries
 
 
 class HttpHealth(HealthCheck):
@@ -137,11 +171,14 @@ class Workload(Strict):
 
     `response_time_ms` is either one value for every replica or a list with one value per replica (a replica on
     slower hardware); latency_weighted and latency_optimal balancing use the per-replica values.
+
+    How it runs (runtime.py): `run_as_user`, `capabilities`, named `ports`, `restart`; no `port`: it listens nowhere (a
+    queue consumer), and `load_rps` is what it takes from outside the gateway and the calls.
     """
 
     name: Name
     image: Annotated[str, Field(min_length=1)]
-    port: Port
+    port: Port | None = None
     replicas: Annotated[int, Field(ge=1, le=256)] = 1
     response_time_ms: ResponseTimeMs | list[ResponseTimeMs]
     max_concurrency: Count
@@ -158,7 +195,11 @@ class Workload(Strict):
     command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
     args: list[str] | None = None
     singleton: bool = False
-    run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] | None = None  # None: `kubernetes.run_as_user` (65532:65532)
+    run_as_user: NonRootUser | None = None  # None: `kubernetes.run_as_user` (65532:65532)
+    capabilities: Capabilities = Capabilities()
+    ports: list[NamedPort] = []
+    restart: RestartPolicy = "unless-stopped"
+    load_rps: Annotated[float, Field(ge=0, le=LARGEST)] = 0
 
     @field_validator("health", mode="before")
     @classmethod
@@ -178,6 +219,15 @@ class Workload(Strict):
     def persistent(self) -> bool:
         """Whether any volume keeps data: the workload then has per-replica storage (a StatefulSet on Kubernetes)."""
         return any(v.kind == "persistent" for v in self.volumes)
+
+    def named_ports(self) -> dict[str, int]:
+        """Every port the workload serves, by name: the main `port` under its protocol's name, then `ports`."""
+        main = {self.protocol: self.port} if self.port is not None else {}
+        return main | {p.name: p.port for p in self.ports}
+
+    def call_port(self, call: Call) -> int:
+        """The port a call reaches (validated: its name is one of this workload's, or it has a main port)."""
+        return self.named_ports()[call.port] if call.port is not None else int(self.port or 0)
 
     def health_check(self) -> HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth:
         """The probe this workload gets: its own `health`, else the default for its protocol."""
@@ -280,7 +330,7 @@ class Gateway(Strict):
     client_max_body_size: Annotated[str, Field(pattern=SIZE)] = "1m"
     resources: Resources = Resources()
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
-    run_as_user: Annotated[str, Field(pattern=r"^[0-9]{1,10}(:[0-9]{1,10})?$")] = "101:101"
+    run_as_user: NonRootUser = "101:101"
     health_command: Annotated[list[str], Field(min_length=1)] | None = None
     # Where the image's nginx keeps the stream module, which tcp service proxies load, when it is a dynamic module
     # (Debian's nginx with libnginx-mod-stream: /usr/lib/nginx/modules/ngx_stream_module.so). None: compiled in, as
@@ -429,7 +479,7 @@ class KubernetesSettings(Strict):
     context: Annotated[str, Field(min_length=1)] | None = None
     render_yaml_to_directory: Annotated[str, Field(min_length=1)] | None = None
     cluster_domain: Annotated[str, Field(pattern=HOST_NAME)] = "cluster.local"
-    run_as_user: Annotated[str, Field(pattern=NON_ROOT_USER)] = DEFAULT_WORKLOAD_USER
+    run_as_user: NonRootUser = DEFAULT_WORKLOAD_USER
     drain_s: Annotated[int, Field(ge=0, le=60)] = 5
     autoscaling: dict[Name, Autoscaling] = {}
     mesh: MeshKind = "none"
@@ -521,8 +571,9 @@ class Spec(Strict):
 
     def workload_user(self, workload: Workload) -> str:
         """uid:gid a workload's containers run as, on either target: its own `run_as_user`, else the stack-wide
-        `kubernetes.run_as_user` (default 65532:65532), so no backend runs as its image's user (possibly root)."""
-        return workload.run_as_user or self.kubernetes.run_as_user
+        `kubernetes.run_as_user` (default 65532:65532), so no backend runs as its image's user (possibly root). A uid
+        alone gets the gid equal to it (`runtime.user_ids`)."""
+        return uid_gid(workload.run_as_user or self.kubernetes.run_as_user)
 
     def max_replicas(self, name: str) -> int:
         """The most replicas a workload can run: its autoscaler's ceiling on kubernetes, else its declared replicas."""

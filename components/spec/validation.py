@@ -229,7 +229,7 @@ def _call_issues(raw: Mapping[str, Any], workloads: list[str] | None) -> Iterabl
         return
     for i, workload in _items(raw, "workloads"):
         caller = workload.get("name")
-        seen: set[str] = set()
+        seen: set[tuple[str, object]] = set()
         calls = workload.get("calls")
         for j, call in enumerate(calls if isinstance(calls, list) else []):
             target = call.get("workload") if isinstance(call, Mapping) else None
@@ -242,9 +242,10 @@ def _call_issues(raw: Mapping[str, Any], workloads: list[str] | None) -> Iterabl
             elif target == caller:
                 yield Issue(path, f"workload '{caller}' calls itself; a call is between two workloads (work a replica does "
                             "for itself belongs in its response_time_ms), remove it")
-            elif target in seen:
-                yield Issue(path, f"workload '{target}' is called twice by '{caller}'; merge the entries and add their ratios")
-            seen.add(target)
+            elif (target, call.get("port")) in seen:
+                on = f" on port '{call['port']}'" if call.get("port") is not None else ""
+                yield Issue(path, f"workload '{target}' is called twice by '{caller}'{on}; merge the entries and add their ratios")
+            seen.add((target, call.get("port")))
 
 
 def _cycle_issues(spec: Spec) -> Iterable[Issue]:
@@ -258,8 +259,11 @@ def _cycle_issues(spec: Spec) -> Iterable[Issue]:
 
 
 def _consistency_issues(spec: Spec) -> list[Issue]:
-    """Checks that need the typed values: conflicting routes, keepalive vs idle timeouts, address room."""
-    issues = list(_route_conflicts(spec)) + list(_cycle_issues(spec))
+    """Checks that need the typed values: conflicting routes, keepalive vs idle timeouts, address room, how workloads run."""
+    from components.spec.runtime_checks import runtime_issues
+
+    runtime = [Issue(key_path(path), message) for path, message in runtime_issues(spec)]  # the flows below need their ports
+    issues = list(_route_conflicts(spec)) + list(_cycle_issues(spec)) + runtime
     if not issues:
         issues += _shared_location_issues(spec)
     issues += _keepalive_issues(spec)
@@ -270,7 +274,7 @@ def _consistency_issues(spec: Spec) -> list[Issue]:
     from components.spec.call_checks import policy_issues
 
     issues += policy_issues(spec)
-    if spec.target == "docker":
+    if spec.target == "docker" and not runtime:
         issues += _docker_address_issues(spec)
         if spec.gateway.replicas > 1:
             message = f"{spec.gateway.replicas} gateways cannot publish the same host port on one Docker host; use 1, or target kubernetes"
@@ -366,9 +370,6 @@ def _state_issues(spec: Spec) -> Iterable[Issue]:
         if spec.target == "kubernetes" and workload.name in spec.kubernetes.autoscaling:
             yield Issue(key_path(["kubernetes", "autoscaling", workload.name]), f"'{workload.name}' is a singleton: an autoscaler would "
                         "start independent copies of its state; remove the autoscaling entry")
-        if not workload.persistent():
-            yield Issue(where, "a singleton holds state, but the workload has no persistent volume, so the state is lost on every "
-                        "restart; add volumes: [{name: data, path: /data}] or drop singleton")
 
 
 INJECTED_ENV = ("PORT", "NETOPT_REPLICA")
@@ -380,7 +381,7 @@ def _injected_env_issues(spec: Spec) -> Iterable[Issue]:
     """A user's own PORT or NETOPT_REPLICA would be overridden by what the targets inject: say so instead."""
     for i, workload in enumerate(spec.workloads):
         port = workload.env.get("PORT")
-        if port is not None and port != str(workload.port):
+        if port is not None and workload.port is not None and port != str(workload.port):
             yield Issue(key_path(["workloads", i, "env", "PORT"]), f"is {port!r}, but the targets set PORT to the workload's port "
                         f"({workload.port}) so the process listens where the gateway and the health check connect; change "
                         f"{key_path(['workloads', i, 'port'])} instead, or remove env.PORT")
@@ -423,9 +424,10 @@ def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
 
     count, prefix = room_needed(spec)
     if prefix < subnet.prefixlen:
-        message = (f"{subnet} is too small for the service graph on docker: each of its {count} flows (the gateway to a "
-                   f"routed workload, or one declared call) gets an internal network of its own, {block_size(spec)} "
-                   f"addresses each; use a /{max(prefix, 0)} or larger (e.g. {subnet.supernet(new_prefix=max(prefix, 0))})")
+        message = (f"{subnet} is too small for the service graph on docker: each of its {count} hops (the gateway to a routed "
+                   f"workload, a caller to a callee's service proxy, a proxy to the replicas it balances) gets an internal network "
+                   f"of its own, {block_size(spec)} addresses each; use a /{max(prefix, 0)} or larger "
+                   f"(e.g. {subnet.supernet(new_prefix=max(prefix, 0))})")
         yield Issue(key_path(["network", "subnet"]), message)
     edge = spec.network.edge_subnet
     if edge is not None and edge.overlaps(subnet):

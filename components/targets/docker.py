@@ -30,8 +30,10 @@ from components.plan.docker_links import Link, links
 from components.plan.graph import GATEWAY, proxy_name
 from components.plan.ir import Proxy
 from components.render.runtime import NginxRuntime
-from components.spec.schema import HealthCheck, Spec, Workload
+from components.spec.runtime import uid_gid
+from components.spec.schema import HealthCheck, Resources, Spec, Workload
 from components.targets.nginx_image import stream_modules
+from components.targets.privileges import listen_ports, port_sysctls
 from components.targets.probes import docker_test
 
 _HARDENING: dict[str, Any] = {
@@ -54,20 +56,50 @@ def _labels(spec: Spec, **extra: str) -> list[docker.ContainerLabelArgs]:
     return [docker.ContainerLabelArgs(label=k, value=v) for k, v in sorted(values.items())]
 
 
+def _start_period(health: HealthCheck) -> float:
+    """Docker's grace before failed checks count: the initial delay plus a slow starter's start period (Kubernetes
+    waits the one, then gives the startupProbe the other); one probe interval when neither is declared."""
+    if health.initial_delay_s is None and health.start_period_s is None:
+        return health.period
+    return (health.initial_delay_s or 0) + (health.start_period_s or 0)
+
+
 def _healthcheck(command: list[str], health: HealthCheck) -> docker.ContainerHealthcheckArgs:
     return docker.ContainerHealthcheckArgs(
         tests=command,
-        interval=_duration(health.interval_s),
+        interval=_duration(health.period),
         timeout=_duration(health.timeout_s),
-        retries=health.retries,
-        start_period=_duration(health.interval_s),
+        retries=health.failures,
+        start_period=_duration(_start_period(health)),
     )
 
 
 def _wait_timeout(health: HealthCheck) -> int:
     """How long `pulumi up` waits for a new container to turn healthy: Docker's first probe runs one interval
-    after the start, and a slow start may need every retry."""
-    return int(health.interval_s * (health.retries + 2) + health.timeout_s * health.retries) + 30
+    after the start, a slow starter may use its whole start period, and a slow start may need every retry."""
+    return int(_start_period(health) + health.period * (health.failures + 1) + health.timeout_s * health.failures) + 30
+
+
+def _waiting(probe: object) -> dict[str, Any]:
+    """`pulumi up` waits for a new container to turn healthy, which one without a probe (health kind none) never
+    reports: the provider then waits for it to run only."""
+    return {"wait": True, "wait_timeout": _wait_timeout(probe)} if isinstance(probe, HealthCheck) else {}
+
+
+def _requests(resources: Resources) -> dict[str, Any]:
+    """Declared requests as Docker states them: a CPU weight (1024 per CPU, as the kubelet derives its cgroup's) and a
+    memory soft limit. Without requests Docker keeps its defaults (weight 1024, no reservation)."""
+    requests: dict[str, Any] = {}
+    if resources.requests.cpu is not None:
+        requests["cpu_shares"] = max(2, round(resources.requests.cpu * 1024))  # the kernel's smallest weight is 2
+    if resources.requests.memory_mb is not None:
+        requests["memory_reservation"] = resources.requests.memory_mb
+    return requests
+
+
+def _capabilities(add: list[str]) -> docker.ContainerCapabilitiesArgs:
+    """Drop ALL, then add back what the workload declares (for a non-root user Docker puts them in the bounding set)."""
+    return docker.ContainerCapabilitiesArgs(drops=["ALL"], adds=list(add) or None)
 
 
 def _docker_host_env() -> dict[str, str] | None:
@@ -165,7 +197,8 @@ class DockerTarget:
             volumes = [docker.ContainerVolumeArgs(container_path=v.path, volume_name=docker.Volume(
                 f"{name}-{v.name}", name=f"{name}-{v.name}", labels=[docker.VolumeLabelArgs(label="netopt.workload", value=workload.name)],
                 opts=pulumi.ResourceOptions(parent=parent, retain_on_delete=True)).name) for v in workload.volumes if v.kind == "persistent"]
-            env = {**workload.env, "PORT": str(workload.port), "NETOPT_REPLICA": f"{workload.name}-{replica}"}
+            port = {"PORT": str(workload.port)} if workload.port is not None else {}
+            env = {**workload.env, **port, "NETOPT_REPLICA": f"{workload.name}-{replica}"}
             container = docker.Container(
                 name,
                 name=name,
@@ -178,12 +211,14 @@ class DockerTarget:
                 envs=[f"{k}={v}" for k, v in sorted(env.items())],
                 labels=_labels(self.spec, **{"netopt.workload": workload.name, "netopt.replica": str(replica)}),
                 healthcheck=_healthcheck(probe, health),
-                wait=True,
-                wait_timeout=_wait_timeout(health),
+                **_waiting(timing),
                 **self._replica_networks(workload.name, replica, network),
                 **_process(workload),
+                **_requests(workload.resources),
                 volumes=volumes or None,
-                **{**_HARDENING, "tmpfs": {**_HARDENING["tmpfs"], **scratch}},
+                sysctls=port_sysctls(listen_ports(workload)) or None,
+                **{**_HARDENING, "tmpfs": {**_HARDENING["tmpfs"], **scratch}, "restart": workload.restart,
+                   "capabilities": _capabilities(workload.capabilities.add)},
                 opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=[previous] if previous else None),
             )
             containers.append(container)
@@ -212,7 +247,8 @@ class DockerTarget:
         # Edge first: Docker publishes ports through a non-internal network.
         joined = [docker.ContainerNetworksAdvancedArgs(name=network["edge"], ipv4_address=edge), *self._endpoint_networks(GATEWAY, 0, network)]
         ports = [docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")]
-        self._nginx(parent, f"{self.spec.network.name}-gateway", "gateway", {}, gw.status_port, config, joined, depends_on, ports)
+        self._nginx(parent, f"{self.spec.network.name}-gateway", "gateway", {}, gw.status_port, [gw.listen_port, gw.status_port], config,
+                    joined, depends_on, ports)
         return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": hashlib.sha256(config.encode()).hexdigest()}
 
     def service_proxy(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
@@ -223,12 +259,13 @@ class DockerTarget:
         name = f"{self.spec.network.name}-{proxy.name}"
         joined = self._endpoint_networks(proxy_name(proxy.workload), 0, network)
         labels = {"netopt.proxy": proxy.name, "netopt.fronts": proxy.workload}
-        return self._nginx(parent, name, "service-proxy", labels, proxy.status_port, config, joined, depends_on, [])
+        return self._nginx(parent, name, "service-proxy", labels, proxy.status_port, proxy.ports, config, joined, depends_on, [])
 
-    def _nginx(self, parent: pulumi.ComponentResource, name: str, role: str, labels: dict[str, str], status_port: int, config: str,
-               networks: list[docker.ContainerNetworksAdvancedArgs], depends_on: list[pulumi.Resource],
+    def _nginx(self, parent: pulumi.ComponentResource, name: str, role: str, labels: dict[str, str], status_port: int,
+               listening: list[int], config: str, networks: list[docker.ContainerNetworksAdvancedArgs], depends_on: list[pulumi.Resource],
                ports: list[docker.ContainerPortArgs]) -> list[pulumi.Resource]:
-        """One nginx container (the gateway's image, user and resources) and the Command that reloads its config."""
+        """One nginx container (the gateway's image, user and resources) and the Command that reloads its config;
+        `listening`: the ports it binds (a port below 1024 gets the unprivileged-port sysctl)."""
         gw = self.spec.gateway
         probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{status_port}/healthz"]
         container = docker.Container(
@@ -236,7 +273,7 @@ class DockerTarget:
             name=name,
             image=gw.image,
             hostname=name,
-            user=gw.run_as_user,
+            user=uid_gid(gw.run_as_user),
             command=["nginx", "-c", "/etc/nginx/nginx.conf", "-g", "daemon off;"],
             memory=gw.resources.memory_mb,
             cpus=f"{gw.resources.cpu:g}",
@@ -252,6 +289,8 @@ class DockerTarget:
             wait_timeout=_wait_timeout(HealthCheck()),
             networks_advanced=networks,
             ports=ports or None,
+            sysctls=port_sysctls(listening) or None,
+            **_requests(gw.resources),
             **_HARDENING,
             opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=depends_on, ignore_changes=["uploads"]),
         )

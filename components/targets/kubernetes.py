@@ -28,9 +28,11 @@ from components.plan.addressing import AddressMap, kubernetes_address_map, kuber
 from components.plan.graph import GATEWAY, proxy_name
 from components.plan.ir import Proxy
 from components.render.runtime import NginxRuntime
+from components.spec.runtime import user_ids
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
 from components.targets.network_policies import network_policies
 from components.targets.nginx_image import stream_modules
+from components.targets.privileges import listen_ports, port_sysctls
 from components.targets.probes import kubernetes_handler
 
 CONFIG_KEY = "nginx.conf"
@@ -50,43 +52,47 @@ def _image_version(image: str) -> str | None:
     return tag if _LABEL_VALUE.match(tag) else None
 
 
-def _ids(user: str) -> tuple[int, int]:
-    uid, _, gid = user.partition(":")
-    return int(uid), int(gid or uid)
-
-
 def _seconds(value: float) -> int:
     return max(1, math.ceil(value))
 
 
 def _resources(resources: Resources) -> k8s.core.v1.ResourceRequirementsArgsDict:
-    """requests = limits: Guaranteed QoS, and the capacity model's service rates hold on a busy node."""
-    amount = {"cpu": f"{round(resources.cpu * 1000)}m", "memory": f"{resources.memory_mb}Mi"}
-    return {"requests": amount, "limits": dict(amount)}
+    """Requests default to the limits: Guaranteed QoS, and the capacity model's service rates hold on a busy node."""
+    def amount(cpu: float, memory_mb: int) -> dict[str, str]:
+        return {"cpu": f"{round(cpu * 1000)}m", "memory": f"{memory_mb}Mi"}
+
+    return {"requests": amount(resources.requests.cpu or resources.cpu, resources.requests.memory_mb or resources.memory_mb),
+            "limits": amount(resources.cpu, resources.memory_mb)}
 
 
-def _probes(handler: dict[str, Any], health: HealthCheck) -> tuple[k8s.core.v1.ProbeArgsDict, k8s.core.v1.ProbeArgsDict]:
-    """Readiness takes a pod out of its Service after `retries` failed checks; liveness restarts it only after
-    twice as many, so an overloaded pod is drained rather than killed."""
+def _probes(handler: dict[str, Any], health: HealthCheck) -> dict[str, k8s.core.v1.ProbeArgsDict]:
+    """Readiness takes a pod out of its Service after `failures` failed checks; liveness restarts it only after
+    twice as many, so an overloaded pod is drained rather than killed. A slow starter (`start_period_s`) gets a
+    startupProbe that holds both off for up to that long, so its start is never taken for a hang."""
+    period = _seconds(health.period)
+    delay: dict[str, Any] = {} if health.initial_delay_s is None else {"initial_delay_seconds": math.ceil(health.initial_delay_s)}
     readiness = cast(k8s.core.v1.ProbeArgsDict, {
         **handler,
-        "period_seconds": _seconds(health.interval_s),
+        **delay,
+        "period_seconds": period,
         "timeout_seconds": _seconds(health.timeout_s),
-        "failure_threshold": health.retries,
+        "failure_threshold": health.failures,
         "success_threshold": 1,
     })
-    liveness: k8s.core.v1.ProbeArgsDict = {**readiness, "failure_threshold": health.retries * 2, "initial_delay_seconds": _seconds(health.interval_s)}
-    return readiness, liveness
+    liveness = cast(k8s.core.v1.ProbeArgsDict, {**readiness, "failure_threshold": health.failures * 2, "initial_delay_seconds": period, **delay})
+    probes = {"readiness_probe": readiness, "liveness_probe": liveness}
+    if health.start_period_s is not None:
+        probes["startup_probe"] = {**readiness, "failure_threshold": math.ceil(health.start_period_s / period)}
+    return probes
 
 
 def _workload_probes(workload: Workload) -> dict[str, k8s.core.v1.ProbeArgsDict]:
-    """Readiness and liveness from the workload's health kind; none for kind none."""
+    """Readiness, liveness (and a startup probe) from the workload's health kind; none for kind none."""
     handler = kubernetes_handler(workload, workload.protocol)
     probe = workload.health_check()
     if handler is None or not isinstance(probe, HealthCheck):
         return {}
-    readiness, liveness = _probes(handler, probe)
-    return {"readiness_probe": readiness, "liveness_probe": liveness}
+    return _probes(handler, probe)
 
 
 def _process(workload: Workload) -> dict[str, list[str]]:
@@ -103,27 +109,67 @@ _APP_PROTOCOL = {"http": "http", "grpc": "kubernetes.io/h2c"}
 """Service appProtocol per workload protocol (plain gRPC is HTTP/2 without TLS); plain tcp states none."""
 
 
-def _service_port(workload: Workload) -> k8s.core.v1.ServicePortArgsDict:
-    port: k8s.core.v1.ServicePortArgsDict = {"name": workload.protocol, "port": workload.port, "target_port": workload.protocol, "protocol": "TCP"}
-    if workload.protocol in _APP_PROTOCOL:
-        port["app_protocol"] = _APP_PROTOCOL[workload.protocol]
-    return port
+def _protocols(workload: Workload) -> dict[str, str]:
+    """Each named port's protocol: the main port's is the workload's (and its name)."""
+    return {workload.protocol: workload.protocol} | {p.name: p.protocol for p in workload.ports}
 
 
-def _pod_security(user: str) -> k8s.core.v1.PodSecurityContextArgsDict:
-    uid, gid = _ids(user)
-    return {"run_as_non_root": True, "run_as_user": uid, "run_as_group": gid, "fs_group": gid, "seccomp_profile": {"type": "RuntimeDefault"}}
+def _service_ports(workload: Workload) -> list[k8s.core.v1.ServicePortArgsDict]:
+    """One Service port per named port, the main one first, each targeting the container port of its name."""
+    protocols = _protocols(workload)
+    ports: list[k8s.core.v1.ServicePortArgsDict] = []
+    for name, number in workload.named_ports().items():
+        port: k8s.core.v1.ServicePortArgsDict = {"name": name, "port": number, "target_port": name, "protocol": "TCP"}
+        if protocols[name] in _APP_PROTOCOL:
+            port["app_protocol"] = _APP_PROTOCOL[protocols[name]]
+        ports.append(port)
+    return ports
 
 
-def _container_security(read_only: bool) -> k8s.core.v1.SecurityContextArgsDict:
+def _pod_security(user: str, sysctls: dict[str, str]) -> k8s.core.v1.PodSecurityContextArgsDict:
+    """`sysctls`: pod-level kernel settings (a port below 1024: `privileges.port_sysctls`)."""
+    uid, gid = user_ids(user)
+    security: k8s.core.v1.PodSecurityContextArgsDict = {"run_as_non_root": True, "run_as_user": uid, "run_as_group": gid, "fs_group": gid,
+                                                        "seccomp_profile": {"type": "RuntimeDefault"}}
+    if sysctls:
+        security["sysctls"] = [{"name": name, "value": value} for name, value in sorted(sysctls.items())]
+    return security
+
+
+def _container_security(read_only: bool, add: list[str] | None = None) -> k8s.core.v1.SecurityContextArgsDict:
+    """Drop ALL; `add` is what the workload declares (the restricted Pod Security Standard admits NET_BIND_SERVICE only)."""
     return {
         "allow_privilege_escalation": False,
         "privileged": False,
         "read_only_root_filesystem": read_only,
         "run_as_non_root": True,
-        "capabilities": {"drop": ["ALL"]},
+        "capabilities": {"drop": ["ALL"], **({"add": list(add)} if add else {})},
         "seccomp_profile": {"type": "RuntimeDefault"},
     }
+
+
+def _container(workload: Workload) -> k8s.core.v1.ContainerArgsDict:
+    """The workload's one container: its named ports, env (PORT = its main port), limits, probes and hardening."""
+    port = {"PORT": str(workload.port)} if workload.port is not None else {}
+    env = {k: v for k, v in workload.env.items() if k != "NETOPT_REPLICA"} | port
+    env_vars: list[k8s.core.v1.EnvVarArgsDict] = [{"name": k, "value": v} for k, v in sorted(env.items())]
+    env_vars.append({"name": "NETOPT_REPLICA", "value_from": {"field_ref": {"field_path": "metadata.name"}}})
+    return {
+        "name": workload.name,
+        "image": workload.image,
+        "ports": [{"name": name, "container_port": number, "protocol": "TCP"} for name, number in workload.named_ports().items()],
+        "env": env_vars,
+        "resources": _resources(workload.resources),
+        **_workload_probes(workload),  # type: ignore[typeddict-item]
+        "security_context": _container_security(workload.read_only_root_fs, workload.capabilities.add),
+        "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}, *({"name": v.name, "mount_path": v.path} for v in workload.volumes)],
+        **_process(workload),
+    }
+
+
+def _stateful(workload: Workload) -> bool:
+    """A StatefulSet: per-pod persistent storage, or a singleton (never two pods at once, even during a rollout)."""
+    return workload.persistent() or workload.singleton
 
 
 class KubernetesTarget:
@@ -170,7 +216,7 @@ class KubernetesTarget:
     def _pod_template(self, name: str, labels: dict[str, str], user: str, container: k8s.core.v1.ContainerArgsDict,
                       volumes: list[k8s.core.v1.VolumeArgsDict], spread: bool,
                       annotations: dict[str, str] | None = None, finish_s: int = 30,
-                      graceful_stop: str | None = None) -> k8s.core.v1.PodTemplateSpecArgsDict:
+                      graceful_stop: str | None = None, sysctls: dict[str, str] | None = None) -> k8s.core.v1.PodTemplateSpecArgsDict:
         """`finish_s`: how long a request in flight may still take once the pod stops; `graceful_stop`: a shell
         command that makes the process finish its requests and exit (run after the drain, before SIGTERM)."""
         drain = self.spec.kubernetes.drain_s
@@ -187,7 +233,7 @@ class KubernetesTarget:
         pod: k8s.core.v1.PodSpecArgsDict = {
             "automount_service_account_token": False,
             "enable_service_links": False,
-            "security_context": _pod_security(user),
+            "security_context": _pod_security(user, sysctls or {}),
             "termination_grace_period_seconds": drain + finish_s,
             "containers": [container],
             "volumes": volumes,
@@ -218,20 +264,23 @@ class KubernetesTarget:
 
     def _stateful_set_spec(self, workload: Workload, replicas: int | None,
                            template: k8s.core.v1.PodTemplateSpecArgsDict) -> k8s.apps.v1.StatefulSetSpecArgsDict:
-        """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away."""
+        """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away (a
+        singleton with scratch storage only has none)."""
         spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
             "selector": {"match_labels": self.selector(workload.name)},
             "service_name": workload.name,
             # One pod at a time, each Ready before the next: a stateful replica is never replaced alongside its peers.
             "update_strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 1}},
             "revision_history_limit": 5,
-            "persistent_volume_claim_retention_policy": {"when_deleted": "Retain", "when_scaled": "Retain"},
             "template": template,
-            "volume_claim_templates": [{
-                "metadata": {"name": v.name, "labels": self.selector(workload.name)},
-                "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{v.size_mb}Mi"}}},
-            } for v in workload.volumes if v.kind == "persistent"],
         }
+        claims: list[k8s.core.v1.PersistentVolumeClaimArgsDict] = [{
+            "metadata": {"name": v.name, "labels": self.selector(workload.name)},
+            "spec": {"access_modes": ["ReadWriteOnce"], "resources": {"requests": {"storage": f"{v.size_mb}Mi"}}},
+        } for v in workload.volumes if v.kind == "persistent"]
+        if claims:
+            spec["persistent_volume_claim_retention_policy"] = {"when_deleted": "Retain", "when_scaled": "Retain"}
+            spec["volume_claim_templates"] = claims
         if replicas is not None:
             spec["replicas"] = replicas
         return spec
@@ -289,44 +338,31 @@ class KubernetesTarget:
         namespace = network["namespace"]
         labels = self.labels(workload.name, "backend", workload.image)
         scaling = self.spec.kubernetes.autoscaling.get(workload.name)
-        env = {k: v for k, v in workload.env.items() if k != "NETOPT_REPLICA"} | {"PORT": str(workload.port)}
-        env_vars: list[k8s.core.v1.EnvVarArgsDict] = [{"name": k, "value": v} for k, v in sorted(env.items())]
-        env_vars.append({"name": "NETOPT_REPLICA", "value_from": {"field_ref": {"field_path": "metadata.name"}}})
-        container: k8s.core.v1.ContainerArgsDict = {
-            "name": workload.name,
-            "image": workload.image,
-            "ports": [{"name": workload.protocol, "container_port": workload.port, "protocol": "TCP"}],
-            "env": env_vars,
-            "resources": _resources(workload.resources),
-            **_workload_probes(workload),  # type: ignore[typeddict-item]
-            "security_context": _container_security(workload.read_only_root_fs),
-            "volume_mounts": [{"name": "tmp", "mount_path": "/tmp"}, *({"name": v.name, "mount_path": v.path} for v in workload.volumes)],
-            **_process(workload),
-        }
         volumes: list[k8s.core.v1.VolumeArgsDict] = [{"name": "tmp", "empty_dir": {"size_limit": "64Mi"}}]
         volumes += [{"name": v.name, "empty_dir": {"size_limit": f"{v.size_mb}Mi"}} for v in workload.volumes if v.kind == "scratch"]
-        template = self._pod_template(workload.name, labels, self.spec.workload_user(workload), container, volumes,
-                                      spread=self.spec.max_replicas(workload.name) > 1)
+        template = self._pod_template(workload.name, labels, self.spec.workload_user(workload), _container(workload), volumes,
+                                      spread=self.spec.max_replicas(workload.name) > 1, sysctls=port_sysctls(listen_ports(workload)))
         replicas = None if scaling else workload.replicas
         metadata = self._metadata(workload.name, namespace, labels)
         resources: list[pulumi.Resource] = [
             k8s.apps.v1.StatefulSet(f"{net}-{workload.name}", metadata=metadata, spec=self._stateful_set_spec(workload, replicas, template),
                                     opts=self._opts(parent))
-            if workload.persistent() else
+            if _stateful(workload) else
             k8s.apps.v1.Deployment(f"{net}-{workload.name}", metadata=metadata, spec=self._deployment_spec(workload.name, replicas, template),
                                    opts=self._opts(parent)),
-            k8s.core.v1.Service(
+        ]
+        if workload.named_ports():  # a workload that listens nowhere (a queue consumer) has nothing to reach
+            resources.append(k8s.core.v1.Service(
                 f"{net}-{workload.name}",
                 metadata=self._metadata(self._pods_services[workload.name], namespace, labels),
                 spec={
                     "type": "ClusterIP",
                     "selector": self.selector(workload.name),
-                    "ports": [_service_port(workload)],
+                    "ports": _service_ports(workload),
                     "session_affinity": "None",
                 },
                 opts=self._opts(parent),
-            ),
-        ]
+            ))
         resources += self._network_policies(parent, workload.name, namespace)
         if workload.replicas > 1:
             resources.append(self._disruption_budget(parent, workload.name, namespace, labels))
@@ -335,7 +371,7 @@ class KubernetesTarget:
                 f"{net}-{workload.name}",
                 metadata=self._metadata(workload.name, namespace, labels),
                 spec={
-                    "scale_target_ref": {"api_version": "apps/v1", "kind": "StatefulSet" if workload.persistent() else "Deployment",
+                    "scale_target_ref": {"api_version": "apps/v1", "kind": "StatefulSet" if _stateful(workload) else "Deployment",
                                          "name": workload.name},
                     "min_replicas": workload.replicas,
                     "max_replicas": scaling.max_replicas,
@@ -355,17 +391,22 @@ class KubernetesTarget:
         name = proxy_name(proxy.workload)
         namespace = network["namespace"]
         labels = self.labels(name, "service-proxy", self.spec.gateway.image)
-        port = {"name": proxy.protocol, "container_port": proxy.listen_port, "protocol": "TCP"}
+        # The ports its callers call: the workload's main one (named after its protocol) and the others it passes through.
+        names = {number: port_name for port_name, number in self.spec.workload(proxy.workload).named_ports().items()}
+        listened = sorted({proxy.listen_port if s.port is None else s.port for s in proxy.servers})
+        ports = [{"name": names[number], "container_port": number, "protocol": "TCP"} for number in listened]
         replicas = max(2, self.spec.gateway.replicas)
-        resources = self._nginx(parent, name, labels, config, namespace, [port], replicas, proxy.status_port, depends_on)
-        service_port: k8s.core.v1.ServicePortArgsDict = {"name": proxy.protocol, "port": proxy.listen_port, "target_port": proxy.protocol,
-                                                          "protocol": "TCP"}
-        if proxy.protocol in _APP_PROTOCOL:
-            service_port["app_protocol"] = _APP_PROTOCOL[proxy.protocol]
+        resources = self._nginx(parent, name, labels, config, namespace, ports, replicas, proxy.status_port, depends_on)
+        service_ports: list[k8s.core.v1.ServicePortArgsDict] = []
+        for number in listened:
+            service_port: k8s.core.v1.ServicePortArgsDict = {"name": names[number], "port": number, "target_port": names[number], "protocol": "TCP"}
+            if number == proxy.listen_port and proxy.protocol in _APP_PROTOCOL:
+                service_port["app_protocol"] = _APP_PROTOCOL[proxy.protocol]
+            service_ports.append(service_port)
         resources.append(k8s.core.v1.Service(
             f"{self.spec.network.name}-{name}",
             metadata=self._metadata(proxy.workload, namespace, labels),
-            spec={"type": "ClusterIP", "selector": self.selector(name), "ports": [service_port], "session_affinity": "None"},
+            spec={"type": "ClusterIP", "selector": self.selector(name), "ports": service_ports, "session_affinity": "None"},
             opts=self._opts(parent),
         ))
         resources += self._network_policies(parent, name, namespace)
@@ -414,7 +455,6 @@ class KubernetesTarget:
             immutable=True,
             opts=self._opts(parent),
         )
-        readiness, liveness = _probes({"http_get": {"path": "/healthz", "port": "status"}}, HealthCheck())
         container: k8s.core.v1.ContainerArgsDict = {
             "name": "nginx",
             "image": gw.image,
@@ -423,8 +463,7 @@ class KubernetesTarget:
             "command": ["nginx", "-e", "stderr", "-c", f"{CONFIG_DIR}/{CONFIG_KEY}", "-g", "daemon off;"],
             "ports": [*ports, {"name": "status", "container_port": status_port, "protocol": "TCP"}],
             "resources": _resources(gw.resources),
-            "readiness_probe": readiness,
-            "liveness_probe": liveness,
+            **_probes({"http_get": {"path": "/healthz", "port": "status"}}, HealthCheck()),  # type: ignore[typeddict-item]
             "security_context": _container_security(read_only=True),
             "volume_mounts": [{"name": "config", "mount_path": CONFIG_DIR, "read_only": True}, {"name": "tmp", "mount_path": "/tmp"}],
         }
@@ -435,6 +474,7 @@ class KubernetesTarget:
         ]
         # The checksum in the pod template is what rolls the pods: a different config, a different template.
         template = self._pod_template(name, labels, gw.run_as_user, container, volumes, spread=replicas > 1,
+                                      sysctls=port_sysctls([*(port["container_port"] for port in ports), status_port]),
                                       annotations={CONFIG_CHECKSUM: digest}, finish_s=math.ceil(gw.timeouts.read_s) + 5,
                                       graceful_stop="kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done")
         resources: list[pulumi.Resource] = [config_map, k8s.apps.v1.Deployment(

@@ -16,7 +16,7 @@ Probe = HttpHealth | GrpcHealth | TcpHealth | ExecHealth | NoHealth
 
 
 def probe_port(workload: Workload, probe: Probe) -> int | None:
-    """The port a network probe connects to: its own, else the workload's. None for exec and none."""
+    """The port a network probe connects to: its own, else the workload's main port. None for exec and none."""
     if isinstance(probe, HttpHealth | GrpcHealth | TcpHealth):
         return probe.port or workload.port
     return None

@@ -8,7 +8,8 @@ never a guess.
   `resource_docker_container.go` replaces the container; the others are applied by its Update (`docker update`
   for resources and the restart policy) or only stored. `healthcheck`, `tmpfs` and `init` lost `ForceNew` in
   later provider releases while Docker cannot change them on a running container: counted as replacing
-  (the pessimistic reading). Every `docker_network` attribute is `ForceNew`.
+  (the pessimistic reading), as is `memoryReservation` (a workload's memory request), which pulumi-docker 5.2.0 takes
+  but the provider source read here does not list. Every `docker_network` attribute is `ForceNew`.
 - pulumi-command 1.2.1 `local.Command`: a change of `triggers` replaces it when it has no `update` command
   (its create runs again on the new one); any other input change runs `update`, else `create`, in place.
 - pulumi-kubernetes: a Deployment whose pod template changes rolls its pods (the Deployment's strategy); other
@@ -38,7 +39,7 @@ CONTAINER_REPLACES = frozenset({
     "stopTimeout", "mounts", "volumes", "ports", "hosts", "ulimits", "envs", "privileged", "devices", "labels",
     "shmSize", "logDriver", "logOpts", "networkMode", "networksAdvanced", "pidMode", "usernsMode", "uploads",
     "sysctls", "ipcMode", "groupAdds", "tty", "stdinOpen", "storageOpts", "gpus", "cpus", "cgroupnsMode",
-    "healthcheck", "tmpfs", "init",
+    "healthcheck", "tmpfs", "init", "memoryReservation",
 })
 # Applied to the running container by the provider's Update (docker update).
 CONTAINER_UPDATES_LIVE = frozenset({"memory", "memorySwap", "cpuShares", "cpuSet", "cpuPeriod", "cpuQuota",

@@ -32,7 +32,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def _missing() -> str | None:
     if os.geteuid() != 0:
         return "e2e tests need root"
-    for tool in ("dockerd", "containerd", "runc", "docker-proxy", "debootstrap", "ip", "nsenter"):
+    for tool in ("dockerd", "containerd", "runc", "docker-proxy", "debootstrap", "ip", "nsenter", "capsh"):
         if shutil.which(tool) is None:
             return f"{tool} not installed (run e2e/install-deps.sh)"
     return None

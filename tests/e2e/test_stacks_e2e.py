@@ -31,7 +31,7 @@ def _wait_healthy(app: Applied, names: list[str], timeout: float = 90.0) -> None
         for name in list(pending):
             state = app.container(name).attrs["State"]
             health = (state.get("Health") or {}).get("Status")
-            if health == "healthy":
+            if health == "healthy" or (health is None and state.get("Running")):  # a container without a probe: running
                 pending.remove(name)
             elif not state.get("Running"):
                 logs = app.containers[name].logs(tail=30).decode(errors="replace")

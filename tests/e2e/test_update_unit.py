@@ -70,8 +70,8 @@ def test_a_removed_workload_is_deleted_last() -> None:
 def test_an_input_nobody_can_classify_fails_the_update_before_any_step() -> None:
     new = copy.deepcopy(_records(record_stack("dev")))
     container = next(r for r in new if r["type"] == "docker:index/container:Container")
-    container["inputs"]["memoryReservation"] = 64.0  # a real provider input, absent from the schema table
-    with pytest.raises(UnclassifiedInputError, match="memoryReservation"):
+    container["inputs"]["cgroupParent"] = "netopt"  # a real provider input, absent from the schema table
+    with pytest.raises(UnclassifiedInputError, match="cgroupParent"):
         plan_update(_applied("dev"), new)
     container["inputs"]["noSuchInput"] = 1.0
     with pytest.raises(UnsupportedPropertyError, match="noSuchInput"):

@@ -75,7 +75,7 @@ def test_the_config_has_services_only_and_no_runtime_resolution(prod_manifests: 
 
 def _services_with_ports() -> list[tuple[str, int]]:
     spec = stack_spec(PROD)
-    return [(f"{w.name}.shop-prod.svc.cluster.local", w.port) for w in spec.workloads]
+    return [(f"{w.name}.shop-prod.svc.cluster.local", int(w.port or 0)) for w in spec.workloads]
 
 
 def test_worker_processes_follow_the_pods_cpu_limit_not_the_nodes() -> None:

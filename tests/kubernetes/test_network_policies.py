@@ -30,7 +30,7 @@ def _range(cidr: Any) -> str:
 
 def declared(spec: Spec, namespace: str) -> set[Connection]:
     """The connections the spec asks for, written out from the spec's own keys (not from components.plan.graph)."""
-    ports = {w.name: w.port for w in spec.workloads}
+    ports = {w.name: int(w.port or 0) for w in spec.workloads}
     kinds = {w.name: "StatefulSet" if any(v.kind == "persistent" for v in w.volumes) else "Deployment" for w in spec.workloads}
 
     def pod(name: str) -> str:
