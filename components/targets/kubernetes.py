@@ -221,7 +221,7 @@ class KubernetesTarget:
         """Per-pod storage: one PersistentVolumeClaim per persistent volume and pod, kept when pods or the set go away."""
         spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
             "selector": {"match_labels": self.selector(workload.name)},
-            "service_name": workload.name,
+            "service_name": self._pods_services[workload.name],  # the Service of its own pods, not its proxy's
             # One pod at a time, each Ready before the next: a stateful replica is never replaced alongside its peers.
             "update_strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 1}},
             "revision_history_limit": 5,
@@ -357,7 +357,8 @@ class KubernetesTarget:
         labels = self.labels(name, "service-proxy", self.spec.gateway.image)
         port = {"name": proxy.protocol, "container_port": proxy.listen_port, "protocol": "TCP"}
         replicas = max(2, self.spec.gateway.replicas)
-        resources = self._nginx(parent, name, labels, config, namespace, [port], replicas, proxy.status_port, depends_on)
+        resources = self._nginx(parent, name, labels, config, namespace, [port], replicas, proxy.status_port, depends_on,
+                                finish_s=math.ceil(proxy.timeouts.read_s) + 5)
         service_port: k8s.core.v1.ServicePortArgsDict = {"name": proxy.protocol, "port": proxy.listen_port, "target_port": proxy.protocol,
                                                           "protocol": "TCP"}
         if proxy.protocol in _APP_PROTOCOL:
@@ -379,7 +380,8 @@ class KubernetesTarget:
         digest = hashlib.sha256(config.encode()).hexdigest()
         labels = self.labels(GATEWAY, "gateway", gw.image)
         ports = [{"name": "http", "container_port": gw.listen_port, "protocol": "TCP"}]
-        self._nginx(parent, GATEWAY, labels, config, namespace, ports, gw.replicas, gw.status_port, depends_on)
+        self._nginx(parent, GATEWAY, labels, config, namespace, ports, gw.replicas, gw.status_port, depends_on,
+                    finish_s=math.ceil(gw.timeouts.read_s) + 5)
         service_spec: k8s.core.v1.ServiceSpecArgsDict = {
             "type": gw.service_type,
             "selector": self.selector(GATEWAY),
@@ -401,9 +403,10 @@ class KubernetesTarget:
         return {"endpoint": endpoint, "config_sha256": digest}
 
     def _nginx(self, parent: pulumi.ComponentResource, name: str, labels: dict[str, str], config: str, namespace: pulumi.Input[str],
-               ports: list[Any], replicas: int, status_port: int, depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+               ports: list[Any], replicas: int, status_port: int, depends_on: list[pulumi.Resource], finish_s: int) -> list[pulumi.Resource]:
         """An nginx Deployment (the gateway's image, user and resources) running `config` from an immutable
-        content-named ConfigMap, and its PodDisruptionBudget when it has more than one replica."""
+        content-named ConfigMap, and its PodDisruptionBudget when it has more than one replica. `finish_s`: how long
+        a request in flight may still take (its proxy's read timeout, and a margin)."""
         gw = self.spec.gateway
         net = self.spec.network.name
         digest = hashlib.sha256(config.encode()).hexdigest()
@@ -435,7 +438,7 @@ class KubernetesTarget:
         ]
         # The checksum in the pod template is what rolls the pods: a different config, a different template.
         template = self._pod_template(name, labels, gw.run_as_user, container, volumes, spread=replicas > 1,
-                                      annotations={CONFIG_CHECKSUM: digest}, finish_s=math.ceil(gw.timeouts.read_s) + 5,
+                                      annotations={CONFIG_CHECKSUM: digest}, finish_s=finish_s,
                                       graceful_stop="kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done")
         resources: list[pulumi.Resource] = [config_map, k8s.apps.v1.Deployment(
             f"{net}-{name}",
