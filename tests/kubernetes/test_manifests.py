@@ -49,7 +49,7 @@ def test_the_kubernetes_validate_cli_passes_them_with_no_warning(prod_manifests:
 
 
 def test_an_unknown_kind_is_an_error_not_a_warning(prod_manifests: list[dict[str, Any]]) -> None:
-    unknown = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "x", "namespace": "shop-prod"}, "spec": {}}
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x", "namespace": "shop-prod"}, "spec": {}}
     with pytest.raises(ManifestError, match="unknown kind"):
         validate_manifests([*prod_manifests, unknown])
 
