@@ -57,6 +57,16 @@ def _allow_nothing(inputs: MeshInputs) -> Manifest:
             "spec": {}}
 
 
+def _gateway_from_anywhere(inputs: MeshInputs) -> Manifest:
+    """The gateway's listen port bypasses its sidecar; should it not, the gateway still takes its clients' requests
+    (which `allow-nothing` would refuse): the NetworkPolicy and nginx's allow list decide who reaches it."""
+    port = str(inputs.spec.gateway.listen_port)
+    return {"apiVersion": SECURITY, "kind": "AuthorizationPolicy",
+            "metadata": inputs.metadata(f"{inputs.gateway}-clients", inputs.gateway, "mesh-authorization"),
+            "spec": {"selector": {"matchLabels": inputs.selector(inputs.gateway)}, "action": "ALLOW",
+                     "rules": [{"to": [{"operation": {"ports": [port]}}]}]}}
+
+
 def _authorization(inputs: MeshInputs, client: str, server: str) -> Manifest:
     port = inputs.spec.workload(server).port
     return {"apiVersion": SECURITY, "kind": "AuthorizationPolicy", "metadata": inputs.metadata(f"{client}-to-{server}", server, "mesh-authorization"),
@@ -152,7 +162,7 @@ def _call_limits(inputs: MeshInputs, caller: str, calls: list[Edge]) -> Manifest
 
 
 def resources(inputs: MeshInputs) -> list[Manifest]:
-    found = [_allow_nothing(inputs)]
+    found = [_allow_nothing(inputs), _gateway_from_anywhere(inputs)]
     found += [_authorization(inputs, client, server) for server, clients in inputs.clients().items() for client in clients]
     limited: dict[str, list[Edge]] = {}
     for policy, calls in inputs.callees():
