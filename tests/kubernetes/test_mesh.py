@@ -117,3 +117,66 @@ def test_connectivity_is_the_graph_caller_to_callee_and_the_control_plane(stack:
 
 def _pair(connection: Connection) -> tuple[str, str, str]:
     return connection.source, connection.destination, connection.allowed.rpartition("dst_ports:")[2].rstrip("}")
+
+
+# -- hand-worked values (prod: web calls api, api and api-canary call auth; README's capacity section) ------------
+# api serves 3 replicas × 32 in flight / 0.040 s = 2400 calls/s, all web's (its only caller): web -> api 2400 rps.
+# auth serves 3 × 16 / 0.030 s = 1600/s, shared by declared call rates api 84 × 0.3 = 25.2 and api-canary 8 × 0.3
+# = 2.4: api 1600 × 25.2 / 27.6 = 1460.87 -> 87652 per minute; api-canary 139.13 -> 8347 per minute.
+# Per pod (3 each): ⌊2400 / 3⌋ = 800, ⌊87652 / 60 / 3⌋ = 486, ⌊8347 / 60 / 3⌋ = 46.
+WEB_API, API_AUTH, CANARY_AUTH = 800, 486, 46
+
+
+def test_linkerd_limits_each_caller_in_the_callees_pods() -> None:
+    found = by_kind(mesh_manifests("prod", "linkerd"))
+    limits = {name: {o["clientRefs"][0]["name"]: o["requestsPerSecond"] for o in m["spec"]["overrides"]}
+              for name, m in found["HTTPLocalRateLimitPolicy"].items()}
+    assert limits == {"api": {"web": WEB_API}, "auth": {"api": API_AUTH, "api-canary": CANARY_AUTH}}
+    assert set(found["AuthorizationPolicy"]) == {"web-to-api", "api-to-auth", "api-canary-to-auth",
+                                                 *(f"gateway-to-{w}" for w in ("web", "api", "api-canary", "auth", "static"))}
+    assert all(s["spec"]["accessPolicy"] == "deny" for s in found["Server"].values())
+    route = found["HTTPRoute"]["api"]  # timeout 10 × 40 ms floored at 1 s, 2 tries: 2 s for the call
+    assert route["spec"]["rules"][0]["timeouts"] == {"request": "2s"}
+    assert route["metadata"]["annotations"] == {"retry.linkerd.io/limit": "1", "retry.linkerd.io/timeout": "1s"}, "no status retry: POST"
+
+
+def test_istio_limits_each_caller_in_its_own_pods() -> None:
+    found = by_kind(mesh_manifests("prod", "istio"))
+    buckets = {name: [p["patch"]["value"]["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]["value"]["token_bucket"]["tokens_per_fill"]
+                      for p in m["spec"]["configPatches"] if p["applyTo"] == "HTTP_ROUTE"] for name, m in found["EnvoyFilter"].items()}
+    assert buckets == {"web-call-limits": [WEB_API], "api-call-limits": [API_AUTH], "api-canary-call-limits": [CANARY_AUTH]}
+    # web -> api may hold 96 calls in flight (api's 96, one caller): 32 per web pod; api -> auth 44 over api's 6 pods at most
+    pools = {name: m["spec"]["trafficPolicy"]["connectionPool"] for name, m in found["DestinationRule"].items() if "workloadSelector" in m["spec"]}
+    assert pools["web-to-api"]["http"] == {"http2MaxRequests": 32} and pools["api-to-auth"]["http"] == {"http2MaxRequests": 44 // 6}
+    principals = found["AuthorizationPolicy"]["api-to-auth"]["spec"]["rules"][0]["from"][0]["source"]["principals"]
+    assert principals == ["cluster.local/ns/shop-prod/sa/api"]
+    assert found["AuthorizationPolicy"]["allow-nothing"]["spec"] == {}
+
+
+# -- the integrity gate reads the mesh's resources ----------------------------------------------------------------
+
+def _tampered(stack: str, mesh: str, kind: str, name: str, edit: Any) -> list[RecordedResource]:
+    import copy
+    import dataclasses
+
+    resources = []
+    for r in mesh_resources(stack, mesh):
+        if r.inputs.get("kind") == kind and r.inputs.get("metadata", {}).get("name") == name:
+            inputs = copy.deepcopy(r.inputs)
+            edit(inputs)
+            r = dataclasses.replace(r, inputs=inputs)
+        resources.append(r)
+    return resources
+
+
+@pytest.mark.parametrize(("mesh", "kind", "name", "edit"), [
+    ("linkerd", "HTTPLocalRateLimitPolicy", "api", lambda i: i["spec"]["overrides"][0].update(requestsPerSecond=WEB_API + 100)),
+    ("linkerd", "HTTPRoute", "api", lambda i: i["spec"]["rules"].insert(0, {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
+                                                                           "backendRefs": i["spec"]["rules"][0]["backendRefs"]})),
+    ("istio", "EnvoyFilter", "web-call-limits", lambda i: i["spec"]["configPatches"].pop(0)),  # the filter itself: the bucket is inert
+], ids=["linkerd-override-raised", "linkerd-route-rule-before-the-call", "istio-filter-not-inserted"])
+def test_a_mesh_resource_that_disagrees_with_the_report_fails_the_integrity_gate(mesh: str, kind: str, name: str, edit: Any) -> None:
+    resources = _tampered("prod", mesh, kind, name, edit)
+    analysis = analyze_config(mesh_config("prod", mesh), "prod", policy_config_path("prod"), resources)
+    assert analysis.violated() == {("scores-match-deployed-config", "mandatory")}, "\n".join(d.message for d in analysis.diagnostics)
+    assert any("web.api" in d.message for d in analysis.diagnostics)
