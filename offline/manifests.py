@@ -7,7 +7,8 @@ number as a double). The offline plan writes them in the layout the provider's r
 `manifests.yaml` that `kubectl apply -f` takes in a single pass.
 
 `validate_manifests` checks each manifest with kubernetes-validate's strict schemas (unknown fields rejected)
-for every Kubernetes version in `KUBERNETES_VERSIONS`; a kind with no schema is an error, not a warning.
+for every Kubernetes version in `KUBERNETES_VERSIONS`; a kind with no schema is an error, not a warning. A custom
+resource (a service mesh's, `kubernetes.mesh`) is checked against its pinned, vendored CRD instead (`offline/crds.py`).
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from typing import Any
 import yaml
 from pulumi.runtime import rpc
 
+from offline.crds import is_custom, validate_custom
 from offline.program import ProgramError, RecordedResource
 
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 """The oldest Kubernetes the target supports (preStop `sleep` is on by default from 1.30) and the newest schema set."""
 
 _TYPE_PREFIX = "kubernetes:"
-_APPLY_ORDER = ("Namespace", "NetworkPolicy", "ConfigMap", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget", "HorizontalPodAutoscaler")
+_APPLY_ORDER = ("Namespace", "NetworkPolicy", "ServiceAccount", "ConfigMap", "Service", "Deployment", "StatefulSet", "PodDisruptionBudget",
+                "HorizontalPodAutoscaler")
 
 
 class ManifestError(ProgramError):
@@ -95,15 +98,17 @@ def write_manifests(documents: Sequence[dict[str, Any]], out: Path) -> dict[str,
 
 
 def validate_manifests(documents: Iterable[dict[str, Any]], versions: Sequence[str] = KUBERNETES_VERSIONS, strict: bool = True) -> list[str]:
-    """Validate against each Kubernetes version; return one line per manifest and version that passed.
+    """Validate against each Kubernetes version (a custom resource: against its vendored CRD); return one line per
+    manifest and version that passed.
 
     Raises ManifestError listing every failure: a schema violation, or a kind/apiVersion the version has no
     schema for (kubernetes-validate's CLI only warns about those).
     """
     import kubernetes_validate
 
-    passed, failures = [], []
-    for manifest in documents:
+    documents = list(documents)
+    passed, failures = validate_custom(m for m in documents if is_custom(m))
+    for manifest in (m for m in documents if not is_custom(m)):
         what = f"{manifest.get('kind')}/{manifest.get('metadata', {}).get('name')} ({manifest.get('apiVersion')})"
         for version in versions:
             try:

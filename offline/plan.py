@@ -161,7 +161,8 @@ def _call_lines(document: dict[str, Any]) -> list[str]:
            "mesh": "by mesh identity (no netopt proxy)"}[callers]
     lines = ["", f"Proxies (callers told apart {how}):", f"  {'proxy':<28}{'kind':<9}{'protocol':<10}config"]
     lines += [f"  {p['name']:<28}{p['kind']:<9}{p['protocol']:<10}{p['config']}" for p in document["proxies"]]
-    lines += ["", "Calls (each through its callee's service proxy):",
+    carrier = "the mesh, from the resources netopt generates (limits: see f_l)" if callers == "mesh" else "its callee's service proxy"
+    lines += ["", f"Calls (each through {carrier}):",
               f"  {'caller -> callee':<48}{'proto':<7}{'balancing':<17}{'timeout':>8}{'tries':>6}{'limit rps':>11}{'burst':>7}"
               f"{'max conc':>9}{'declared rps':>13}{'of capacity':>12}"]
     checks = document["capacity"]["edges"]

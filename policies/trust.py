@@ -26,6 +26,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from policies.deployed_scores import DeployedScores, deployed_scores, mean_reciprocal
 from policies.framework import Gate, StackCheck, StackReport, fmt, number, stack_policy, unknown_violation
+from policies.mesh import mesh_call_scores
 from policies.model import APP_NETWORK, get, items, proxy_configs
 from policies.nginx_config import parse_config, sha256_text
 
@@ -197,11 +198,15 @@ def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report
                 f"(required: a config crossplane parses, every route found). Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
             continue
         scored.setdefault(proxy, []).append((where, scores))
+    mesh = mesh_call_scores(args.resources)  # under a service mesh the call routes are its resources, not nginx configs
+    for problem in mesh.problems:
+        report_violation(f"AppNetwork '{network.name}': {problem}. Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
     first = {proxy: copies[0] for proxy, copies in scored.items()}
     variants = [(", ".join(where for where, _ in first.values()), first)]
     variants += [(where, first | {proxy: (where, scores)}) for proxy, copies in scored.items() for where, scores in copies[1:]]
     for where, chosen in variants:
         steps, limits = _union([scores for _, scores in chosen.values()])
+        steps, limits = steps | mesh.steps, limits | mesh.limits
         differences = _differences(report, steps, limits, mean_reciprocal([float(v) for v in steps.values()]),
                                    mean_reciprocal(list(limits.values())))
         if differences:

@@ -53,8 +53,11 @@ def test_the_network_policies_allow_exactly_its_graph(tmp_path: Path) -> None:
     documents: list[dict[str, Any]] = manifests(run_program(cli_config(stack_file(STACK)), STACK))
     found = in_namespace(connectivity(documents, tmp_path), "boutique")
     assert found == declared(stack_spec(STACK), "boutique")
-    kinds = {(d["kind"], d["metadata"]["name"]) for d in documents}
+    kinds = {(d["kind"], d["metadata"]["name"]): d for d in documents}
     assert ("StatefulSet", "redis-cart") in kinds and ("Deployment", "redis-cart") not in kinds
+    # redis-cart is called (by cartservice): the name is its proxy's Service; the set is governed by its pods' Service
+    assert kinds[("StatefulSet", "redis-cart")]["spec"]["serviceName"] == "redis-cart-backend"
+    assert kinds[("Service", "redis-cart")]["spec"]["selector"]["app.kubernetes.io/name"] == "redis-cart-proxy"
 
 
 def test_its_capacity_table_matches_a_hand_calculation() -> None:

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from components.plan.build import Plan
+from components.plan.mesh_limits import mesh_call_routes
 
 
 @dataclass(frozen=True)
@@ -65,9 +66,10 @@ def backend_replicas(plan: Plan) -> list[tuple[str, int, float]]:
 def call_routes(plan: Plan) -> list[tuple[str, int, float | None]]:
     """(route, r_j, f_l or None) of every call route: each route of a service proxy (one per caller, or one per callee
     where callers are not told apart) with its match steps and its rate limit (a tcp route has none: a connection
-    cap is no rate, and adds no f_l). Under a mesh, which runs no netopt proxy, each call is one route of one step."""
-    if not plan.services:
-        return [(edge.name, 1, edge.limit_rps) for edge in plan.edges]
+    cap is no rate, and adds no f_l). Under a mesh, which runs no netopt proxy, each call is one route of one step,
+    limited at what the mesh enforces (`mesh_limits`: whole requests per second per pod)."""
+    if plan.deployment.callers == "mesh":
+        return mesh_call_routes(plan.spec, plan.edges)
     rows: list[tuple[str, int, float | None]] = []
     for proxy in plan.services:
         for route in proxy.routes:

@@ -13,11 +13,12 @@ from components.plan.report import strategy_report
 from components.plan.scores import compute_scores
 from components.resources.load_balancer import LoadBalancer, LoadBalancerArgs
 from components.resources.network import ContainerNetwork
+from components.resources.service_mesh import ServiceMesh
 from components.resources.service_proxy import ServiceProxy
 from components.resources.workload import Workload
 from components.spec.schema import Spec
 from components.targets import proxy_config, target_for
-from components.targets.base import Target
+from components.targets.base import MeshTarget, Target
 
 
 def analyse(spec: Spec, observed: dict[str, Any] | None = None) -> tuple[Target, Plan, dict[str, Any]]:
@@ -53,6 +54,9 @@ class AppNetwork(pulumi.ComponentResource):
         self.workloads = [Workload(w, self.network, target, child) for w in spec.workloads]
         backends = [resource for workload in self.workloads for resource in workload.resources]
         self.proxies = [ServiceProxy(proxy, configs[proxy.name], self.network, target, backends, child) for proxy in plan.services]
+        if plan.deployment.callers == "mesh":  # the mesh carries the calls: its resources instead of proxies
+            assert isinstance(target, MeshTarget), f"{type(target).__name__} cannot hand calls to a service mesh"
+            self.mesh = ServiceMesh(f"{name}-mesh", plan.edges, self.network, target, backends, child)
         self.gateway = LoadBalancer(f"{name}-gateway", LoadBalancerArgs(plan, configs[plan.gateway.name], self.network, self.workloads),
                                     target, child)
         self.endpoint = self.gateway.endpoint

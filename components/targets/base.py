@@ -4,11 +4,13 @@ target's attributes: a target only translates the plan."""
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
 
 import pulumi
 
 from components.plan.addressing import AddressMap
+from components.plan.calls import Edge
 from components.plan.ir import Proxy
 from components.render.runtime import NginxRuntime
 from components.spec.schema import Spec, Workload
@@ -31,3 +33,11 @@ class Target(Protocol):
 
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]: ...
+
+
+@runtime_checkable
+class MeshTarget(Target, Protocol):
+    """A target that can hand the calls to a service mesh (Kubernetes): the mesh's resources for the plan's edges."""
+
+    def mesh(self, parent: pulumi.ComponentResource, edges: Sequence[Edge], network: dict[str, pulumi.Input[str]],
+             depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]: ...

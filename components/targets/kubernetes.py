@@ -19,17 +19,20 @@ import hashlib
 import ipaddress
 import math
 import re
+from collections.abc import Sequence
 from typing import Any, cast
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.plan.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_pods_services, kubernetes_service_host
-from components.plan.graph import GATEWAY, proxy_name
+from components.plan.calls import Edge
+from components.plan.graph import GATEWAY, proxy_name, routed_workloads
 from components.plan.ir import Proxy
 from components.render.runtime import NginxRuntime
 from components.spec.runtime import user_ids
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
+from components.targets.mesh import MeshInputs, MeshProfile, profile
 from components.targets.network_policies import network_policies
 from components.targets.nginx_image import stream_modules
 from components.targets.privileges import listen_ports, port_sysctls
@@ -180,6 +183,7 @@ class KubernetesTarget:
         self._pods_services = kubernetes_pods_services(spec)
         self._provider: k8s.Provider | None = None
         self._policies = network_policies(spec, self.selector)
+        self._mesh: MeshProfile | None = None if spec.kubernetes.mesh == "none" else profile(spec.kubernetes.mesh)
 
     def address_map(self, proxy: Proxy | None = None) -> AddressMap:
         """Every proxy reaches a workload through the Service of its pods (`addressing.kubernetes_pods_services`)."""
@@ -206,8 +210,12 @@ class KubernetesTarget:
             labels["app.kubernetes.io/version"] = version
         return labels
 
-    def _metadata(self, name: str, namespace: pulumi.Input[str], labels: dict[str, str]) -> k8s.meta.v1.ObjectMetaArgsDict:
-        return {"name": name, "namespace": namespace, "labels": labels}
+    def _metadata(self, name: str, namespace: pulumi.Input[str], labels: dict[str, str],
+                  annotations: dict[str, str] | None = None) -> k8s.meta.v1.ObjectMetaArgsDict:
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": name, "namespace": namespace, "labels": labels}
+        if annotations:
+            metadata["annotations"] = annotations
+        return metadata
 
     def _opts(self, parent: pulumi.Resource, depends_on: list[pulumi.Resource] | None = None) -> pulumi.ResourceOptions:
         assert self._provider is not None, "network() creates the provider before any other resource"
@@ -218,7 +226,8 @@ class KubernetesTarget:
                       annotations: dict[str, str] | None = None, finish_s: int = 30,
                       graceful_stop: str | None = None, sysctls: dict[str, str] | None = None) -> k8s.core.v1.PodTemplateSpecArgsDict:
         """`finish_s`: how long a request in flight may still take once the pod stops; `graceful_stop`: a shell
-        command that makes the process finish its requests and exit (run after the drain, before SIGTERM)."""
+        command that makes the process finish its requests and exit (run after the drain, before SIGTERM). Under a
+        mesh every pod runs as its own ServiceAccount (`name`): its mesh identity, which authorization names."""
         drain = self.spec.kubernetes.drain_s
         if graceful_stop is not None:
             # nginx exits at once on SIGTERM, dropping requests in flight: after the drain the preStop hook asks
@@ -238,6 +247,8 @@ class KubernetesTarget:
             "containers": [container],
             "volumes": volumes,
         }
+        if self._mesh is not None:
+            pod["service_account_name"] = name
         if spread:
             pod["topology_spread_constraints"] = [{
                 "max_skew": 1,
@@ -268,7 +279,7 @@ class KubernetesTarget:
         singleton with scratch storage only has none)."""
         spec: k8s.apps.v1.StatefulSetSpecArgsDict = {
             "selector": {"match_labels": self.selector(workload.name)},
-            "service_name": workload.name,
+            "service_name": self._pods_services[workload.name],  # the Service of its own pods, not its proxy's
             # One pod at a time, each Ready before the next: a stateful replica is never replaced alongside its peers.
             "update_strategy": {"type": "RollingUpdate", "rolling_update": {"max_unavailable": 1}},
             "revision_history_limit": 5,
@@ -328,7 +339,12 @@ class KubernetesTarget:
             "pod-security.kubernetes.io/warn": "restricted",
             "pod-security.kubernetes.io/audit": "restricted",
         }
-        namespace = k8s.core.v1.Namespace(f"{net}-namespace", metadata={"name": self.namespace, "labels": labels}, opts=self._opts(parent))
+        metadata: k8s.meta.v1.ObjectMetaArgsDict = {"name": self.namespace, "labels": labels}
+        if self._mesh is not None:  # every pod of the namespace joins the mesh
+            labels |= self._mesh.namespace_labels
+            if self._mesh.namespace_annotations:
+                metadata["annotations"] = dict(self._mesh.namespace_annotations)
+        namespace = k8s.core.v1.Namespace(f"{net}-namespace", metadata=metadata, opts=self._opts(parent))
         name = namespace.metadata.apply(lambda m: m.name or self.namespace)
         self._network_policies(parent, "", name)
         return {"namespace": name}
@@ -354,7 +370,8 @@ class KubernetesTarget:
         if workload.named_ports():  # a workload that listens nowhere (a queue consumer) has nothing to reach
             resources.append(k8s.core.v1.Service(
                 f"{net}-{workload.name}",
-                metadata=self._metadata(self._pods_services[workload.name], namespace, labels),
+                metadata=self._metadata(self._pods_services[workload.name], namespace, labels,
+                                        self._mesh.service_annotations(self.spec, workload.name) if self._mesh else None),
                 spec={
                     "type": "ClusterIP",
                     "selector": self.selector(workload.name),
@@ -364,6 +381,7 @@ class KubernetesTarget:
                 opts=self._opts(parent),
             ))
         resources += self._network_policies(parent, workload.name, namespace)
+        resources += self._service_account(parent, workload.name, namespace, labels)
         if workload.replicas > 1:
             resources.append(self._disruption_budget(parent, workload.name, namespace, labels))
         if scaling:
@@ -396,7 +414,8 @@ class KubernetesTarget:
         listened = sorted({proxy.listen_port if s.port is None else s.port for s in proxy.servers})
         ports = [{"name": names[number], "container_port": number, "protocol": "TCP"} for number in listened]
         replicas = max(2, self.spec.gateway.replicas)
-        resources = self._nginx(parent, name, labels, config, namespace, ports, replicas, proxy.status_port, depends_on)
+        resources = self._nginx(parent, name, labels, config, namespace, ports, replicas, proxy.status_port, depends_on,
+                                finish_s=math.ceil(proxy.timeouts.read_s) + 5)
         service_ports: list[k8s.core.v1.ServicePortArgsDict] = []
         for number in listened:
             service_port: k8s.core.v1.ServicePortArgsDict = {"name": names[number], "port": number, "target_port": names[number], "protocol": "TCP"}
@@ -420,7 +439,10 @@ class KubernetesTarget:
         digest = hashlib.sha256(config.encode()).hexdigest()
         labels = self.labels(GATEWAY, "gateway", gw.image)
         ports = [{"name": "http", "container_port": gw.listen_port, "protocol": "TCP"}]
-        self._nginx(parent, GATEWAY, labels, config, namespace, ports, gw.replicas, gw.status_port, depends_on)
+        self._nginx(parent, GATEWAY, labels, config, namespace, ports, gw.replicas, gw.status_port, depends_on,
+                    finish_s=math.ceil(gw.timeouts.read_s) + 5,
+                    annotations=self._mesh.gateway_pod_annotations(gw.listen_port) if self._mesh else None)
+        self._service_account(parent, GATEWAY, namespace, labels)
         service_spec: k8s.core.v1.ServiceSpecArgsDict = {
             "type": gw.service_type,
             "selector": self.selector(GATEWAY),
@@ -441,10 +463,39 @@ class KubernetesTarget:
             endpoint = service.status.apply(lambda status: _load_balancer_url(status, gw.publish.port) or internal)
         return {"endpoint": endpoint, "config_sha256": digest}
 
+    def _service_account(self, parent: pulumi.Resource, name: str, namespace: pulumi.Input[str], labels: dict[str, str]) -> list[pulumi.Resource]:
+        """Under a mesh, a workload's own ServiceAccount: its identity. No API token is mounted from it (the mesh
+        projects its own token into its proxy)."""
+        if self._mesh is None:
+            return []
+        return [k8s.core.v1.ServiceAccount(f"{self.spec.network.name}-{name}", metadata=self._metadata(name, namespace, labels),
+                                           automount_service_account_token=False, opts=self._opts(parent))]
+
+    def mesh(self, parent: pulumi.ComponentResource, edges: Sequence[Edge], network: dict[str, pulumi.Input[str]],
+             depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+        """The mesh's resources for the calls (`components/targets/mesh`), in the stack's namespace."""
+        assert self._mesh is not None, "mesh() is only called under kubernetes.mesh linkerd or istio"
+        inputs = MeshInputs(spec=self.spec, edges=edges, namespace=self.namespace, routed=routed_workloads(self.spec), gateway=GATEWAY,
+                            host=lambda w: kubernetes_service_host(self.spec, w), selector=self.selector,
+                            labels=lambda owner, component: self.labels(owner or self.spec.network.name, component))
+        return [
+            k8s.apiextensions.CustomResource(
+                f"{self.spec.network.name}-{manifest['kind'].lower()}-{manifest['metadata']['name']}",
+                api_version=manifest["apiVersion"],
+                kind=manifest["kind"],
+                metadata={**manifest["metadata"], "namespace": network["namespace"]},
+                spec=manifest["spec"],
+                opts=self._opts(parent, depends_on=depends_on),
+            )
+            for manifest in self._mesh.resources(inputs)
+        ]
+
     def _nginx(self, parent: pulumi.ComponentResource, name: str, labels: dict[str, str], config: str, namespace: pulumi.Input[str],
-               ports: list[Any], replicas: int, status_port: int, depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:
+               ports: list[Any], replicas: int, status_port: int, depends_on: list[pulumi.Resource], finish_s: int,
+               annotations: dict[str, str] | None = None) -> list[pulumi.Resource]:
         """An nginx Deployment (the gateway's image, user and resources) running `config` from an immutable
-        content-named ConfigMap, and its PodDisruptionBudget when it has more than one replica."""
+        content-named ConfigMap, and its PodDisruptionBudget when it has more than one replica. `finish_s`: how long
+        a request in flight may still take (its proxy's read timeout, and a margin)."""
         gw = self.spec.gateway
         net = self.spec.network.name
         digest = hashlib.sha256(config.encode()).hexdigest()
@@ -475,7 +526,7 @@ class KubernetesTarget:
         # The checksum in the pod template is what rolls the pods: a different config, a different template.
         template = self._pod_template(name, labels, gw.run_as_user, container, volumes, spread=replicas > 1,
                                       sysctls=port_sysctls([*(port["container_port"] for port in ports), status_port]),
-                                      annotations={CONFIG_CHECKSUM: digest}, finish_s=math.ceil(gw.timeouts.read_s) + 5,
+                                      annotations={CONFIG_CHECKSUM: digest, **(annotations or {})}, finish_s=finish_s,
                                       graceful_stop="kill -QUIT 1; while kill -0 1 2>/dev/null; do sleep 1; done")
         resources: list[pulumi.Resource] = [config_map, k8s.apps.v1.Deployment(
             f"{net}-{name}",

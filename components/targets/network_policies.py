@@ -1,6 +1,7 @@
 """NetworkPolicies derived from the service graph: default-deny both ways, then exactly the declared hops.
 
-Allowed, and nothing else: DNS from every pod to the cluster DNS; the configured sources to the gateway's listen
+Allowed, and nothing else: DNS from every pod to the cluster DNS; under a mesh, every pod's proxy to the mesh's
+control plane (its namespace, its ports: identity, configuration); the configured sources to the gateway's listen
 port; the gateway to each workload a route sends traffic to, on its port; each declared call, caller to the
 callee's service proxy and the proxy to the callee (or, where a mesh carries the calls, caller to callee), on the
 callee's port (`graph.hops`). Every hop is opened on both ends (the source's egress and the destination's ingress),
@@ -16,6 +17,7 @@ from typing import Any
 
 from components.plan.graph import GATEWAY, hops, proxy_name, serving_proxies
 from components.spec.schema import Spec
+from components.targets.mesh import profile
 
 Selector = Callable[[str], dict[str, str]]
 
@@ -45,6 +47,11 @@ def network_policies(spec: Spec, selector: Selector) -> list[PolicyDoc]:
         }),
     ]
     proxies = spec.kubernetes.mesh == "none"
+    if not proxies:
+        mesh = profile(spec.kubernetes.mesh)
+        docs.append(PolicyDoc("allow-mesh-control-plane", "", {"pod_selector": {}, "policy_types": ["Egress"], "egress": [{
+            "to": [{"namespace_selector": {"match_labels": {"kubernetes.io/metadata.name": mesh.control_plane_namespace}}}],
+            "ports": [{"port": port, "protocol": "TCP"} for port in mesh.control_plane_ports]}]}))
     needed = hops(spec, service_proxies=proxies)
     fronted = list(dict.fromkeys(serving_proxies(spec).values())) if proxies else []
     for name in [GATEWAY, *(w.name for w in spec.workloads), *(proxy_name(w) for w in fronted)]:

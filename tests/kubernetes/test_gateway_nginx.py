@@ -1,4 +1,5 @@
-"""The gateway config the kubernetes target deploys passes `nginx -t`, and needs nothing newer than nginx 1.22."""
+"""The configs the kubernetes target deploys — the gateway's and each service proxy's — pass `nginx -t`, and need nothing
+newer than nginx 1.22."""
 
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ def _version(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in match.groups())
 
 
+def _deployed_configs(prod_manifests: list[dict[str, Any]]) -> dict[str, str]:
+    """The nginx.conf of every ConfigMap, by the proxy it belongs to (its `app.kubernetes.io/name` label)."""
+    return {m["metadata"]["labels"]["app.kubernetes.io/name"]: m["data"]["nginx.conf"] for m in by_kind(prod_manifests)["ConfigMap"].values()}
+
+
 def _deployed_config(prod_manifests: list[dict[str, Any]]) -> str:
-    (config_map,) = by_kind(prod_manifests)["ConfigMap"].values()
-    text: str = config_map["data"]["nginx.conf"]
-    return text
+    return _deployed_configs(prod_manifests)["gateway"]
 
 
 def _service_hosts() -> dict[str, str]:
@@ -39,6 +43,14 @@ def _service_hosts() -> dict[str, str]:
 def test_the_deployed_config_passes_nginx_t(prod_manifests: list[dict[str, Any]]) -> None:
     """The exact ConfigMap text, with the Service names resolving as the cluster DNS would resolve them."""
     nginx_t_resolving(_deployed_config(prod_manifests), _service_hosts())
+
+
+def test_every_service_proxy_config_passes_nginx_t(prod_manifests: list[dict[str, Any]]) -> None:
+    """One per called workload of the prod stack (web calls api; api and api-canary call auth)."""
+    configs = _deployed_configs(prod_manifests)
+    assert set(configs) == {"gateway", "api-proxy", "auth-proxy"}
+    for name in ("api-proxy", "auth-proxy"):
+        nginx_t_resolving(configs[name], _service_hosts())
 
 
 def test_the_harness_rejects_a_broken_config(prod_manifests: list[dict[str, Any]]) -> None:
@@ -74,8 +86,21 @@ def test_the_config_has_services_only_and_no_runtime_resolution(prod_manifests: 
 
 
 def _services_with_ports() -> list[tuple[str, int]]:
+    """The Services of the workloads' own pods: `<w>-backend` for a called workload (its name is its proxy's)."""
     spec = stack_spec(PROD)
-    return [(f"{w.name}.shop-prod.svc.cluster.local", int(w.port or 0)) for w in spec.workloads]
+    called = {c.workload for w in spec.workloads for c in w.calls}
+    return [(f"{w.name}{'-backend' if w.name in called else ''}.shop-prod.svc.cluster.local", int(w.port or 0)) for w in spec.workloads]
+
+
+def test_the_gateway_and_the_proxies_reach_a_called_workload_through_its_pods_service(prod_manifests: list[dict[str, Any]]) -> None:
+    """The name `api` is api's service proxy: the gateway must not go through it (it would count the gateway's
+    requests against the callers' limits), and the proxy must not loop back to itself."""
+    configs = _deployed_configs(prod_manifests)
+    for name, text in configs.items():
+        servers = set(re.findall(r"^\s*server (\S+) weight=", text, re.M))
+        assert "api.shop-prod.svc.cluster.local:8000" not in servers and "auth.shop-prod.svc.cluster.local:9000" not in servers, name
+    assert set(re.findall(r"^\s*server (\S+) weight=", configs["api-proxy"], re.M)) == {"api-backend.shop-prod.svc.cluster.local:8000"}
+    assert set(re.findall(r"^\s*server (\S+) weight=", configs["auth-proxy"], re.M)) == {"auth-backend.shop-prod.svc.cluster.local:9000"}
 
 
 def test_worker_processes_follow_the_pods_cpu_limit_not_the_nodes() -> None:

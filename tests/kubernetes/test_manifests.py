@@ -27,7 +27,11 @@ def test_every_manifest_validates_strictly_against_1_30_and_1_37(prod_manifests:
 
 def test_every_kubernetes_resource_becomes_a_manifest(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
     kubernetes = [r for r in prod_resources if r.type.startswith("kubernetes:")]
-    assert len(prod_manifests) == len(kubernetes) == 33
+    # 1 Namespace; 8 Deployments, 8 Services, 8 PodDisruptionBudgets (5 workloads, the gateway, the proxies of the
+    # called api and auth); 3 ConfigMaps (gateway, api-proxy, auth-proxy); 16 NetworkPolicies (default-deny, DNS,
+    # sources -> gateway, the gateway's egress; ingress of the 5 workloads and 2 proxies; egress of the 3 callers
+    # web, api, api-canary and the 2 proxies); 1 HorizontalPodAutoscaler (api)
+    assert len(prod_manifests) == len(kubernetes) == 1 + 3 * 8 + 3 + 16 + 1
     for manifest in prod_manifests:
         assert list(manifest)[:3] == ["apiVersion", "kind", "metadata"]
         assert manifest["kind"] == "Namespace" or manifest["metadata"]["namespace"] == "shop-prod"
@@ -45,7 +49,7 @@ def test_the_kubernetes_validate_cli_passes_them_with_no_warning(prod_manifests:
 
 
 def test_an_unknown_kind_is_an_error_not_a_warning(prod_manifests: list[dict[str, Any]]) -> None:
-    unknown = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute", "metadata": {"name": "x", "namespace": "shop-prod"}, "spec": {}}
+    unknown = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "x", "namespace": "shop-prod"}, "spec": {}}
     with pytest.raises(ManifestError, match="unknown kind"):
         validate_manifests([*prod_manifests, unknown])
 
@@ -72,7 +76,7 @@ def test_make_plan_writes_the_manifests_under_the_build_directory(prod_manifests
     document = build_plan_document(PROD, out_dir=tmp_path)
     artifacts = document["artifacts"]
     assert document["target"] == "kubernetes"
-    assert set(artifacts) == {"nginx_conf", "manifests_dir", "manifests_yaml", "manifests_validation"}
+    assert set(artifacts) == {"nginx_conf", "proxy:api-proxy", "proxy:auth-proxy", "manifests_dir", "manifests_yaml", "manifests_validation"}
     combined = list(yaml.safe_load_all(Path(artifacts["manifests_yaml"]).read_text()))
     assert combined == prod_manifests
     files = sorted((tmp_path / "manifests" / "1-manifest").glob("*.yaml"))
@@ -82,8 +86,10 @@ def test_make_plan_writes_the_manifests_under_the_build_directory(prod_manifests
         (manifest,) = yaml.safe_load_all(path.read_text())
         assert render_path(manifest) == path.relative_to(tmp_path / "manifests").as_posix()
     assert len(Path(artifacts["manifests_validation"]).read_text().splitlines()) == 2 * len(prod_manifests)
-    config_map = next(m for m in combined if m["kind"] == "ConfigMap")
-    assert config_map["data"]["nginx.conf"] == Path(artifacts["nginx_conf"]).read_text(), "the reviewed nginx.conf is the one deployed"
+    config_maps = {m["metadata"]["labels"]["app.kubernetes.io/name"]: m["data"]["nginx.conf"] for m in combined if m["kind"] == "ConfigMap"}
+    assert config_maps["gateway"] == Path(artifacts["nginx_conf"]).read_text(), "the reviewed nginx.conf is the one deployed"
+    for proxy in ("api-proxy", "auth-proxy"):
+        assert config_maps[proxy] == Path(artifacts[f"proxy:{proxy}"]).read_text(), f"the reviewed {proxy} config is the one deployed"
 
 
 def test_a_second_plan_leaves_no_stale_manifest(tmp_path: Path) -> None:
@@ -96,5 +102,5 @@ def test_a_second_plan_leaves_no_stale_manifest(tmp_path: Path) -> None:
 
 def test_docker_stacks_write_no_manifests(tmp_path: Path) -> None:
     artifacts = build_plan_document("dev", out_dir=tmp_path)["artifacts"]
-    assert set(artifacts) == {"nginx_conf"}
+    assert "nginx_conf" in artifacts and not {"manifests_dir", "manifests_yaml", "manifests_validation"} & set(artifacts)
     assert not (tmp_path / "manifests").exists()

@@ -20,5 +20,8 @@ def test_a_call_on_a_named_port_opens_that_port_and_no_other(k8s_minimal: dict[s
     raw["workloads"][1]["calls"] = [{"workload": "mq", "port": "management"}]    # web: the management UI only
     config = {f"netopt:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
     found = in_namespace(connectivity(manifests(run_program(config, "dev")), tmp_path), "t")
+    # Each call reaches mq's service proxy on the port it calls, and the proxy reaches mq on exactly those two ports.
+    into_proxy = {(c.source, c.allowed) for c in found if c.destination == deployment("t", "mq-proxy")}
+    assert into_proxy == {(deployment("t", "api"), tcp(5672)), (deployment("t", "web"), tcp(15672))}
     into_mq = {(c.source, c.allowed) for c in found if c.destination == deployment("t", "mq")}
-    assert into_mq == {(deployment("t", "api"), tcp(5672)), (deployment("t", "web"), tcp(15672))}
+    assert into_mq == {(deployment("t", "mq-proxy"), "{protocols:TCP,dst_ports:5672,15672}")}

@@ -29,18 +29,33 @@ def _range(cidr: Any) -> str:
 
 
 def declared(spec: Spec, namespace: str) -> set[Connection]:
-    """The connections the spec asks for, written out from the spec's own keys (not from components.plan.graph)."""
+    """The connections the spec asks for, written out from the spec's own keys (not from components.plan.graph).
+
+    Without a mesh every call goes caller -> `<callee>-proxy` (a Deployment) -> each version of the callee (the
+    callee itself, or the workloads of its `traffic_policy.split`); under a mesh, caller -> each version."""
     ports = {w.name: int(w.port or 0) for w in spec.workloads}
     kinds = {w.name: "StatefulSet" if any(v.kind == "persistent" for v in w.volumes) else "Deployment" for w in spec.workloads}
+    proxies = spec.kubernetes.mesh == "none"
 
     def pod(name: str) -> str:
         return deployment(namespace, name) if kinds.get(name, "Deployment") == "Deployment" else f"{namespace}/{name}[{kinds[name]}]"
 
+    def versions(callee: str) -> list[str]:
+        split = spec.workload(callee).traffic_policy.split
+        return [b.workload for b in split] if split else [callee]
+
+    called = {c.workload for w in spec.workloads for c in w.calls}
     gateway = pod("gateway")
-    expected = {Connection(pod(name), DNS_POD, DNS) for name in ["gateway", *ports]}
+    expected = {Connection(pod(name), DNS_POD, DNS) for name in ["gateway", *ports, *(f"{c}-proxy" for c in called if proxies)]}
     expected |= {Connection(_range(cidr), gateway, tcp(spec.gateway.listen_port)) for cidr in spec.gateway.allowed_sources}
     expected |= {Connection(gateway, pod(b.workload), tcp(ports[b.workload])) for r in spec.routes for b in r.backends}
-    expected |= {Connection(pod(w.name), pod(c.workload), tcp(ports[c.workload])) for w in spec.workloads for c in w.calls}
+    for w in spec.workloads:
+        for c in w.calls:
+            if proxies:
+                expected.add(Connection(pod(w.name), pod(f"{c.workload}-proxy"), tcp(ports[c.workload])))
+                expected |= {Connection(pod(f"{c.workload}-proxy"), pod(v), tcp(ports[v])) for v in versions(c.workload)}
+            else:
+                expected |= {Connection(pod(w.name), pod(v), tcp(ports[v])) for v in versions(c.workload)}
     return expected
 
 
@@ -65,7 +80,7 @@ def _k8s(raw: dict[str, Any]) -> dict[str, str]:
     return {f"netopt:{k}": v if isinstance(v, str) else json.dumps(v) for k, v in raw.items()}
 
 
-def test_a_call_opens_exactly_caller_to_callee_and_an_unrouted_workload_is_closed_to_the_gateway(
+def test_a_call_opens_exactly_caller_to_proxy_to_callee_and_an_unrouted_workload_is_closed_to_the_gateway(
         k8s_minimal: dict[str, Any], tmp_path: Path) -> None:
     raw = copy.deepcopy(k8s_minimal)
     raw["workloads"].append({**copy.deepcopy(raw["workloads"][0]), "name": "ledger", "port": 7000})
@@ -74,13 +89,19 @@ def test_a_call_opens_exactly_caller_to_callee_and_an_unrouted_workload_is_close
     caller = raw["workloads"][0]["name"]
     found = in_namespace(connectivity(manifests(run_program(_k8s(raw), "dev")), tmp_path / "a"), "t")
     assert found == declared(spec, "t")
-    assert Connection(deployment("t", caller), deployment("t", "ledger"), tcp(7000)) in found
-    assert not any(c.destination == deployment("t", "ledger") and c.source != deployment("t", caller) for c in found)
-    assert not any(c.source == deployment("t", "ledger") and c.destination != DNS_POD for c in found), "ledger calls no one"
+    proxy, ledger = deployment("t", "ledger-proxy"), deployment("t", "ledger")
+    assert Connection(deployment("t", caller), proxy, tcp(7000)) in found
+    assert Connection(proxy, ledger, tcp(7000)) in found
+    assert Connection(deployment("t", caller), ledger, tcp(7000)) not in found, "the caller reaches ledger only through its proxy"
+    assert {c.source for c in found if c.destination == proxy} == {deployment("t", caller)}
+    assert {c.source for c in found if c.destination == ledger} == {proxy}
+    assert {c.destination for c in found if c.source == ledger} == {DNS_POD}, "ledger calls no one, not even back"
+    assert {c.destination for c in found if c.source == proxy} == {ledger, DNS_POD}, "the proxy opens nothing back to its caller"
 
     del raw["workloads"][0]["calls"]
     closed = in_namespace(connectivity(manifests(run_program(_k8s(raw), "dev")), tmp_path / "b"), "t")
-    assert not any(c.destination == deployment("t", "ledger") for c in closed), "without the call nobody reaches ledger"
+    assert not any(c.destination == ledger for c in closed), "without the call nobody reaches ledger"
+    assert not any("ledger-proxy" in c.source + c.destination for c in closed), "and it has no proxy"
 
 
 @pytest.mark.parametrize("sources", [["203.0.113.0/24", "2001:db8:1::/48"], ["198.51.100.7/32"]])

@@ -32,23 +32,31 @@ def _with(config: dict[str, str], key: str, edit: Any) -> dict[str, str]:
     return {**config, key: json.dumps(value)}
 
 
+def _called(spec: Any) -> list[str]:
+    """Workloads some other workload calls, in declaration order: each gets a service proxy (`mesh: none`)."""
+    called = {c.workload for w in spec.workloads for c in w.calls}
+    return [w.name for w in spec.workloads if w.name in called]
+
+
 def test_kinds_and_counts(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
     spec = stack_spec(PROD)
-    assert spec.target == "kubernetes"
+    assert spec.target == "kubernetes" and spec.kubernetes.mesh == "none"
     workloads = len(spec.workloads)
-    multi = sum(w.replicas > 1 for w in spec.workloads) + (spec.gateway.replicas > 1)
+    proxies = len(_called(spec))
+    multi = sum(w.replicas > 1 for w in spec.workloads) + (spec.gateway.replicas > 1) + proxies  # a proxy has at least 2
     kinds = Counter(m["kind"] for m in prod_manifests)
     assert kinds == {
         "Namespace": 1,
-        "Deployment": workloads + 1,
-        "Service": workloads + 1,
-        "ConfigMap": 1,
-        # default-deny, DNS, sources -> gateway, gateway's egress; ingress per routed or called workload; egress per caller
-        "NetworkPolicy": 4 + workloads + sum(bool(w.calls) for w in spec.workloads),
+        "Deployment": workloads + 1 + proxies,
+        "Service": workloads + 1 + proxies,
+        "ConfigMap": 1 + proxies,
+        # default-deny, DNS, sources -> gateway, gateway's egress; ingress per routed or called workload and per proxy;
+        # egress per caller and per proxy
+        "NetworkPolicy": 4 + workloads + sum(bool(w.calls) for w in spec.workloads) + 2 * proxies,
         "PodDisruptionBudget": multi,
         "HorizontalPodAutoscaler": len(spec.kubernetes.autoscaling),
     }
-    assert kinds == {"Namespace": 1, "Deployment": 6, "Service": 6, "ConfigMap": 1, "NetworkPolicy": 12, "PodDisruptionBudget": 6,
+    assert kinds == {"Namespace": 1, "Deployment": 8, "Service": 8, "ConfigMap": 3, "NetworkPolicy": 16, "PodDisruptionBudget": 8,
                      "HorizontalPodAutoscaler": 1}
     assert not [r for r in prod_resources if r.type.startswith("docker:")]
 
@@ -95,9 +103,11 @@ def _hardened(template: dict[str, Any]) -> None:
 def test_workload_deployments_and_services(prod_manifests: list[dict[str, Any]]) -> None:
     spec = stack_spec(PROD)
     found = by_kind(prod_manifests)
+    called = _called(spec)
     for workload in spec.workloads:
         deployment = found["Deployment"][workload.name]
-        service = found["Service"][workload.name]
+        # a called workload's own pods are `<w>-backend`: its name belongs to its service proxy, which its callers dial
+        service = found["Service"][f"{workload.name}-backend" if workload.name in called else workload.name]
         template = deployment["spec"]["template"]
         labels = template["metadata"]["labels"]
         assert {k for k in labels if k.startswith("app.kubernetes.io/")} >= {
@@ -149,7 +159,7 @@ def test_gateway(prod_resources: list[RecordedResource], prod_manifests: list[di
     target, plan, _ = analyse(spec)
     config = proxy_config(target, plan.gateway)
     found = by_kind(prod_manifests)
-    (config_map,) = found["ConfigMap"].values()
+    config_map = next(m for m in found["ConfigMap"].values() if m["metadata"]["labels"]["app.kubernetes.io/name"] == "gateway")
     assert config_map["data"] == {"nginx.conf": config}
     assert config_map["immutable"] is True
     assert config_map["metadata"]["name"] == config_map_name(config)
@@ -174,9 +184,50 @@ def test_gateway(prod_resources: list[RecordedResource], prod_manifests: list[di
     assert found["PodDisruptionBudget"]["gateway"]["spec"]["maxUnavailable"] == 1
     # nginx resolves the Service names when it starts: the gateway waits for every workload's resources.
     gateway = next(r for r in prod_resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == "shop-prod-gateway")
-    services = {r.urn for r in prod_resources if r.type == "kubernetes:core/v1:Service" and r.name != "shop-prod-gateway"}
+    services = {r.urn for r in prod_resources if r.type == "kubernetes:core/v1:Service" and r.name.removeprefix("shop-prod-") in {
+        w.name for w in spec.workloads}}
     assert len(services) == len(spec.workloads)
     assert services <= set(gateway.dependencies)
+
+
+def test_service_proxies(prod_resources: list[RecordedResource], prod_manifests: list[dict[str, Any]]) -> None:
+    """`mesh: none`: each called workload's proxy is an nginx Deployment of at least two replicas with a disruption
+    budget and its own immutable config, behind a Service with the workload's name and port; it starts after the
+    Services it balances over exist."""
+    spec = stack_spec(PROD)
+    target, plan, _ = analyse(spec)
+    found = by_kind(prod_manifests)
+    assert [p.workload for p in plan.services] == _called(spec) == ["api", "auth"]
+    for proxy in plan.services:
+        assert proxy.workload is not None
+        workload = spec.workload(proxy.workload)
+        name = f"{workload.name}-proxy"
+        config = proxy_config(target, proxy)
+        deployment = found["Deployment"][name]["spec"]
+        assert deployment["replicas"] == max(2, spec.gateway.replicas) >= 2
+        assert deployment["strategy"]["rollingUpdate"] == {"maxSurge": 1, "maxUnavailable": 0}
+        selector = deployment["selector"]["matchLabels"]
+        assert selector == {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": "shop-prod"}
+        assert found["PodDisruptionBudget"][name]["spec"] == {"maxUnavailable": 1, "selector": {"matchLabels": selector}}
+        template = deployment["template"]
+        _hardened(template)
+        assert template["metadata"]["labels"]["app.kubernetes.io/component"] == "service-proxy"
+        assert template["metadata"]["annotations"][CONFIG_CHECKSUM] == hashlib.sha256(config.encode()).hexdigest()
+        (container,) = template["spec"]["containers"]
+        assert container["image"] == spec.gateway.image
+        assert {"containerPort": workload.port, "name": "http", "protocol": "TCP"} in container["ports"]
+        config_map = found["ConfigMap"][config_map_name(config, name)]
+        assert config_map["data"] == {"nginx.conf": config} and config_map["immutable"] is True
+        service = found["Service"][workload.name]["spec"]
+        assert service["selector"] == selector, f"the name {workload.name} is its proxy's"
+        assert service["ports"] == [{"appProtocol": "http", "name": "http", "port": workload.port, "protocol": "TCP", "targetPort": "http"}]
+        assert found["Service"][f"{workload.name}-backend"]["spec"]["selector"] == {
+            "app.kubernetes.io/name": workload.name, "app.kubernetes.io/instance": "shop-prod"}
+        # the requests a stopping proxy still holds may take the callee's timeout
+        assert template["spec"]["terminationGracePeriodSeconds"] >= spec.kubernetes.drain_s + proxy.timeouts.read_s
+        resource = next(r for r in prod_resources if r.type == "kubernetes:apps/v1:Deployment" and r.name == f"shop-prod-{name}")
+        backend = next(r for r in prod_resources if r.type == "kubernetes:core/v1:Service" and r.name == f"shop-prod-{workload.name}")
+        assert backend.urn in resource.dependencies, "nginx resolves the pods' Service when it starts"
 
 
 def test_the_service_type_comes_from_stack_config() -> None:
@@ -196,7 +247,7 @@ def test_the_service_type_comes_from_stack_config() -> None:
 def _gateway(resources: list[RecordedResource]) -> tuple[str, str, dict[str, Any]]:
     found = by_kind(manifests(resources))
     template = found["Deployment"]["gateway"]["spec"]["template"]
-    (config_map,) = found["ConfigMap"]
+    (config_map,) = [name for name, m in found["ConfigMap"].items() if m["metadata"]["labels"]["app.kubernetes.io/name"] == "gateway"]
     return template["metadata"]["annotations"][CONFIG_CHECKSUM], config_map, template
 
 
@@ -214,7 +265,7 @@ def test_the_gateway_rolls_when_its_config_changes_and_only_then() -> None:
     assert new_template != template
     old, new = by_kind(manifests(before)), by_kind(manifests(changed))
     for name in old["Deployment"]:
-        if name != "gateway":
+        if name != "gateway":  # the proxies' configs do not read the gateway's rate limits
             assert old["Deployment"][name] == new["Deployment"][name], f"{name} must not roll for a gateway change"
 
     unrelated = run_program(_with(config, "netopt:workloads", lambda ws: ws[0].update(image="ghcr.io/acme/shop-web:2.4.2")), PROD)
@@ -226,12 +277,15 @@ def test_service_addresses_follow_the_namespace_and_cluster_domain(field: str) -
     config = _config()
     if field == "namespace":
         config = {**config, "netopt:namespace": "shop-blue"}
-        expected = "api.shop-blue.svc.cluster.local:8000"
+        expected = "api-backend.shop-blue.svc.cluster.local:8000"
     else:
         config = _with(config, "netopt:kubernetes", lambda k: k.update(cluster_domain="k8s.example.internal"))
-        expected = "api.shop-prod.svc.k8s.example.internal:8000"
-    (config_map,) = by_kind(manifests(run_program(config, PROD)))["ConfigMap"].values()
-    assert f"server {expected} " in config_map["data"]["nginx.conf"]
+        expected = "api-backend.shop-prod.svc.k8s.example.internal:8000"
+    config_maps = by_kind(manifests(run_program(config, PROD)))["ConfigMap"].values()
+    assert len(config_maps) == 3
+    for config_map in config_maps:  # the gateway's and the proxies' (web's calls reach api through api-proxy)
+        if config_map["metadata"]["labels"]["app.kubernetes.io/name"] in {"gateway", "api-proxy"}:
+            assert f"server {expected} " in config_map["data"]["nginx.conf"]
 
 
 @pytest.mark.parametrize("kind", ["backend", "gateway"])
@@ -261,3 +315,16 @@ def test_updates_never_drop_a_request(kind: str, prod_manifests: list[dict[str, 
             assert pod["terminationGracePeriodSeconds"] >= drain + spec.gateway.timeouts.read_s + 5
     if kind == "gateway":
         assert CONFIG_CHECKSUM in found["Deployment"]["gateway"]["spec"]["template"]["metadata"]["annotations"]
+
+
+def test_a_stopping_proxy_waits_for_its_callees_timeout_not_the_gateways() -> None:
+    """auth's calls may take 40 s (its traffic_policy), longer than the gateway's 15 s read timeout: the proxy's pods
+    get the drain plus those 40 s before they are killed."""
+    def slow_auth(workloads: list[dict[str, Any]]) -> None:
+        next(w for w in workloads if w["name"] == "auth")["traffic_policy"] = {"timeout_s": 40}
+
+    found = by_kind(manifests(run_program(_with(_config(), "netopt:workloads", slow_auth), PROD)))
+    spec = stack_spec(PROD)
+    assert spec.gateway.timeouts.read_s < 40
+    grace = found["Deployment"]["auth-proxy"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+    assert grace >= spec.kubernetes.drain_s + 40
