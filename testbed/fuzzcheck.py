@@ -244,6 +244,7 @@ class ProjectCopy:
             shutil.copytree(PROJECT_DIR / name, self.root / name, ignore=shutil.ignore_patterns("__pycache__"))
         for name in ("Pulumi.yaml", "__main__.py"):
             shutil.copy(PROJECT_DIR / name, self.root / name)
+        (self.root / "tools").symlink_to(PROJECT_DIR / "tools")  # the ReDoS analyzer `make venv` installed
         settings = yaml.safe_load((self.root / "Pulumi.yaml").read_text()) or {}
         self.stacks = self.root / str(settings.get("stackConfigDir", "."))
         self.stacks.mkdir(parents=True, exist_ok=True)
