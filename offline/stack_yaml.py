@@ -93,7 +93,7 @@ class _BoundedLoader(_StackLoader):
         step = index.value if isinstance(index, ScalarNode) else index if isinstance(index, int) else None
         self._path.append(step if step is not None else "")
         if len(self._path) > MAX_DEPTH:
-            self._stop(f"{self._where()} nests deeper than {MAX_DEPTH} levels; a stack config is a few levels deep "
+            self._stop(f"the value {self._where()} nests deeper than {MAX_DEPTH} levels; a stack config is a few levels deep "
                        "(the deepest key is 6 levels down)")
         if self._values > MAX_VALUES:
             self._stop(f"the file holds more than {MAX_VALUES:,} values (the {MAX_VALUES + 1:,}th is {self._where()}); "
