@@ -202,6 +202,7 @@ class _Agent:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait()
+        self._pipes()[1].close()
 
 
 def analyzer_command() -> list[str] | None:

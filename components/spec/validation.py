@@ -371,11 +371,6 @@ def _state_issues(spec: Spec) -> Iterable[Issue]:
                         "restart; add volumes: [{name: data, path: /data}] or drop singleton")
 
 
-INJECTED_ENV = ("PORT", "NETOPT_REPLICA")
-"""Set in every backend container by both targets: PORT = the workload's `port`, NETOPT_REPLICA = the replica's
-name (`<workload>-<i>` on Docker, the pod name on Kubernetes)."""
-
-
 def _injected_env_issues(spec: Spec) -> Iterable[Issue]:
     """A user's own PORT or NETOPT_REPLICA would be overridden by what the targets inject: say so instead."""
     for i, workload in enumerate(spec.workloads):

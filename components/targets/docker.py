@@ -14,7 +14,6 @@ Command delivers the new config to the running gateway, checks it there with `ng
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ import pulumi_docker as docker
 from components.plan.addressing import AddressMap, docker_address_map
 from components.plan.docker_links import Link, links
 from components.plan.graph import GATEWAY
+from components.plan.report import config_digest
 from components.render.nginx import NginxRuntime
 from components.spec.schema import HealthCheck, Spec, Workload
 from components.targets.probes import docker_test
@@ -190,7 +190,7 @@ class DockerTarget:
     def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
-        digest = hashlib.sha256(config.encode()).hexdigest()
+        digest = config_digest(config)
         name = f"{self.spec.network.name}-gateway"
         probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{gw.status_port}/healthz"]
         container = docker.Container(

@@ -15,7 +15,6 @@ depends on every workload's resources, so each Service exists (and its name reso
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
@@ -26,6 +25,7 @@ import pulumi_kubernetes as k8s
 
 from components.plan.addressing import AddressMap, kubernetes_address_map, kubernetes_namespace, kubernetes_service_host
 from components.plan.graph import GATEWAY
+from components.plan.report import config_digest
 from components.render.nginx import NginxRuntime
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
 from components.targets.network_policies import network_policies
@@ -40,7 +40,7 @@ _EVERYWHERE = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
 
 def config_map_name(config: str) -> str:
     """Content-addressed: a new config is a new ConfigMap, so old pods keep the config they started with."""
-    return f"{GATEWAY}-nginx-{hashlib.sha256(config.encode()).hexdigest()[:10]}"
+    return f"{GATEWAY}-nginx-{config_digest(config)[:10]}"
 
 
 def _image_version(image: str) -> str | None:
@@ -347,7 +347,7 @@ class KubernetesTarget:
         gw = self.spec.gateway
         net = self.spec.network.name
         namespace = network["namespace"]
-        digest = hashlib.sha256(config.encode()).hexdigest()
+        digest = config_digest(config)
         labels = self.labels(GATEWAY, "gateway", gw.image)
         config_map = k8s.core.v1.ConfigMap(
             f"{net}-gateway-nginx",
