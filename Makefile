@@ -16,7 +16,7 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.
 REDOS := tools/recheck/node_modules/.installed
 $(REDOS): tools/recheck/package.json tools/recheck/package-lock.json
 	@command -v npm >/dev/null 2>&1 || { echo "netopt: npm is needed to install the ReDoS analyzer (recheck): sudo apt-get install -y npm" >&2; exit 1; }
-	@npm ci --prefix tools/recheck --no-audit --no-fund --loglevel=error >/dev/null
+	@cd tools/recheck && npm ci --no-audit --no-fund --loglevel=error >/dev/null  # not --prefix: it would move npm's global config (CA file) too
 	@touch $@
 
 venv: $(VENV)/.installed $(REDOS)

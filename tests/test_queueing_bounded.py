@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-import mpmath
+import mpmath  # type: ignore[import-untyped]  # mpmath ships no type information
 import pytest
 
 from components.plan import queueing

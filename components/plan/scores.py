@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from components.plan.build import Plan
+from components.plan.graph import routed_workloads
 
 
 @dataclass(frozen=True)
@@ -47,12 +48,10 @@ def mean_reciprocal(values: Sequence[float | None]) -> float:
 
 def backend_replicas(plan: Plan) -> list[tuple[str, int, float]]:
     """Every replica behind the gateway: (workload, replica, declared response time in seconds)."""
-    routed = {b.workload for route in plan.spec.routes for b in route.backends}
     return [
-        (w.name, r, t)
-        for w in plan.spec.workloads
-        if w.name in routed
-        for r, t in enumerate(w.replica_response_times_s())
+        (name, r, t)
+        for name in routed_workloads(plan.spec)
+        for r, t in enumerate(plan.spec.workload(name).replica_response_times_s())
     ]
 
 
