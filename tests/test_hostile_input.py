@@ -14,12 +14,13 @@ import resource
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from offline.stack_config import PROJECT_DIR
+from testbed.fuzzcheck import ProjectCopy
 
 DEV = (PROJECT_DIR / "stacks" / "Pulumi.dev.yaml").read_text()
 CPU_SECONDS = 5
@@ -28,16 +29,11 @@ RESIDENT_LIMIT_KB = 200 * 1024
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("hostile")
-    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
-    for name in ("components", "offline"):
-        shutil.copytree(PROJECT_DIR / name, root / name, ignore=ignore)
-    for name in ("Pulumi.yaml", "__main__.py"):
-        shutil.copy(PROJECT_DIR / name, root / name)
-    (root / "tools").symlink_to(PROJECT_DIR / "tools")  # the ReDoS analyzer `make venv` installed
-    (root / "stacks").mkdir()
-    return root
+def project() -> Iterator[Path]:
+    """A scratch copy of the project (the fuzz suite's): the plans write its stacks/ and build/, never the worktree's."""
+    copy = ProjectCopy()
+    yield copy.root
+    copy.remove()
 
 
 def _limits() -> None:
@@ -47,7 +43,7 @@ def _limits() -> None:
 
 def bounded_plan(project: Path, text: str) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run the plan on `text` as stack `h` under the limits; (result, peak resident KB of the run)."""
-    (project / "stacks" / "Pulumi.h.yaml").write_text(text)
+    (project / "stacks" / "Pulumi.h.yaml").write_text(text)  # Pulumi.yaml: stackConfigDir stacks
     env = {"PATH": "/usr/bin:/bin", "HOME": str(project), "LANG": "C.UTF-8"}
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     result = subprocess.run([sys.executable, "-m", "offline.plan", "--stack", "h", "--no-policy"], cwd=project, env=env,
