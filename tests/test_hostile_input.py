@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from components.spec.pulumi_config import namespace_values
+from components.spec.validation import SpecError
 from offline.stack_config import PROJECT_DIR
 from testbed.fuzzcheck import ProjectCopy
 
@@ -142,3 +144,10 @@ def test_extreme_but_valid_numbers_plan_within_the_bounds(project: Path, concurr
     assert resident_kb < RESIDENT_LIMIT_KB
     assert (project / "build" / "h" / "nginx.conf").is_file()
     shutil.rmtree(project / "build" / "h")
+
+
+def test_the_program_path_refuses_deep_json_too() -> None:
+    """Under the Pulumi CLI the program reads each value as JSON text: 100,000 levels are a report, not a RecursionError."""
+    with pytest.raises(SpecError) as err:
+        namespace_values({"netopt:target": "[" * 100_000 + "]" * 100_000})
+    assert "netopt:target: nests too deeply to read" in str(err.value)
