@@ -12,7 +12,14 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@touch $@
 
-venv: $(VENV)/.installed
+## recheck, the ReDoS analyzer route regexes are checked with (components/spec/redos.py), pinned by its lock file
+REDOS := tools/recheck/node_modules/.installed
+$(REDOS): tools/recheck/package.json tools/recheck/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "netopt: npm is needed to install the ReDoS analyzer (recheck): sudo apt-get install -y npm" >&2; exit 1; }
+	@cd tools/recheck && npm ci --no-audit --no-fund --loglevel=error >/dev/null  # not --prefix: it would move npm's global config (CA file) too
+	@touch $@
+
+venv: $(VENV)/.installed $(REDOS)
 
 ## make plan STACK=<s> [FORMAT=json]: offline plan — resources, scores, capacity, rendered config under build/<s>/
 plan: venv

@@ -14,7 +14,7 @@ Two images are built into a (test) dockerd:
 ``netopt/backend:e2e``
     The same base plus ``python3`` (and ``wget``, for the workloads' default
     healthcheck), with the repo's ``testbed/backend.py``
-    (or, while that is missing, ``e2e/placeholder_backend.py``) copied in at
+    copied in at
     build time as ``/opt/netopt/backend.py``. The default command
     ``/opt/netopt/run-backend`` runs
     ``python3 /opt/netopt/backend.py --listen 0.0.0.0:${PORT:-8080}
@@ -310,10 +310,8 @@ def import_rootfs(client: Any, tarball: Path, ref: str, changes: list[str]) -> s
 
 
 def backend_source(repo_root: Path | None = None) -> Path:
-    """``testbed/backend.py`` when it exists, else the e2e placeholder."""
-    root = repo_root or REPO_ROOT
-    real = root / "testbed" / "backend.py"
-    return real if real.exists() else Path(__file__).with_name("placeholder_backend.py")
+    """``testbed/backend.py``, the loopback backend the tests run too."""
+    return (repo_root or REPO_ROOT) / "testbed" / "backend.py"
 
 
 def _context_tar(files: dict[str, tuple[bytes, int]]) -> io.BytesIO:

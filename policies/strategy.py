@@ -140,6 +140,16 @@ class _RouteIndex:
         return self._index.get(workload, [])
 
 
+SHOWN_NAMES = 10
+"""Names a message lists before it counts the rest: a stack of 10,000 routes must not make a 10,000-name line."""
+
+
+def _listed(names: list[str]) -> str:
+    """`names` joined, the first SHOWN_NAMES of them and a count of the others."""
+    shown = ", ".join(names[:SHOWN_NAMES])
+    return shown if len(names) <= SHOWN_NAMES else f"{shown} and {len(names) - SHOWN_NAMES:,} more"
+
+
 def _split(route: Mapping[str, Any], workload: str) -> str:
     backends = items(get(route, "backends"))
     total = sum(number(get(b, "weight", default=1)) for b in backends)
@@ -162,13 +172,15 @@ def _peak_utilization(args: ResourceValidationArgs, config: dict[str, Any], repo
         utilization = number(row["utilization"])
         if utilization <= maximum and not get(row, "overloaded", default=False):
             continue
-        feeding = ", ".join(f"'{get(r, 'name')}' sends {_split(r, name)}" for r in routes_to(name))
+        feeding = _listed([f"'{get(r, 'name')}' sends {_split(r, name)}" for r in routes_to(name)])
+        if not feeding:
+            feeding = f"none, it is reached through calls only ({fmt(number(get(row, 'from_calls_rps', default=0)))} rps from its callers)"
         state = "overloaded: the queue grows without bound" if get(row, "overloaded", default=False) else \
             f"mean latency {fmt(number(get(row, 'mean_latency_ms', default=0)))} ms"
         report_violation(
             f"AppNetwork '{args.name}': workload '{name}' replica {int(number(row['replica']))} is predicted at utilization {fmt(utilization)} "
             f"({fmt(number(row['offered_rps']))} rps offered of {fmt(number(row['service_rate_rps']))} rps capacity at declared peak; {state}), "
-            f"above the maximum {fmt(maximum)}. Routes feeding it: {feeding or 'none'}. Fix: {PEAK_UTILIZATION.remediation}")
+            f"above the maximum {fmt(maximum)}. Routes feeding it: {feeding}. Fix: {PEAK_UTILIZATION.remediation}")
 
 
 def _admits_peak(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
@@ -209,17 +221,18 @@ def _protect(args: ResourceValidationArgs, config: dict[str, Any], report_violat
         if admitted is None:
             unlimited = [str(get(r, "name")) for r in routes_to(name) if get(r, "rate_limit") is None]
             flagged.add(name)
-            reach = (f"through route(s) {', '.join(repr(u) for u in unlimited)}" if unlimited
-                     else "through calls from workloads behind a route")  # reached only along the service graph
+            through = (f"is reachable through route(s) {_listed([repr(u) for u in unlimited])} with no rate limit" if unlimited else
+                       "is reached through calls from workloads that a route with no rate limit feeds (directly or further up "
+                       "the call graph)")
             report_violation(
-                f"AppNetwork '{args.name}': workload '{name}' is reachable {reach} with no rate limit, "
+                f"AppNetwork '{args.name}': workload '{name}' {through}, "
                 f"so the load the gateway admits to it is unbounded (measured: ∞; maximum admitted utilization {fmt(maximum)} of its "
                 f"{fmt(number(row['service_rate_rps']))} rps per replica). Fix: give "
-                f"{'each of those routes' if len(unlimited) > 1 else 'that route'} "
+                f"{'each of those routes' if len(unlimited) > 1 else 'that route' if unlimited else 'the routes to its callers'} "
                 "a rate_limit sized to its declared peak (rate-limit-admits-peak checks it still admits the peak).")
         elif number(admitted) > maximum:
             flagged.add(name)
-            limited = ", ".join(f"'{get(r, 'name')}' ({get(r, 'rate_limit')}, {_split(r, name)})" for r in routes_to(name))
+            limited = _listed([f"'{get(r, 'name')}' ({get(r, 'rate_limit')}, {_split(r, name)})" for r in routes_to(name)]) or "none (calls only)"
             report_violation(
                 f"AppNetwork '{args.name}': the rate limits admit up to {fmt(number(admitted) * number(row['service_rate_rps']))} rps to "
                 f"workload '{name}' "

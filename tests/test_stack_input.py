@@ -33,6 +33,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         shutil.copytree(PROJECT_DIR / name, root / name, ignore=ignore)
     for name in ("Pulumi.yaml", "__main__.py"):
         shutil.copy(PROJECT_DIR / name, root / name)
+    (root / "tools").symlink_to(PROJECT_DIR / "tools")  # the ReDoS analyzer `make venv` installed
     (root / "stacks").mkdir()
     return root
 

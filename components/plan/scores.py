@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from components.plan.build import Plan
+from components.plan.graph import routed_workloads
 from components.plan.mesh_limits import mesh_call_routes
 
 
@@ -53,8 +54,7 @@ def mean_reciprocal(values: Sequence[float | None]) -> float:
 def backend_replicas(plan: Plan) -> list[tuple[str, int, float]]:
     """Every replica some proxy balances — the gateway or a service proxy (or, under a mesh, the mesh's): (workload,
     replica, declared response time in seconds), each replica once, in workload order."""
-    balanced = {b.workload for route in plan.spec.routes for b in route.backends}
-    balanced |= {version for edge in plan.edges for version, _ in edge.policy.versions}
+    balanced = set(routed_workloads(plan.spec)) | {version for edge in plan.edges for version, _ in edge.policy.versions}
     return [
         (w.name, r, t)
         for w in plan.spec.workloads

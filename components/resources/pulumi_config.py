@@ -27,6 +27,8 @@ def namespace_values(config: Mapping[str, str]) -> dict[str, Any]:
                 values[key] = json.loads(text)
             except json.JSONDecodeError as err:
                 issues.append(Issue(key_path([key]), f"not valid JSON/YAML structure: {err.msg}"))
+            except RecursionError:  # the CLI hands over what its own parser read: a value nested thousands deep
+                issues.append(Issue(key_path([key]), "nests too deeply to read (thousands of levels); a stack config is a few levels deep"))
         else:
             values[key] = text
     if issues:

@@ -37,7 +37,21 @@ class Strict(BaseModel):
 
 
 def hash_key_form(value: str | None) -> str | None:
-    """A consistent_hash key: `client_ip`, `uri`, `header:<Name>` or `cookie:<name>`."""
-    if value is not None and not re.fullmatch(r"client_ip|uri|header:[A-Za-z0-9-]+|cookie:[A-Za-z0-9_]+", value):
-        raise ValueError("hash_key must be one of client_ip, uri, header:<Name>, cookie:<name>")
-    return value
+    """A consistent_hash key: `client_ip`, `uri`, `header:<Name>` or `cookie:<name>`.
+
+    `cookie:<name>` becomes nginx's `$cookie_<name>`, whose name ends at the first character that is not a letter,
+    digit or underscore (even inside `${…}`): `$cookie_md.sid` passes `nginx -t` and hashes cookie `md` followed
+    by the text `.sid`. RFC 6265 allows `.` and `-` in cookie names, but nginx cannot read such a cookie by name."""
+    if value is None or re.fullmatch(r"client_ip|uri|header:[A-Za-z0-9-]+|cookie:[A-Za-z0-9_]+", value):
+        return value
+    kind, _, name = value.partition(":")
+    allowed = {"cookie": "A-Za-z0-9_", "header": "A-Za-z0-9-"}.get(kind)
+    bad = re.search(f"[^{allowed}]", name) if allowed and name else None
+    if kind == "cookie" and bad:
+        raise ValueError(f"hash_key {value!r}: the character {bad.group(0)!r} cannot be in the cookie name: nginx reads a cookie "
+                         f"as the variable $cookie_<name>, whose name takes letters, digits and '_' only (it would stop at "
+                         f"{bad.group(0)!r} and hash another cookie); rename the cookie, or hash on a header:<Name> instead")
+    if kind == "header" and bad:
+        raise ValueError(f"hash_key {value!r}: the character {bad.group(0)!r} cannot be in a header name here (letters, digits, '-')")
+    raise ValueError("hash_key must be one of client_ip, uri, header:<Name>, cookie:<name>")
+

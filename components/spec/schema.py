@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from functools import cached_property
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from components.spec.addresses import AnyAddress, AnySubnet, IPv4Subnet
 from components.spec.base import (
@@ -28,17 +28,51 @@ from components.spec.base import (
     hash_key_form,
 )
 from components.spec.calls import Call, MeshKind, TrafficPolicy
+from components.spec.redos import catastrophic_backtracking
 from components.spec.regex import RegexError, compile_location_regex
 from components.spec.runtime import Capabilities, NamedPort, NonRootUser, Requests, RestartPolicy, uid_gid
 
 HEADER_NAME = r"^[A-Za-z0-9-]{1,64}$"
 HOST_NAME = r"^(\*\.)?([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-URI_PATH = r"^/[^\s;{}\"'\\]*$"
+URI_PATH = r"^/[^\s;{}\"'\\\x00-\x1f\x7f]{0,4095}$"  # no control character; within nginx's URI buffer (below)
 SIZE = r"^[0-9]{1,6}[kmKM]?$"
 DEFAULT_WORKLOAD_USER = "65532:65532"
 
 ResponseTimeMs = Annotated[float, Field(ge=0.001, le=3_600_000)]  # 1 µs to an hour
 Port = Annotated[int, Field(ge=1, le=65535)]
+
+MAX_ARG_STRLEN = 131_072
+"""Linux's ceiling on one argv or environment string, its NUL included (32 pages): execve() fails with E2BIG past
+it, so a container given a longer `NAME=value` or argument is created and then cannot start."""
+MAX_PROCESS_BYTES = 1_048_576
+"""Ceiling of a workload's command, args and env together, each string counted as execve() counts it against
+ARG_MAX (its bytes, its NUL and an 8-byte pointer): ARG_MAX is 2 MiB under the default 8 MiB stack, and half of
+it leaves room for what the image and the runtime add. It also keeps a pod spec far inside the 1.5 MiB that one
+Kubernetes object may take in etcd."""
+MAX_IMAGE_REFERENCE = 512
+"""An image reference: Docker caps the repository name at 255 characters, a tag at 128, a sha256 digest is 71."""
+
+
+def _process_text(value: str) -> str:
+    """A string a container's process receives (argument, environment value): no NUL, which no C string can carry
+    (Docker and the kubelet refuse it, or it silently cuts the value), no other control character but tab, newline
+    and carriage return, and shorter than MAX_ARG_STRLEN."""
+    for position, character in enumerate(value):
+        if character == "\x00":
+            raise ValueError(f"contains a NUL character (\\x00) at position {position}; no process argument or environment "
+                             "value can carry one: remove it")
+        if (character < " " and character not in "\t\n\r") or character == "\x7f":
+            raise ValueError(f"contains the control character \\x{ord(character):02x} at position {position}; write it out "
+                             "(e.g. as an escape the program decodes) or remove it")
+    size = len(value.encode())
+    if size >= MAX_ARG_STRLEN:
+        raise ValueError(f"is {size:,} bytes; one argument or environment entry must stay under {MAX_ARG_STRLEN:,} bytes "
+                         "(Linux's MAX_ARG_STRLEN: past it the container cannot start, E2BIG)")
+    return value
+
+
+ProcessText = Annotated[str, AfterValidator(_process_text)]
+ImageReference = Annotated[str, Field(min_length=1, max_length=MAX_IMAGE_REFERENCE, pattern=r"^[\x21-\x7e]+$")]
 
 RetryCondition = Literal[
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_429"
@@ -132,7 +166,7 @@ class ExecHealth(HealthCheck):
     """`command` run inside the container (argv, no shell) exits 0."""
 
     kind: Literal["exec"]
-    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)]
+    command: Annotated[list[Annotated[ProcessText, Field(min_length=1)]], Field(min_length=1, max_length=4096)]
 
 
 class NoHealth(Strict):
@@ -177,7 +211,7 @@ class Workload(Strict):
     """
 
     name: Name
-    image: Annotated[str, Field(min_length=1)]
+    image: ImageReference
     port: Port | None = None
     replicas: Annotated[int, Field(ge=1, le=256)] = 1
     response_time_ms: ResponseTimeMs | list[ResponseTimeMs]
@@ -187,13 +221,13 @@ class Workload(Strict):
     resources: Resources = Resources()
     protocol: Protocol = "http"
     health: Health | None = None
-    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], str] = {}
+    env: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")], ProcessText] = {}
     read_only_root_fs: bool = True
     calls: list[Call] = []
     traffic_policy: TrafficPolicy = TrafficPolicy()
     volumes: list[Volume] = []
-    command: Annotated[list[Annotated[str, Field(min_length=1)]], Field(min_length=1)] | None = None
-    args: list[str] | None = None
+    command: Annotated[list[Annotated[ProcessText, Field(min_length=1)]], Field(min_length=1, max_length=4096)] | None = None
+    args: Annotated[list[ProcessText], Field(max_length=4096)] | None = None  # 4,096: far above any real command line
     singleton: bool = False
     run_as_user: NonRootUser | None = None  # None: `kubernetes.run_as_user` (65532:65532)
     capabilities: Capabilities = Capabilities()
@@ -235,6 +269,17 @@ class Workload(Strict):
             return self.health
         kind = _DEFAULT_HEALTH_KIND[self.protocol]
         return HttpHealth() if kind == "http" else GrpcHealth(kind="grpc") if kind == "grpc" else TcpHealth(kind="tcp")
+
+    @model_validator(mode="after")
+    def _process_fits_execve(self) -> Workload:
+        """command + args + env within MAX_PROCESS_BYTES, counted as execve() counts them against ARG_MAX."""
+        strings = [*(self.command or []), *(self.args or []), *(f"{k}={v}" for k, v in self.env.items())]
+        size = sum(len(text.encode()) + 1 + 8 for text in strings)
+        if size > MAX_PROCESS_BYTES:
+            raise ValueError(f"command, args and env take {size:,} bytes as the process sees them (each string with its NUL "
+                             f"and pointer); at most {MAX_PROCESS_BYTES:,} fit (ARG_MAX, 2 MiB, less room for the image's own): "
+                             "move large data into a volume or a file the image reads")
+        return self
 
     @model_validator(mode="after")
     def _per_replica_lists_match_replicas(self) -> Workload:
@@ -311,7 +356,7 @@ class Gateway(Strict):
     equal response times give equal shares.
     """
 
-    image: Annotated[str, Field(min_length=1)]
+    image: ImageReference
     algorithm: Algorithm = "round_robin"
     hash_key: str | None = None
     listen_port: Port = 8080
@@ -331,7 +376,7 @@ class Gateway(Strict):
     resources: Resources = Resources()
     replicas: Annotated[int, Field(ge=1, le=64)] = 1
     run_as_user: NonRootUser = "101:101"
-    health_command: Annotated[list[str], Field(min_length=1)] | None = None
+    health_command: Annotated[list[ProcessText], Field(min_length=1, max_length=4096)] | None = None
     # Where the image's nginx keeps the stream module, which tcp service proxies load, when it is a dynamic module
     # (Debian's nginx with libnginx-mod-stream: /usr/lib/nginx/modules/ngx_stream_module.so). None: compiled in, as
     # in the official nginx image.
@@ -355,7 +400,7 @@ class Gateway(Strict):
 
 class RouteMatch(Strict):
     host: Annotated[str, Field(pattern=HOST_NAME)] | None = None
-    path: Annotated[str, Field(min_length=1)] = "/"
+    path: Annotated[str, Field(min_length=1, max_length=4096)] = "/"
     path_type: PathType = "prefix"
     headers: dict[Annotated[str, Field(pattern=HEADER_NAME)], Annotated[str, Field(pattern=r"^[\x21-\x7e]{1,256}$")]] = {}
     methods: list[HttpMethod] | None = None
@@ -373,6 +418,9 @@ class RouteMatch(Strict):
                 compile_location_regex(self.path)  # PCRE2 as nginx compiles it, not Python's re
             except RegexError as err:
                 raise ValueError(f"path is not a valid regex (PCRE2, as nginx compiles it): {err}") from None
+            backtracking = catastrophic_backtracking(self.path)  # recheck, a ReDoS analyzer
+            if backtracking:
+                raise ValueError(f"path {self.path!r} {backtracking}")
         elif not re.fullmatch(URI_PATH, self.path):
             raise ValueError("path must start with / and contain no spaces, quotes, ';', '{' or '}'")
         return self

@@ -33,6 +33,8 @@ def describe(value: Any) -> str:
         return "nothing (null)"
     if isinstance(value, str):
         return f"the text {_short(repr(value))}"
+    if isinstance(value, int) and value.bit_length() > 4 * 24:  # str() of a 4,300-digit int raises; count digits instead
+        return f"a number of {len(str(abs(value))) if value.bit_length() < 14_000 else 'over 4,000'} digits"
     if isinstance(value, int | float):
         text = str(value)
         return text if len(text) <= 24 else f"a number of {len(text)} digits"

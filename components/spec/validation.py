@@ -17,8 +17,12 @@ from pydantic_core import ErrorDetails
 
 from components.spec import shape_messages
 from components.spec.schema import HttpMethod, Spec
+from components.spec.shown import printable, shorten
 
 NAMESPACE = "netopt"
+SHOWN_ISSUES = 100
+"""Problems a report lists; the rest are counted. Every problem is collected, but a report of 100,000 lines (one per
+item of a huge list) helps nobody: fixing the first ones usually fixes the rest."""
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,9 @@ class SpecError(Exception):
     def report(self) -> str:
         count = len(self.issues)
         lines = [f"{NAMESPACE}: {count} problem{'s' if count != 1 else ''} in the stack config (nothing was deployed or rendered):"]
-        lines += [f"  - {issue}" for issue in self.issues]
+        lines += [f"  - {printable(str(issue))}" for issue in self.issues[:SHOWN_ISSUES]]
+        if count > SHOWN_ISSUES:
+            lines.append(f"  ... and {count - SHOWN_ISSUES:,} more problems like these (fix these first)")
         return "\n".join(lines)
 
 
@@ -124,7 +130,7 @@ def _issue(path: list[str | int], error: ErrorDetails) -> Issue:
     if error["type"] == "missing":
         return Issue(key_path(path), "required key is missing; add it")
     if error["type"] == "string_pattern_mismatch":
-        return Issue(key_path(path), f"{error['input']!r} does not match the expected form {error['ctx']['pattern']}")
+        return Issue(key_path(path), f"{shorten(repr(error['input']))} does not match the expected form {error['ctx']['pattern']}")
     return Issue(key_path(path), shape_messages.message(error))
 
 
@@ -370,11 +376,6 @@ def _state_issues(spec: Spec) -> Iterable[Issue]:
         if spec.target == "kubernetes" and workload.name in spec.kubernetes.autoscaling:
             yield Issue(key_path(["kubernetes", "autoscaling", workload.name]), f"'{workload.name}' is a singleton: an autoscaler would "
                         "start independent copies of its state; remove the autoscaling entry")
-
-
-INJECTED_ENV = ("PORT", "NETOPT_REPLICA")
-"""Set in every backend container by both targets: PORT = the workload's `port`, NETOPT_REPLICA = the replica's
-name (`<workload>-<i>` on Docker, the pod name on Kubernetes)."""
 
 
 def _injected_env_issues(spec: Spec) -> Iterable[Issue]:

@@ -16,7 +16,6 @@ config to the running proxy, checks it there with `nginx -t` and reloads gracefu
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from components.plan.addressing import AddressMap, docker_address_map, docker_ca
 from components.plan.docker_links import Link, links
 from components.plan.graph import GATEWAY, proxy_name
 from components.plan.ir import Proxy
+from components.plan.report import config_digest
 from components.render.runtime import NginxRuntime
 from components.spec.runtime import uid_gid
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
@@ -249,7 +249,7 @@ class DockerTarget:
         ports = [docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")]
         self._nginx(parent, f"{self.spec.network.name}-gateway", "gateway", {}, gw.status_port, [gw.listen_port, gw.status_port], config,
                     joined, depends_on, ports)
-        return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": hashlib.sha256(config.encode()).hexdigest()}
+        return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": config_digest(config)}
 
     def service_proxy(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
                       depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]:

@@ -15,7 +15,6 @@ depends on every workload's resources, so each Service exists (and its name reso
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import math
 import re
@@ -29,6 +28,7 @@ from components.plan.addressing import AddressMap, kubernetes_address_map, kuber
 from components.plan.calls import Edge
 from components.plan.graph import GATEWAY, proxy_name, routed_workloads
 from components.plan.ir import Proxy
+from components.plan.report import config_digest
 from components.render.runtime import NginxRuntime
 from components.spec.runtime import user_ids
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
@@ -47,7 +47,7 @@ _EVERYWHERE = {ipaddress.ip_network("0.0.0.0/0"), ipaddress.ip_network("::/0")}
 
 def config_map_name(config: str, proxy: str = GATEWAY) -> str:
     """Content-addressed: a new config is a new ConfigMap, so old pods keep the config they started with."""
-    return f"{proxy}-nginx-{hashlib.sha256(config.encode()).hexdigest()[:10]}"
+    return f"{proxy}-nginx-{config_digest(config)[:10]}"
 
 
 def _image_version(image: str) -> str | None:
@@ -436,7 +436,7 @@ class KubernetesTarget:
         gw = self.spec.gateway
         net = self.spec.network.name
         namespace = network["namespace"]
-        digest = hashlib.sha256(config.encode()).hexdigest()
+        digest = config_digest(config)
         labels = self.labels(GATEWAY, "gateway", gw.image)
         ports = [{"name": "http", "container_port": gw.listen_port, "protocol": "TCP"}]
         self._nginx(parent, GATEWAY, labels, config, namespace, ports, gw.replicas, gw.status_port, depends_on,
@@ -498,7 +498,7 @@ class KubernetesTarget:
         a request in flight may still take (its proxy's read timeout, and a margin)."""
         gw = self.spec.gateway
         net = self.spec.network.name
-        digest = hashlib.sha256(config.encode()).hexdigest()
+        digest = config_digest(config)
         config_map = k8s.core.v1.ConfigMap(
             f"{net}-{name}-nginx",
             metadata=self._metadata(config_map_name(config, name), namespace, labels),
