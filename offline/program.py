@@ -4,7 +4,7 @@ The recording keeps what the engine would see: type, name, URN, parent URN, cust
 properties, and the options that matter to reviewers and to updates (dependencies, per-property dependencies,
 delete-before-replace, ignore-changes, protect).
 
-How the runner runs the program is its own choice, and four choices keep a large stack's plan fast and linear
+How the runner runs the program is its own choice, and these choices keep a large stack's plan fast and linear
 (see "Offline plan at scale" in the README; none changes what is registered or recorded):
 
 - the cyclic garbage collector is paused while the program runs and run once at the end. The SDK keeps ~400
@@ -16,10 +16,11 @@ How the runner runs the program is its own choice, and four choices keep a large
 - each run gets its own event loop, whose executor calls the in-process monitor inline: the SDK sends every
   monitor call through `loop.run_in_executor` so that a blocking gRPC call to the engine cannot stall the loop,
   but the recording monitor does no I/O, and a thread hop per registration only adds wake-ups;
-- the SDK's per-resource call-stack capture (`traceback.extract_stack` plus a file URI per frame, sent to the
-  engine for diagnostics only) is skipped, since the recording monitor discards it. This is the one patch of an
-  SDK internal: `_without_source_positions` below; `NETOPT_OFFLINE_SOURCE_POSITIONS=1` (or
-  `run_program(..., source_positions=True)`) keeps them.
+- three SDK internals are replaced while the program runs by equivalents that do less work (offline/sdk_patches.py):
+  each output property's Output is made from one future instead of four futures and a task, the type unwrapping
+  done for every property is cached, and the per-resource call-stack capture (sent to the engine for diagnostics
+  only; the recording monitor discards it) is skipped — `NETOPT_OFFLINE_SOURCE_POSITIONS=1` (or
+  `run_program(..., source_positions=True)`) keeps it.
 
 The recording monitor subclasses the SDK's `MockMonitor` and uses its URN and registration internals, and the runner
 resets `pulumi.runtime.settings` state between runs: internals of the one SDK version it was written and tested for
@@ -42,11 +43,11 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import pulumi
-import pulumi.runtime.resource as sdk_resource
 from google.protobuf import empty_pb2
 from pulumi.runtime import mocks, rpc, settings
-from pulumi.runtime.proto import resource_pb2, source_pb2
+from pulumi.runtime.proto import resource_pb2
 
+from offline import sdk_patches
 from offline.stack_config import PROJECT_DIR, cli_config, project_settings, stack_file
 
 
@@ -150,29 +151,6 @@ SOURCE_POSITIONS_ENV = "NETOPT_OFFLINE_SOURCE_POSITIONS"
 """Set to 1 to let the SDK capture each resource's call stack and source position, as it does under the engine."""
 
 
-def _empty_stack_trace() -> source_pb2.StackTrace:
-    return source_pb2.StackTrace()
-
-
-@contextlib.contextmanager
-def _without_source_positions(enabled: bool) -> Iterator[None]:
-    """While enabled, the SDK sends an empty stack trace (so no source position) with each registration.
-
-    `pulumi.runtime.resource._get_stack_trace` walks the whole Python stack and builds a file URI per frame for
-    every resource (3–12 % of the run, measured); the engine shows it in diagnostics, the recording monitor
-    ignores it. If the SDK no longer has that function, nothing is patched (the run is only slower).
-    """
-    original = getattr(sdk_resource, "_get_stack_trace", None)
-    if not enabled or original is None:
-        yield
-        return
-    sdk_resource._get_stack_trace = _empty_stack_trace
-    try:
-        yield
-    finally:
-        sdk_resource._get_stack_trace = original
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector for the run and collect once at the end (if it was enabled)."""
@@ -243,7 +221,7 @@ def run_program(config: dict[str, str], stack: str, project_dir: Path = PROJECT_
     if source_positions is None:
         source_positions = os.environ.get(SOURCE_POSITIONS_ENV, "") == "1"
     monitor = _RecordingMonitor()
-    with _collector_paused(), _without_source_positions(not source_positions), _own_event_loop() as loop:
+    with _collector_paused(), sdk_patches.applied(source_positions=source_positions), _own_event_loop() as loop:
         try:
             settings.ROOT.set(None)  # a fresh root stack per run, so several stacks can run in one process
             project = project_settings(project_dir)["name"]

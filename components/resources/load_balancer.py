@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import pulumi
 
 from components.plan.build import Plan
-from components.render.nginx import render_nginx
 from components.resources.network import ContainerNetwork
 from components.resources.workload import Workload
 from components.targets.base import Target
@@ -17,6 +16,7 @@ from components.targets.base import Target
 @dataclass(frozen=True)
 class LoadBalancerArgs:
     plan: Plan  # carries the typed routes, rate limits and concurrency limits the gateway enforces
+    config: str  # the plan's nginx.conf (components.render.nginx), rendered once by the caller, whose report names its digest
     network: ContainerNetwork
     workloads: Sequence[Workload]
 
@@ -28,7 +28,7 @@ class LoadBalancer(pulumi.ComponentResource):
         self.routes = spec.routes
         self.rate_limits = spec.rate_limits
         self.concurrency_limits = spec.concurrency_limits
-        self.config = render_nginx(args.plan, target.address_map(), target.nginx_runtime())
+        self.config = args.config
         backends = [resource for workload in args.workloads for resource in workload.resources]
         outputs = target.gateway(self, self.config, args.network.handles, backends)
         self.endpoint = outputs["endpoint"]

@@ -91,6 +91,13 @@ class DockerTarget:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self._links = links(spec)
+        # The links into and out of each workload (and the gateway), in link order: a replica looks up its own
+        # instead of scanning every link, which made a stack's registration quadratic in its workloads.
+        self._into: dict[str, list[Link]] = {}
+        self._out: dict[str, list[Link]] = {}
+        for link in self._links:
+            self._into.setdefault(link.flow.destination, []).append(link)
+            self._out.setdefault(link.flow.source, []).append(link)
         self._addresses = docker_address_map(spec)
 
     def address_map(self) -> AddressMap:
@@ -130,9 +137,9 @@ class DockerTarget:
     def _replica_networks(self, workload: str, replica: int, network: dict[str, pulumi.Input[str]]) -> dict[str, Any]:
         """The links a replica joins: those into its workload (as the alias callers resolve), then those out of it."""
         into = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], aliases=[workload], ipv4_address=link.server_ips[replica])
-                for link in self._links if link.flow.destination == workload]
+                for link in self._into.get(workload, [])]
         out = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[replica])
-               for link in self._links if link.flow.source == workload]
+               for link in self._out.get(workload, [])]
         return {"networks_advanced": into + out} if into or out else {"network_mode": "none"}
 
     def workload(self, parent: pulumi.ComponentResource, workload: Workload, network: dict[str, pulumi.Input[str]]) -> list[pulumi.Resource]:
@@ -215,7 +222,7 @@ class DockerTarget:
             networks_advanced=[  # edge first: Docker publishes ports through a non-internal network
                 docker.ContainerNetworksAdvancedArgs(name=network["edge"]),
                 *(docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[0])
-                  for link in self._links if link.flow.source == GATEWAY),
+                  for link in self._out.get(GATEWAY, [])),
             ],
             ports=[docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")],
             **_HARDENING,
