@@ -441,13 +441,28 @@ def _requests(ordered: list[RecordedResource], providers: Mapping[str, analyzer_
     stack_request = analyzer_pb2.AnalyzeStackRequest()
     for record in ordered:
         provider = providers.get(record.provider or f"default:{record.type.split(':', 1)[0]}") if record.custom else None
+        inputs = _inputs_struct(record)
         requests.append(analyzer_pb2.AnalyzeRequest(type=record.type, urn=record.urn, name=record.name,
-                                                    properties=_struct(record.inputs), options=_options(record), provider=provider))
-        outputs = record.outputs if (record.outputs or not record.custom) else record.inputs
+                                                    properties=inputs, options=_options(record), provider=provider))
         stack_request.resources.append(analyzer_pb2.AnalyzerResource(
-            type=record.type, urn=record.urn, name=record.name, properties=_struct(outputs), options=_options(record),
+            type=record.type, urn=record.urn, name=record.name, properties=_outputs_struct(record, inputs), options=_options(record),
             provider=provider, parent=record.parent, dependencies=record.dependencies))
     return requests, stack_request
+
+
+def _inputs_struct(record: RecordedResource) -> struct_pb2.Struct:
+    """The inputs in wire form: as the SDK sent them when the record still holds that form (unread, so unchanged:
+    no second conversion), else marshalled from the dict (a test or fixture may have edited it)."""
+    wire = record.wire_inputs()
+    return wire if wire is not None else _struct(record.inputs)
+
+
+def _outputs_struct(record: RecordedResource, inputs: struct_pb2.Struct) -> struct_pb2.Struct:
+    """The outputs the engine holds: those registered; a custom resource's are its inputs under the mocks."""
+    wire = record.wire_outputs()
+    if wire is not None:
+        return wire if (len(wire.fields) or not record.custom) else inputs
+    return _struct(record.outputs) if (record.outputs or not record.custom) else inputs
 
 
 def _cpu_seconds(pid: int) -> float:

@@ -6,10 +6,12 @@ subclasses the library's private `_DictProxy`/`_ListProxy` at import time and re
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from google.protobuf import struct_pb2
 from pulumi_policy import proxy as _proxy
 
 _MAX_ENTRIES = 50_000  # one AnalyzeStack of a 1,000-workload stack holds ~3,000 of each kind
@@ -38,12 +40,50 @@ def _memoised(function: Callable[..., Any], memo: _Memo) -> Callable[..., Any]:
     return call
 
 
+def _value(value: struct_pb2.Value) -> Any:
+    """`json_format`'s conversion of a `Value` (`_Printer._ValueMessageToJsonObject`), for the kinds a Value has."""
+    kind = value.WhichOneof("kind")
+    if kind == "string_value":
+        return value.string_value
+    if kind == "number_value":
+        number = value.number_value
+        if math.isinf(number):
+            raise ValueError("Fail to serialize Infinity for Value.number_value, which would parse as string_value")
+        if math.isnan(number):
+            raise ValueError("Fail to serialize NaN for Value.number_value, which would parse as string_value")
+        return number
+    if kind == "bool_value":
+        return value.bool_value
+    if kind == "struct_value":
+        return _struct(value.struct_value)
+    if kind == "list_value":
+        return [_value(item) for item in value.list_value.values]
+    return None  # null_value, or no kind set
+
+
+def _struct(message: struct_pb2.Struct) -> dict[str, Any]:
+    fields = message.fields
+    return {key: _value(fields[key]) for key in fields}
+
+
+def _struct_first(message_to_dict: Callable[..., Any]) -> Callable[..., Any]:
+    """`json_format.MessageToDict`, converting a `Struct` (every resource's properties) directly: the same dict, in the
+    same key order, as the library's generic printer, which looks up each field's descriptor and type per value and
+    was a fifth of the pack's CPU time at 1,000 workloads. Any other message, or any option, goes to the library."""
+    def call(message: Any, *args: Any, **kwargs: Any) -> Any:
+        if args or kwargs or type(message) is not struct_pb2.Struct:
+            return message_to_dict(message, *args, **kwargs)
+        return _struct(message)
+
+    return call
+
+
 class _JsonFormat:
     """Stands in for `google.protobuf.json_format` inside `pulumi_policy.policy` (it only calls MessageToDict)."""
 
     def __init__(self, module: Any, memo: _Memo) -> None:
         self._module = module
-        self.MessageToDict = _memoised(module.MessageToDict, memo)
+        self.MessageToDict = _memoised(_struct_first(module.MessageToDict), memo)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._module, name)
