@@ -7,10 +7,10 @@ delete-before-replace, ignore-changes, protect).
 How the runner runs the program is its own choice, and these choices keep a large stack's plan fast and linear
 (see "Offline plan at scale" in the README; none changes what is registered or recorded):
 
-- the cyclic garbage collector is paused while the program runs and run once at the end. The SDK keeps ~400
-  live objects per registered resource (an Output, four futures and a task per output property), so each of
-  the collector's full passes re-scans the whole, growing graph: at 1,000 workloads they were half the run and
-  grew faster than the stack;
+- the cyclic garbage collector is paused while the program runs and run once at the end. The SDK keeps
+  hundreds of live objects per registered resource (an Output and its future per output property, ~80 of them
+  for a container), so each of the collector's full passes re-scans the whole, growing graph: at 1,000
+  workloads they were half the run and grew faster than the stack;
 - the SDK's resource graph is released when the run ends (the root stack resource holds every resource, and it
   outlived the run until the next one started, so its collection was charged to the next run);
 - each run gets its own event loop, whose executor calls the in-process monitor inline: the SDK sends every
