@@ -51,14 +51,40 @@ class CpuQuota:
             self._write("cpu.cfs_quota_us", str(quota))
         return self
 
-    def add(self, pids: Iterable[int]) -> None:
-        """Move the processes with all their threads; children they fork later (a reload's workers) inherit it."""
+    def add(self, pids: Iterable[int]) -> int:
+        """Move the processes with all their threads; children they fork later (a reload's workers) inherit it.
+
+        A process or thread may exit between being listed and being moved (an nginx worker after a reload, a
+        short-lived helper thread): the kernel then refuses the write (ESRCH), and it is skipped, since there is
+        nothing left to limit. On cgroup v1 a thread started by a not yet moved thread lands outside, so each
+        process's thread list is read again until every thread in it has been moved. Returns how many processes
+        or threads were moved.
+        """
+        moved = 0
         for p in pids:
             if self.v2:
-                self._write("cgroup.procs", str(p))
+                moved += self._move("cgroup.procs", p)
                 continue
-            for tid in os.listdir(f"/proc/{p}/task"):
-                self._write("tasks", tid)
+            done: set[str] = set()
+            while True:
+                try:
+                    tids = set(os.listdir(f"/proc/{p}/task")) - done
+                except FileNotFoundError:  # the process exited
+                    break
+                if not tids:
+                    break
+                for tid in tids:
+                    moved += self._move("tasks", int(tid))
+                done |= tids
+        return moved
+
+    def _move(self, members: str, pid: int) -> int:
+        """1 when `pid` was moved into the group, 0 when it had exited meanwhile."""
+        try:
+            self._write(members, str(pid))
+        except (ProcessLookupError, FileNotFoundError):
+            return 0
+        return 1
 
     def __exit__(self, *exc: Any) -> None:
         """Give the processes back to the parent group (they may outlive the quota), then drop the group."""

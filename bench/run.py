@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -615,6 +616,8 @@ def write_report(data: dict[str, Any], out_dir: str) -> str:
              f"Load average before the run: {' '.join(data['loadavg_before'])}"
              f"{nice_note} "
              "(other jobs on this 2-core machine move req/s by +-20%; compare medians, and CPU us/req).", ""]
+    for name, trace in data.get("crashed", {}).items():
+        lines += [f"**Section {name} crashed**: `{trace.strip().splitlines()[-1]}` (traceback in results.json).", ""]
     tp = data.get("throughput")
     if tp:
         lines += ["## Throughput and latency", "",
@@ -816,28 +819,46 @@ def main(argv: list[str] | None = None) -> int:
         "loadavg_before": _loadavg(),
         "backend_loop": BACKEND_LOOP,
     }
+    crashed: dict[str, str] = {}
+
+    def section(name: str, run: Callable[[], dict[str, Any] | None]) -> None:
+        """Run one section; a crash is recorded (and fails the run at the end) instead of losing the other sections."""
+        try:
+            result = run()
+        except Exception:
+            crashed[name] = traceback.format_exc()
+            log(f"{name}: CRASHED\n{crashed[name]}")
+            return
+        if result is not None:
+            data[name] = result
+
+    def limited() -> dict[str, Any] | None:
+        from bench.cpulimit import available
+
+        cpus = bench_spec().gateway.resources.cpu
+        why_not = available()
+        if why_not:
+            log(f"limited: skipped, {why_not}")
+            return None
+        log(f"limited: each proxy under a {cpus:g}-CPU quota (gateway.resources.cpu)")
+        return section_throughput(backend, a.reps, a.duration, log, cpu_limit=cpus)
+
     try:
         if "throughput" in sections:
             log("throughput: direct, generated gateway, naive nginx, HAProxy")
-            data["throughput"] = section_throughput(backend, a.reps, a.duration, log)
+            section("throughput", lambda: section_throughput(backend, a.reps, a.duration, log))
         if "limited" in sections:
-            from bench.cpulimit import available
-
-            cpus = bench_spec().gateway.resources.cpu
-            why_not = available()
-            if why_not:
-                log(f"limited: skipped, {why_not}")
-            else:
-                log(f"limited: each proxy under a {cpus:g}-CPU quota (gateway.resources.cpu)")
-                data["limited"] = section_throughput(backend, a.reps, a.duration, log, cpu_limit=cpus)
+            section("limited", limited)
         if "knobs" in sections:
             log("knobs: generated config with one knob changed at a time")
-            data["knobs"] = section_knobs(backend, a.knob_reps, a.knob_duration, log)
+            section("knobs", lambda: section_knobs(backend, a.knob_reps, a.knob_duration, log))
     finally:
         backend.stop()
     if "skew" in sections:
         log("skew: one replica 5x slower; round_robin vs least_conn vs latency_weighted vs latency_optimal")
-        data["skew"] = section_skew(a.skew_reps, a.skew_duration, a.skew_rate, log)
+        section("skew", lambda: section_skew(a.skew_reps, a.skew_duration, a.skew_rate, log))
+    if crashed:
+        data["crashed"] = crashed
     data["wall_s"] = time.monotonic() - t_start
     stamp = time.strftime("%Y%m%d-%H%M%S")
     with open(os.path.join(a.out, "raw", f"run-{stamp}.json"), "w") as f:
@@ -856,6 +877,9 @@ def main(argv: list[str] | None = None) -> int:
     md = write_report(data, a.out)
     png = write_chart(data, a.out)
     log(f"wrote {md}" + (f" and {png}" if png else "") + f" in {data['wall_s']:.0f} s")
+    if crashed:
+        print(f"bench/run.py: section(s) {', '.join(crashed)} crashed (tracebacks above and in results.json 'crashed')", file=sys.stderr)
+        return 1
     return 0
 
 

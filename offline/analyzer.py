@@ -441,13 +441,28 @@ def _requests(ordered: list[RecordedResource], providers: Mapping[str, analyzer_
     stack_request = analyzer_pb2.AnalyzeStackRequest()
     for record in ordered:
         provider = providers.get(record.provider or f"default:{record.type.split(':', 1)[0]}") if record.custom else None
+        inputs = _inputs_struct(record)
         requests.append(analyzer_pb2.AnalyzeRequest(type=record.type, urn=record.urn, name=record.name,
-                                                    properties=_struct(record.inputs), options=_options(record), provider=provider))
-        outputs = record.outputs if (record.outputs or not record.custom) else record.inputs
+                                                    properties=inputs, options=_options(record), provider=provider))
         stack_request.resources.append(analyzer_pb2.AnalyzerResource(
-            type=record.type, urn=record.urn, name=record.name, properties=_struct(outputs), options=_options(record),
+            type=record.type, urn=record.urn, name=record.name, properties=_outputs_struct(record, inputs), options=_options(record),
             provider=provider, parent=record.parent, dependencies=record.dependencies))
     return requests, stack_request
+
+
+def _inputs_struct(record: RecordedResource) -> struct_pb2.Struct:
+    """The inputs in wire form: as the SDK sent them when the record still holds that form (unread, so unchanged:
+    no second conversion), else marshalled from the dict (a test or fixture may have edited it)."""
+    wire = record.wire_inputs()
+    return wire if wire is not None else _struct(record.inputs)
+
+
+def _outputs_struct(record: RecordedResource, inputs: struct_pb2.Struct) -> struct_pb2.Struct:
+    """The outputs the engine holds: those registered; a custom resource's are its inputs under the mocks."""
+    wire = record.wire_outputs()
+    if wire is not None:
+        return wire if (len(wire.fields) or not record.custom) else inputs
+    return _struct(record.outputs) if (record.outputs or not record.custom) else inputs
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -509,6 +524,10 @@ def _main(argv: list[str] | None = None) -> int:
     source.add_argument("--generated", type=int, metavar="N", help="bench/generate.py's stack of N workloads (a scale benchmark)")
     parser.add_argument("--replicas", type=int, default=2, help="replicas per generated workload (default 2)")
     parser.add_argument("--policy-config", help="default: policies/config/<netopt:environment>.json (prod.json for --generated)")
+    parser.add_argument("--results", type=Path, default=PROJECT_DIR / "bench" / "results",
+                        help="with --generated: where pack_scale.json (the timings, for bench/check.py) goes (default bench/results)")
+    parser.add_argument("--exit-zero", action="store_true",
+                        help="exit 0 whatever the verdicts (make bench: the generated stack violates prod's gates by design); errors still fail")
     parser.add_argument("--compare-stock", action="store_true",
                         help="analyze again on pulumi-policy's stock path (NETOPT_POLICY_NO_MEMO=1) and compare the verdicts (exit 2 if they differ)")
     args = parser.parse_args(argv)
@@ -520,6 +539,7 @@ def _main(argv: list[str] | None = None) -> int:
     else:
         stack, config = args.stack, cli_config(stack_file(args.stack))
         policy_config = args.policy_config or policy_config_path(config.get("netopt:environment", args.stack))
+    load_before = _load()
     started = time.perf_counter()
     resources = run_program(config, stack)
     program_s = time.perf_counter() - started
@@ -530,6 +550,8 @@ def _main(argv: list[str] | None = None) -> int:
         print(f"note: {note}")
     print(f"{len(analysis.diagnostics)} violation(s), {len(analysis.mandatory())} mandatory; {analysis.analyzed} resources, "
           f"{len(analysis.policies)} policies. Program under mocks {program_s:.2f}s (not the pack's work); pack: {_timings(analysis)}")
+    if args.generated:
+        print(f"wrote {write_scale_results(args.results, args.generated, analysis, program_s, argv, load_before)}")
     if args.compare_stock:
         stock = _stock_analysis(resources, stack, policy_config, config)
         same = stock.diagnostics == analysis.diagnostics and sorted(map(repr, stock.not_applicable)) == sorted(map(repr, analysis.not_applicable))
@@ -538,7 +560,29 @@ def _main(argv: list[str] | None = None) -> int:
               f"not-applicable on the stock path, {len(analysis.diagnostics)} and {len(analysis.not_applicable)} with the fast path")
         if not same:
             return 2
-    return 1 if analysis.mandatory() else 0
+    return 1 if analysis.mandatory() and not args.exit_zero else 0
+
+
+def write_scale_results(results: Path, workloads: int, analysis: Analysis, program_s: float, argv: list[str] | None,
+                        load_before: str) -> Path:
+    """Add this run's pack timings for `workloads` to <results>/pack_scale.json (other sizes' entries are kept)."""
+    path = results / "pack_scale.json"
+    document: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
+    t = analysis.timings
+    document.update({"command": "python -m offline.analyzer " + " ".join(argv if argv is not None else sys.argv[1:]),
+                     "when": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "loadavg_before": load_before,
+                     "loadavg_after": _load(),
+                     "cpus": os.cpu_count()})
+    document.setdefault("generated", {})[str(workloads)] = {
+        "resources": analysis.analyzed, **t, "analyze_ms_per_resource": 1000 * t["analyze_s"] / analysis.analyzed,
+        "program_s": program_s, "violations": len(analysis.diagnostics), "mandatory": len(analysis.mandatory())}
+    results.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(document, indent=1) + "\n")
+    return path
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _timings(analysis: Analysis) -> str:

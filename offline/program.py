@@ -4,22 +4,23 @@ The recording keeps what the engine would see: type, name, URN, parent URN, cust
 properties, and the options that matter to reviewers and to updates (dependencies, per-property dependencies,
 delete-before-replace, ignore-changes, protect).
 
-How the runner runs the program is its own choice, and four choices keep a large stack's plan fast and linear
+How the runner runs the program is its own choice, and these choices keep a large stack's plan fast and linear
 (see "Offline plan at scale" in the README; none changes what is registered or recorded):
 
-- the cyclic garbage collector is paused while the program runs and run once at the end. The SDK keeps ~400
-  live objects per registered resource (an Output, four futures and a task per output property), so each of
-  the collector's full passes re-scans the whole, growing graph: at 1,000 workloads they were half the run and
-  grew faster than the stack;
+- the cyclic garbage collector is paused while the program runs and run once at the end. The SDK keeps
+  hundreds of live objects per registered resource (an Output and its future per output property, ~80 of them
+  for a container), so each of the collector's full passes re-scans the whole, growing graph: at 1,000
+  workloads they were half the run and grew faster than the stack;
 - the SDK's resource graph is released when the run ends (the root stack resource holds every resource, and it
   outlived the run until the next one started, so its collection was charged to the next run);
 - each run gets its own event loop, whose executor calls the in-process monitor inline: the SDK sends every
   monitor call through `loop.run_in_executor` so that a blocking gRPC call to the engine cannot stall the loop,
   but the recording monitor does no I/O, and a thread hop per registration only adds wake-ups;
-- the SDK's per-resource call-stack capture (`traceback.extract_stack` plus a file URI per frame, sent to the
-  engine for diagnostics only) is skipped, since the recording monitor discards it. This is the one patch of an
-  SDK internal: `_without_source_positions` below; `NETOPT_OFFLINE_SOURCE_POSITIONS=1` (or
-  `run_program(..., source_positions=True)`) keeps them.
+- three SDK internals are replaced while the program runs by equivalents that do less work (offline/sdk_patches.py):
+  each output property's Output is made from one future instead of four futures and a task, the type unwrapping
+  done for every property is cached, and the per-resource call-stack capture (sent to the engine for diagnostics
+  only; the recording monitor discards it) is skipped — `NETOPT_OFFLINE_SOURCE_POSITIONS=1` (or
+  `run_program(..., source_positions=True)`) keeps it.
 
 The recording monitor subclasses the SDK's `MockMonitor` and uses its URN and registration internals, and the runner
 resets `pulumi.runtime.settings` state between runs: internals of the one SDK version it was written and tested for
@@ -36,39 +37,116 @@ import gc
 import importlib.metadata
 import os
 import runpy
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import pulumi
-import pulumi.runtime.resource as sdk_resource
-from google.protobuf import empty_pb2
+from google.protobuf import empty_pb2, struct_pb2
 from pulumi.runtime import mocks, rpc, settings
-from pulumi.runtime.proto import resource_pb2, source_pb2
+from pulumi.runtime.proto import resource_pb2
 
+from offline import sdk_patches
 from offline.stack_config import PROJECT_DIR, cli_config, project_settings, stack_file
+
+
+class _Properties:
+    """A resource's input or output properties, kept in the wire form the SDK sent (a protobuf Struct) and decoded
+    (`rpc.deserialize_properties`, unknowns kept) on first read, or set as a dict.
+
+    Most of a large stack's recorded properties are never read as dicts: `make plan` lists resources by name and
+    the policy pack is sent the wire form itself (offline/analyzer.py). Decoding them all as they were registered
+    was ~6 % of a 1,000-workload plan. `wire(record)` is the Struct as the SDK sent it, or None once the dict has
+    been read or replaced (it may then have been changed in place, so only the dict is the truth).
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.decoded, self.wire_name = f"_{name}", f"_wire_{name}"
+
+    def __get__(self, record: Any, owner: type | None = None) -> Any:
+        if record is None:
+            return _EMPTY  # the dataclass field's default
+        values = record.__dict__
+        if self.decoded not in values:
+            wire = values.pop(self.wire_name, None)
+            values[self.decoded] = {} if wire is None else rpc.deserialize_properties(wire, keep_unknowns=True)
+        values.pop(self.wire_name, None)
+        return values[self.decoded]
+
+    def __set__(self, record: Any, value: Any) -> None:
+        values = record.__dict__
+        values.pop(self.decoded, None)
+        values.pop(self.wire_name, None)
+        if isinstance(value, struct_pb2.Struct):
+            values[self.wire_name] = value
+        else:
+            values[self.decoded] = {} if value is _EMPTY else value
+
+    def wire(self, record: Any) -> struct_pb2.Struct | None:
+        wire: struct_pb2.Struct | None = record.__dict__.get(self.wire_name)
+        return wire
+
+
+_EMPTY: Any = object()
 
 
 @dataclass
 class RecordedResource:
+    """One registration. `inputs` and `outputs` may be given as the SDK's wire form (a protobuf Struct): they read as
+    dicts (see _Properties)."""
+
     type: str
     name: str
     urn: str
     parent: str
     custom: bool
-    inputs: dict[str, Any]
+    inputs: dict[str, Any] = _Properties()  # type: ignore[assignment]
     dependencies: list[str] = field(default_factory=list)
     delete_before_replace: bool = False
     protect: bool = False
     ignore_changes: list[str] = field(default_factory=list)
     property_dependencies: dict[str, list[str]] = field(default_factory=dict)
     provider: str = ""
-    outputs: dict[str, Any] = field(default_factory=dict)
+    outputs: dict[str, Any] = _Properties()  # type: ignore[assignment]
 
     @property
     def parent_name(self) -> str:
         return self.parent.rsplit("::", 1)[-1] if self.parent else ""
+
+    def wire_inputs(self) -> struct_pb2.Struct | None:
+        """The inputs exactly as the SDK sent them, while they have not been read or replaced as a dict."""
+        return vars(RecordedResource)["inputs"].wire(self)  # type: ignore[no-any-return]
+
+    def wire_outputs(self) -> struct_pb2.Struct | None:
+        return vars(RecordedResource)["outputs"].wire(self)  # type: ignore[no-any-return]
+
+
+def _recorded_form(properties: struct_pb2.Struct) -> Any:
+    """The Struct itself when its values are plain data, which decode the same at any time; decoded now when they
+    hold a special value (secret, resource reference, asset, output value), whose decoding depends on the run."""
+    if _SPECIAL_SIG in properties.SerializeToString():
+        return rpc.deserialize_properties(properties, keep_unknowns=True)
+    return properties
+
+
+_SPECIAL_SIG = rpc._special_sig_key.encode()
+
+
+class _Registered(Mapping[str, Any]):
+    """A registration's state for MockMonitor's `getResource` invoke: the record's inputs, decoded only if asked."""
+
+    def __init__(self, record: RecordedResource) -> None:
+        self._record = record
+
+    def __getitem__(self, key: str) -> Any:
+        return self._record.inputs[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._record.inputs)
+
+    def __len__(self) -> int:
+        return len(self._record.inputs)
 
 
 class _NoMocks(mocks.Mocks):
@@ -103,7 +181,7 @@ class _RecordingMonitor(mocks.MockMonitor):
             urn=urn,
             parent=request.parent,
             custom=request.custom,
-            inputs=rpc.deserialize_properties(request.object, keep_unknowns=True),
+            inputs=_recorded_form(request.object),
             dependencies=list(request.dependencies),
             delete_before_replace=request.deleteBeforeReplace,
             protect=request.protect,
@@ -114,13 +192,13 @@ class _RecordingMonitor(mocks.MockMonitor):
         self.recorded.append(record)
         self.by_urn[urn] = record
         resource_id = f"{request.name}-id" if request.custom else ""
-        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, resource_id, record.inputs)
+        self.resources[urn] = mocks.MockMonitor.ResourceRegistration(urn, resource_id, _Registered(record))  # type: ignore[arg-type]
         return resource_pb2.RegisterResourceResponse(urn=urn, id=resource_id, object=request.object)
 
     def RegisterResourceOutputs(self, request: Any) -> Any:  # noqa: N802 - gRPC method name
         record = self.by_urn.get(request.urn)
         if record is not None:
-            record.outputs = rpc.deserialize_properties(request.outputs, keep_unknowns=True)
+            record.outputs = _recorded_form(request.outputs)
         return empty_pb2.Empty()
 
 
@@ -148,29 +226,6 @@ def require_sdk_version() -> None:
 
 SOURCE_POSITIONS_ENV = "NETOPT_OFFLINE_SOURCE_POSITIONS"
 """Set to 1 to let the SDK capture each resource's call stack and source position, as it does under the engine."""
-
-
-def _empty_stack_trace() -> source_pb2.StackTrace:
-    return source_pb2.StackTrace()
-
-
-@contextlib.contextmanager
-def _without_source_positions(enabled: bool) -> Iterator[None]:
-    """While enabled, the SDK sends an empty stack trace (so no source position) with each registration.
-
-    `pulumi.runtime.resource._get_stack_trace` walks the whole Python stack and builds a file URI per frame for
-    every resource (3–12 % of the run, measured); the engine shows it in diagnostics, the recording monitor
-    ignores it. If the SDK no longer has that function, nothing is patched (the run is only slower).
-    """
-    original = getattr(sdk_resource, "_get_stack_trace", None)
-    if not enabled or original is None:
-        yield
-        return
-    sdk_resource._get_stack_trace = _empty_stack_trace
-    try:
-        yield
-    finally:
-        sdk_resource._get_stack_trace = original
 
 
 @contextlib.contextmanager
@@ -243,7 +298,7 @@ def run_program(config: dict[str, str], stack: str, project_dir: Path = PROJECT_
     if source_positions is None:
         source_positions = os.environ.get(SOURCE_POSITIONS_ENV, "") == "1"
     monitor = _RecordingMonitor()
-    with _collector_paused(), _without_source_positions(not source_positions), _own_event_loop() as loop:
+    with _collector_paused(), sdk_patches.applied(source_positions=source_positions), _own_event_loop() as loop:
         try:
             settings.ROOT.set(None)  # a fresh root stack per run, so several stacks can run in one process
             project = project_settings(project_dir)["name"]

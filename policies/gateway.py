@@ -12,7 +12,7 @@ from typing import Any
 
 from pulumi_policy import Policy, ResourceValidationArgs, StackValidationArgs
 
-from components.spec.schema import IDEMPOTENT_METHODS
+from components.spec.methods import IDEMPOTENT_METHODS
 from policies.framework import Gate, Report, StackReport, number, resource_policy, stack_policy
 from policies.model import APP_NETWORK, gateway_configs, get, items
 from policies.nginx_config import Directive, parse_nginx, walk

@@ -78,7 +78,6 @@ RetryCondition = Literal[
     "error", "timeout", "invalid_header", "http_500", "http_502", "http_503", "http_504", "http_429"
 ]
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-IDEMPOTENT_METHODS: frozenset[str] = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 PathType = Literal["exact", "prefix", "regex"]
 
 

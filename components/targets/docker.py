@@ -127,6 +127,13 @@ class DockerTarget:
     def __init__(self, spec: Spec) -> None:
         self.spec = spec
         self._links = links(spec)
+        # The links where each end (a workload, the gateway, a proxy) listens and where it connects, in link order: a
+        # replica looks up its own instead of scanning every link, which made registration quadratic in workloads.
+        self._listening: dict[str, list[Link]] = {}
+        self._connecting: dict[str, list[Link]] = {}
+        for link in self._links:
+            self._listening.setdefault(link.server, []).append(link)
+            self._connecting.setdefault(link.client, []).append(link)
         self._addresses = docker_address_map(spec)
         self._served = docker_serve_map(spec)
 
@@ -176,9 +183,9 @@ class DockerTarget:
         """The links one member of `end` (a workload's replica, the gateway, a proxy) joins: those where it listens,
         with the link's alias, then those where it connects."""
         listens = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], aliases=[link.alias], ipv4_address=link.server_ips[member])
-                   for link in self._links if link.server == end]
+                   for link in self._listening.get(end, [])]
         connects = [docker.ContainerNetworksAdvancedArgs(name=network[link.name], ipv4_address=link.client_ips[member])
-                    for link in self._links if link.client == end]
+                    for link in self._connecting.get(end, [])]
         return listens + connects
 
     def _replica_networks(self, workload: str, replica: int, network: dict[str, pulumi.Input[str]]) -> dict[str, Any]:
