@@ -315,9 +315,10 @@ def _balancing_summary(rate: float, timeout: float, rows: dict[str, list[dict[st
 def _client_job(target: str, rate: float, duration: float, source: str | None, seed: int, start_at: float, path: str) -> dict[str, Any]:
     """One open-loop HTTP caller in its own process (a noisy caller must not slow the quiet one's event loop)."""
     time.sleep(max(0.0, start_at - time.time()))
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), time.process_time()
     outcomes = http_outcomes(target, rate, duration, source=source, seed=seed, timeout=10, path=path)
-    return {"outcomes": [(o.latency_s, o.ok, o.kind) for o in outcomes], "wall_s": time.monotonic() - t0}
+    wall = time.monotonic() - t0
+    return {"outcomes": [(o.latency_s, o.ok, o.kind) for o in outcomes], "wall_s": wall, "cores_busy": (time.process_time() - cpu0) / wall}
 
 
 def section_noisy(reps: int, duration: float, log: Log) -> dict[str, Any]:
@@ -351,10 +352,12 @@ def section_noisy(reps: int, duration: float, log: Log) -> dict[str, Any]:
                 quiet, loud = quiet_job.result(), noisy_job.result() if noisy_job else None
                 meter.stop()
                 row = {"quiet": summarize([Outcome(lat, ok, kind) for lat, ok, kind in quiet["outcomes"]]), "quiet_wall_s": quiet["wall_s"],
-                       "load": list(meter.load), "cores_busy": {k: v / meter.wall_s for k, v in meter.cpu_s.items()}}
+                       "load": list(meter.load),
+                       "cores_busy": {k: v / meter.wall_s for k, v in meter.cpu_s.items()} | {"quiet_client": quiet["cores_busy"]}}
                 if loud is not None:
                     row["noisy"] = summarize([Outcome(lat, ok, kind) for lat, ok, kind in loud["outcomes"]])
                     row["noisy_wall_s"] = loud["wall_s"]
+                    row["cores_busy"]["noisy_client"] = loud["cores_busy"]
                 rows[name].append(row)
                 q = row["quiet"]
                 extra = f"  noisy ok {row['noisy']['ok']}/{row['noisy']['sent']} {row['noisy']['errors']}" if loud else ""
@@ -378,8 +381,10 @@ def _noisy_summary(rows: dict[str, list[dict[str, Any]]], quiet_rate: float, noi
     def noisy(name: str) -> dict[str, Any]:
         runs = [r["noisy"] for r in rows[name]]
         sent = sum(r["sent"] for r in runs)
-        return {"sent": sent, "ok": sum(r["ok"] for r in runs), "success": sum(r["ok"] for r in runs) / sent,
-                "errors": _errors(runs)}
+        # An open-loop client that falls behind sends late: the rate it reached is what it sent over its wall time.
+        return {"sent": sent, "ok": sum(r["ok"] for r in runs), "success": sum(r["ok"] for r in runs) / sent, "errors": _errors(runs),
+                "achieved_rps": sent / sum(r["noisy_wall_s"] for r in rows[name]),
+                "client_cores_busy_max": max(r["cores_busy"]["noisy_client"] for r in rows[name])}
 
     ratios = [n["quiet"]["p99_ms"] / a["quiet"]["p99_ms"] for a, n in zip(rows["alone"], rows["noisy"], strict=True)]
     limits = {c: {"limit_rps": e.limit_rps, "burst": e.burst, "max_concurrency": e.max_concurrency, "declared_rps": e.declared_rps}

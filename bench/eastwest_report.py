@@ -98,14 +98,15 @@ def _noisy(n: dict[str, Any]) -> list[str]:
              "proxy planned for callers it cannot tell apart (`Deployment(callers=\"none\")`, as on Kubernetes without a mesh: "
              "the callee's totals), for contrast.", "",
              "| scenario | quiet p50 ms | quiet p99 ms (min..max) | quiet success | quiet failed "
-             "| neighbour sent | neighbour ok | neighbour refused |",
-             "|---|---:|---:|---:|---|---:|---:|---|"]
+             "| neighbour sent (reached/s) | neighbour ok | neighbour refused | neighbour's client cores busy (max) |",
+             "|---|---:|---:|---:|---|---:|---:|---|---:|"]
     for key, label in (("alone", "quiet caller alone"), ("noisy", "with the noisy caller (per-caller servers)"),
                        ("shared", "with the noisy caller, one server for all (contrast)")):
         q = n[key]
         nb = q.get("neighbour")
         lines.append(f"| {label} | {_f(q['p50_ms'])} | {_range(q['p99'])} | {q['success']:.4f} | {_errors(q['errors'])} "
-                     + (f"| {nb['sent']:,} | {nb['ok']:,} | {_errors(nb['errors'])} |" if nb else "| – | – | – |"))
+                     + (f"| {nb['sent']:,} ({nb['achieved_rps']:,.0f}/s) | {nb['ok']:,} | {_errors(nb['errors'])} "
+                        f"| {_f(nb['client_cores_busy_max'])} |" if nb else "| – | – | – | – |"))
     lines += ["", f"Quiet caller with the noisy one: success {n['quiet_success']:.4f} ({_met(n['quiet_success'] >= 0.999)}), "
               f"p99 {_range(n['quiet_p99_ratios'])}× its p99 alone ({_met(n['quiet_p99_ratio'] <= 1.2)}). "
               f"Backend busy ≤ {_f(n['backend_cores_busy_max'])} cores; load average {_range(n['load'])}.", ""]
