@@ -46,10 +46,13 @@ goldens: venv
 e2e: venv
 	$(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
-## make bench: data-plane benchmark (wrk; nginx vs naive vs HAProxy) and offline-plan scaling
+## make bench: data-plane benchmark (wrk; nginx vs naive vs HAProxy), offline-plan scaling, the east-west benchmarks
+## (service proxies: per-hop cost, gRPC balancing, noisy neighbour), then bench/check.py compares the figures with the targets
 bench: venv
 	$(PY) bench/plan_scale.py
 	$(PY) bench/run.py
+	$(PY) bench/eastwest.py
+	$(PY) bench/check.py
 
 ## make up STACK=<s>: pulumi up with a local file backend unless PULUMI_BACKEND_URL is set
 up: venv
