@@ -53,12 +53,14 @@ goldens: venv
 e2e: venv
 	$(PY) -m pytest -m e2e tests/e2e $(PYTEST_ARGS)
 
-## make bench: offline-plan and policy-pack scaling, the data-plane benchmark (wrk; nginx vs naive vs HAProxy), then
-## bench/check.py compares the fresh figures with the targets. Fails (non-zero) if any part crashes or a target is missed.
+## make bench: offline-plan and policy-pack scaling, the data-plane benchmark (wrk; nginx vs naive vs HAProxy), the
+## east-west benchmarks (service proxies: per-hop cost, gRPC balancing, noisy neighbour), then bench/check.py compares
+## the fresh figures with the targets. Fails (non-zero) if any part crashes or a target is missed.
 bench: venv
 	$(PY) bench/plan_scale.py
 	$(PY) -m offline.analyzer --generated 1000 --exit-zero
 	$(PY) bench/run.py
+	$(PY) bench/eastwest.py
 	$(PY) bench/check.py
 
 ## make up STACK=<s>: pulumi up with a local file backend unless PULUMI_BACKEND_URL is set

@@ -29,6 +29,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 PLAN = "plan_scale.json"  # bench/plan_scale.py
 PACK = "pack_scale.json"  # python -m offline.analyzer --generated N
 DATA_PLANE = "results.json"  # bench/run.py
+EASTWEST = "eastwest.json"  # bench/eastwest.py
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,10 @@ def _skew(row: str, key: str) -> Figure:
     return Figure(DATA_PLANE, ("skew", "summary", row, key))
 
 
+def _eastwest(*path: str) -> Figure:
+    return Figure(EASTWEST, path)
+
+
 GATEWAY, HAPROXY, MINIMAL, NAIVE = "generated gateway", "HAProxy 2.6 (equivalent)", "minimal nginx (ceiling)", "naive tutorial nginx"
 
 TARGETS: tuple[Target, ...] = (
@@ -137,6 +142,17 @@ TARGETS: tuple[Target, ...] = (
            at_least=2.5, unit="×", source="README, Benchmarks"),
     Target("latency_optimal / round_robin p99, skewed backends", Ratio(_skew("latency_optimal", "p99_ms"), _skew("round_robin", "p99_ms")),
            at_most=0.5, unit="×", source="README, Benchmarks"),
+    Target("east-west hop, http: p99 added by the service proxy", _eastwest("hop", "http", "added_p99_ms"), at_most=0.5, unit=" ms",
+           source="issue 18"),
+    Target("east-west hop, grpc: p99 added by the service proxy", _eastwest("hop", "grpc", "added_p99_ms"), at_most=0.5, unit=" ms",
+           source="issue 18"),
+    Target("gRPC over a slow replica, heavy load: least_conn p99 / one connection direct",
+           _eastwest("grpc_balancing", "heavy", "least_conn", "p99_ratio"), at_most=0.5, unit="×", source="issue 18"),
+    Target("gRPC over a slow replica, light load: latency_optimal p99 / one connection direct",
+           _eastwest("grpc_balancing", "light", "latency_optimal", "p99_ratio"), at_most=0.5, unit="×", source="issue 18"),
+    Target("noisy neighbour: the quiet caller's success", _eastwest("noisy", "quiet_success"), at_least=0.999, source="issue 18"),
+    Target("noisy neighbour: the quiet caller's p99 / its p99 alone", _eastwest("noisy", "quiet_p99_ratio"), at_most=1.2, unit="×",
+           source="issue 18"),
 )
 
 

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import grpc  # type: ignore[import-untyped]
+import grpc
 from google.protobuf import empty_pb2, struct_pb2
 from jsonschema import Draft7Validator  # type: ignore[import-untyped]
 from pulumi.output import Unknown
