@@ -39,8 +39,8 @@ def test_default_limits_share_the_callees_capacity_by_declared_call_rate(minimal
     assert [web.declared_rps, batch.declared_rps] == pytest.approx([30, 10])
     assert [web.limit_rps, batch.limit_rps] == pytest.approx([300, 100])
     assert (web.burst, batch.burst) == (300, 100)  # one second of the limit
-    # 20 calls in flight (2 replicas × 10): 15 and 5.
-    assert (web.max_concurrency, batch.max_concurrency) == (15, 5)
+    # 20 calls in flight (2 replicas × 10), each caller twice its share, at most all: min(20, 30) and 10.
+    assert (web.max_concurrency, batch.max_concurrency) == (20, 10)
 
 
 def test_a_caller_without_declared_traffic_gets_an_equal_share(minimal: dict[str, Any]) -> None:
@@ -97,10 +97,10 @@ def test_per_caller_servers_on_links_and_one_server_of_totals_without_identity(m
     (linked,) = build_plan(spec, Deployment("gateway", "link")).services
     assert [s.caller for s in linked.servers] == ["web", "batch"]
     assert {(l.name, l.kind): l.rps or l.connections for l in linked.limits} == {
-        ("web", "rate"): pytest.approx(300), ("batch", "rate"): pytest.approx(100), ("web", "concurrency"): 15, ("batch", "concurrency"): 5}
+        ("web", "rate"): pytest.approx(300), ("batch", "rate"): pytest.approx(100), ("web", "concurrency"): 20, ("batch", "concurrency"): 10}
     (shared,) = build_plan(spec, Deployment("service", "none")).services
     assert [s.caller for s in shared.servers] == [None]
-    assert {(l.name, l.kind): l.rps or l.connections for l in shared.limits} == {("-", "rate"): pytest.approx(400), ("-", "concurrency"): 20}
+    assert {(l.name, l.kind): l.rps or l.connections for l in shared.limits} == {("-", "rate"): pytest.approx(400), ("-", "concurrency"): 30}
     assert build_plan(spec, Deployment("service", "mesh")).services == ()
 
 

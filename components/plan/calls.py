@@ -91,9 +91,7 @@ def edges(spec: Spec) -> tuple[Edge, ...]:
             own = spec.workload(call.workload).traffic_policy
             limit_rps = None if policy.protocol == "tcp" else call.limit_rps or own.limit_rps or _per_minute(policy.capacity_rps * share)
             burst = call.burst if call.burst is not None else own.burst if own.burst is not None else math.ceil(limit_rps or 0)
-            # A tcp caller's connections are its whole limit: the callers' caps add up to no more than the callee holds.
-            rounded = math.floor if policy.protocol == "tcp" else math.ceil
-            concurrency = call.max_concurrency or own.max_concurrency or max(1, rounded(policy.concurrency * share))
+            concurrency = call.max_concurrency or own.max_concurrency or _default_concurrency(policy, share)
             result.append(Edge(caller.name, call.workload, call.ratio, declared[key], limit_rps, burst, concurrency, policy))
     return tuple(result)
 
@@ -102,6 +100,20 @@ def _share(rate: float, callers: dict[str, float]) -> float:
     """A caller's part of the callee: its declared call rate over all callers'; equal parts when none is declared."""
     total = sum(callers.values())
     return rate / total if total > 0 else 1.0 / len(callers)
+
+
+CONCURRENCY_HEADROOM = 2
+"""A caller's default share of the callee's calls in flight, over its share of the rate: a burst or a slow spell holds
+more calls at once than the average, and the upstream's max_conns still caps each replica (bench/results/eastwest.md:
+at exactly its share, a quiet caller under CPU stalls hit its own cap)."""
+
+
+def _default_concurrency(policy: CalleePolicy, share: float) -> int:
+    """Calls in flight one caller may hold by default: twice its share of the callee's, at most all of them. A tcp
+    caller's connections are its whole hold on the callee: there the callers' caps add up to no more than it takes."""
+    if policy.protocol == "tcp":
+        return max(1, math.floor(policy.concurrency * share))
+    return max(1, min(policy.concurrency, math.ceil(CONCURRENCY_HEADROOM * policy.concurrency * share)))
 
 
 def _per_minute(rps: float) -> float:

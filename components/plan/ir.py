@@ -188,6 +188,7 @@ class ClientSettings:
     keepalive_s: float
     max_body_size: str
     allowed_sources: tuple[str, ...]
+    keepalive_requests: int = 10_000  # requests on one client connection before nginx closes it (an HTTP/2 GOAWAY)
 
 
 @dataclass(frozen=True)

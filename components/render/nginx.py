@@ -86,7 +86,7 @@ def _http_settings(out: Writer, proxy: Proxy, runtime: NginxRuntime) -> None:
     out.line(f"client_body_timeout {duration(client.body_s)};")
     out.line(f"send_timeout {duration(client.send_s)};")
     out.line(f"keepalive_timeout {duration(client.keepalive_s)};")
-    out.line("keepalive_requests 10000;")
+    out.line(f"keepalive_requests {client.keepalive_requests};")
     out.line(f"client_max_body_size {client.max_body_size};")
     for line in log_format_lines(log_identity(proxy)):
         out.line(line)
