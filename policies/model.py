@@ -229,19 +229,3 @@ def parse_image(image: str) -> ImageRef:
     tag = last.partition(":")[2] or None
     repository = name[: len(name) - len(tag) - 1] if tag else name
     return ImageRef(repository, tag, digest or None)
-
-
-# -- where the gateway config is deployed ------------------------------------------------------------------------
-
-def gateway_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(where, nginx.conf text) carried by this resource: the Docker gateway's upload or the gateway ConfigMap."""
-    if resource_type == DOCKER_CONTAINER:
-        uploads = items(get(props, "uploads"))  # read first: thousands of backends upload nothing, and labels cost more
-        if not uploads or not is_gateway_labels(docker_labels(props)):
-            return []
-        return [(f"container '{name}' upload {get(u, 'file')}", str(get(u, "content", default="")))
-                for u in uploads if str(get(u, "file", default="")).endswith("nginx.conf")]
-    if resource_type == K8S_CONFIG_MAP and is_gateway_labels(k8s_labels(props)):
-        data = get(props, "data", default={})
-        return [(f"ConfigMap '{name}' key {key}", str(data[key])) for key in data if str(key).endswith("nginx.conf")]
-    return []

@@ -5,11 +5,13 @@ The score and capacity gates read the AppNetwork's `report`. These three stack g
 - `app-network-report`: exactly one AppNetwork, with a report. Without one every score and capacity gate has
   nothing to read and passes vacuously;
 - `report-matches-deployed-config`: the report's `gateway.config_sha256` equals the SHA-256 the pack computes
-  itself of the gateway config actually deployed (the Docker gateway's upload, the gateway ConfigMap's data), so
-  the numbers belong to this config and not to a stale or hand-edited one;
+  itself of every deployed copy of the gateway config (policies/deployed_configs.py: on Docker the container's
+  upload and the delivering Command's stdin, on Kubernetes the ConfigMap key the Deployment mounts), so the
+  numbers belong to the config nginx runs and not to a stale or hand-edited one; a copy that cannot be followed
+  (or a proxy whose digest the report does not state) is a violation too;
 - `scores-match-deployed-config`: the routing and flow-control scores, and every route's r_j and f_l, recomputed
-  from that deployed nginx.conf (crossplane; policies/deployed_scores.py, nothing from `components`) equal the
-  reported ones.
+  from each deployed copy of the gateway's nginx.conf (crossplane; policies/deployed_scores.py, nothing from
+  `components`) equal the reported ones.
 
 When there is no single report, the last two are not applicable (`app-network-report` says why).
 """
@@ -23,9 +25,10 @@ from typing import Any
 from pulumi_policy import Policy, PolicyResource, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
+from policies.deployed_configs import DeployedCopy, DeployedProxy, Resource, deployed_proxies
 from policies.deployed_scores import deployed_scores
 from policies.framework import Gate, StackCheck, StackReport, fmt, number, stack_policy, unknown_violation
-from policies.model import APP_NETWORK, gateway_configs, get, items
+from policies.model import APP_NETWORK, get, items
 from policies.nginx_config import parse_config, sha256_text
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -41,8 +44,9 @@ APP_NETWORK_REPORT = Gate(
 
 REPORT_DIGEST = Gate(
     "report-matches-deployed-config", "integrity",
-    "The report's gateway.config_sha256 equals the SHA-256 of the gateway config actually deployed (Docker upload content, "
-    "Kubernetes ConfigMap data), computed by the pack: the reported numbers belong to this config.",
+    "The report's gateway.config_sha256 equals the SHA-256, computed by the pack, of every deployed copy of the gateway config "
+    "(Docker: the container's upload and the delivering Command's stdin; Kubernetes: the ConfigMap key the Deployment mounts): "
+    "the reported numbers belong to the config nginx runs.",
     {},
     "Deploy the config the program renders from the stack config, with the report it computes alongside: do not edit the "
     "rendered nginx.conf or the report by hand, and do not reuse a report from another run.",
@@ -79,8 +83,21 @@ def _reported_or_not_applicable(args: StackValidationArgs) -> tuple[PolicyResour
     return reported
 
 
-def _carriers(args: StackValidationArgs) -> list[tuple[PolicyResource, str, str]]:
-    return [(r, where, text) for r in args.resources for where, text in gateway_configs(r.resource_type, r.name, r.props)]
+REPORTED_DIGEST = {"gateway": ("gateway", "config_sha256")}
+"""Where the report states the digest of a proxy role's config. A proxy of another role is deployed config the report
+does not describe: a violation until the report states its digest."""
+
+
+def _proxies(args: StackValidationArgs) -> list[DeployedProxy]:
+    return deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources)
+
+
+def _by_text(copies: list[DeployedCopy]) -> dict[str, list[str]]:
+    """Identical copies judged once: text -> where each copy is deployed."""
+    grouped: dict[str, list[str]] = {}
+    for copy in copies:
+        grouped.setdefault(copy.text, []).append(copy.where)
+    return grouped
 
 
 def _app_network_report(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
@@ -111,22 +128,34 @@ def _report_digest(args: StackValidationArgs, config: dict[str, Any], report_vio
     if reported is None:
         return
     network, report = reported
-    claimed = get(report, "gateway", "config_sha256")
-    carriers = _carriers(args)
-    if not carriers:
+    proxies = _proxies(args)
+    if not any(p.role == "gateway" and p.copies for p in proxies):
         report_violation(
-            f"AppNetwork '{network.name}': no gateway config is deployed in this stack (no gateway container upload of nginx.conf, "
-            f"no gateway ConfigMap), so the report (config_sha256 {claimed}) cannot be matched to one. Fix: {REPORT_DIGEST.remediation}",
-            network.urn)
-        return
-    for _, where, text in carriers:
-        actual = sha256_text(text)
-        if not isinstance(claimed, str) or actual != claimed:
-            stated = f"states config_sha256 {claimed}" if isinstance(claimed, str) else "states no config_sha256"
+            f"AppNetwork '{network.name}': no gateway config is deployed in this stack (no gateway container upload or delivering "
+            f"Command, no ConfigMap a gateway Deployment mounts), so the report (config_sha256 "
+            f"{get(report, 'gateway', 'config_sha256')}) cannot be matched to one. Fix: {REPORT_DIGEST.remediation}", network.urn)
+    for proxy in proxies:
+        label = f"{proxy.role} '{proxy.name}'"
+        for problem in proxy.problems:
             report_violation(
-                f"AppNetwork '{network.name}': the report {stated}, but the {where} deployed has SHA-256 {actual} "
-                f"(required: equal): the reported scores and capacity describe another config (stale or edited). "
+                f"AppNetwork '{network.name}': the config of {label} cannot be verified: {problem} (required: every copy nginx may "
+                f"run is one the pack can read). Fix: {REPORT_DIGEST.remediation}", network.urn)
+        path = REPORTED_DIGEST.get(proxy.role)
+        claimed = get(report, *path) if path else None
+        if path is None:
+            report_violation(
+                f"AppNetwork '{network.name}': {label} runs a config ({', '.join(c.where for c in proxy.copies) or 'no copy'}) whose "
+                f"digest the report does not state (required: the report describes every proxy config deployed). "
                 f"Fix: {REPORT_DIGEST.remediation}", network.urn)
+            continue
+        for copy in proxy.copies:
+            actual = sha256_text(copy.text)
+            if not isinstance(claimed, str) or actual != claimed:
+                stated = f"states config_sha256 {claimed}" if isinstance(claimed, str) else "states no config_sha256"
+                report_violation(
+                    f"AppNetwork '{network.name}': the report {stated}, but the {copy.where} deployed has SHA-256 {actual} "
+                    f"(required: equal): the reported scores and capacity describe another config (stale or edited). "
+                    f"Fix: {REPORT_DIGEST.remediation}", network.urn)
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -167,11 +196,12 @@ def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report
     if reported is None:
         return
     network, report = reported
-    carriers = _carriers(args)
-    if not carriers:
+    copies = [c for p in _proxies(args) if p.role == "gateway" for c in p.copies]
+    if not copies:
         args.not_applicable("no deployed gateway config (report-matches-deployed-config reports it)")
         return
-    for _, where, text in carriers:
+    for text, places in _by_text(copies).items():
+        where = " and the ".join(places)
         scores = deployed_scores(parse_config(text))
         if scores.problems:
             report_violation(

@@ -106,7 +106,7 @@ def test_a_config_crossplane_rejects_or_an_undefined_dispatch_variable_is_a_prob
 
 def test_the_pack_does_not_import_components_scoring() -> None:
     # An independent second computation: the recomputation and its parser import nothing from components.
-    for module in ("deployed_scores.py", "nginx_config.py", "trust.py"):
+    for module in ("deployed_scores.py", "deployed_configs.py", "nginx_config.py", "trust.py"):
         tree = ast.parse((POLICIES / module).read_text())
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}

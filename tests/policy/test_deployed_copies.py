@@ -1,0 +1,189 @@
+"""The integrity gates read every deployed copy of a proxy's config, each on its own (policies/deployed_configs.py).
+
+On Docker the config the gateway runs after an update is the delivering Command's stdin, and the one a new gateway
+container starts with is its upload; on Kubernetes it is the ConfigMap key the gateway Deployment mounts. Each copy
+is edited alone here (every `limit_req` deleted: the gateway would run unlimited while the report still says
+limited), and the real pack must flag exactly that copy.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import hashlib
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from offline.analyzer import Analysis, analyze, policy_config_path
+from offline.program import RecordedResource, run_program
+from offline.stack_config import cli_config, stack_file
+from policies.deployed_configs import COMMAND, Resource, deployed_proxies, nginx_config_path
+from policies.model import APP_NETWORK, DOCKER_CONTAINER, K8S_CONFIG_MAP, K8S_DEPLOYMENT
+
+DIGEST = "report-matches-deployed-config"
+SCORES = "scores-match-deployed-config"
+_LIMIT_REQ = re.compile(r"^[ \t]*limit_req[ \t][^;]*;\n", re.MULTILINE)
+
+
+@functools.cache
+def _program(stack: str) -> tuple[dict[str, str], list[RecordedResource]]:
+    config = cli_config(stack_file(stack))
+    return config, run_program(config, stack)
+
+
+def _resources(stack: str) -> tuple[dict[str, str], list[RecordedResource]]:
+    config, resources = _program(stack)
+    return config, copy.deepcopy(resources)
+
+
+def _one(resources: list[RecordedResource], kind: str, name: str | None = None) -> RecordedResource:
+    (found,) = [r for r in resources if r.type == kind and (name is None or r.name == name)]
+    return found
+
+
+def _edit(resource: RecordedResource, change: Callable[[dict[str, Any]], None]) -> None:
+    change(resource.inputs)
+    resource.outputs = {}  # the stack gates then read the edited inputs, as they would the deployed state
+
+
+def _unlimited(text: str) -> str:
+    edited, count = _LIMIT_REQ.subn("", text)
+    assert count >= 2, "the shipped configs limit several locations"
+    return edited
+
+
+def _analysis(stack: str, config: dict[str, str], resources: list[RecordedResource]) -> Analysis:
+    return analyze(resources, stack=stack, config=config, policy_config=policy_config_path(config["netopt:environment"]))
+
+
+def _messages(analysis: Analysis, policy: str) -> list[str]:
+    return [d.message for d in analysis.diagnostics if d.policy == policy]
+
+
+def _upload(inputs: dict[str, Any]) -> None:
+    inputs["uploads"][0]["content"] = _unlimited(inputs["uploads"][0]["content"])
+
+
+def _stdin(inputs: dict[str, Any]) -> None:
+    inputs["stdin"] = _unlimited(inputs["stdin"])
+
+
+def _config_map(inputs: dict[str, Any]) -> None:
+    inputs["data"]["nginx.conf"] = _unlimited(inputs["data"]["nginx.conf"])
+
+
+COPIES = [
+    ("staging", DOCKER_CONTAINER, "shop-staging-gateway", _upload, "container 'shop-staging-gateway' upload /etc/nginx/nginx.conf"),
+    ("staging", COMMAND, "shop-staging-gateway-config", _stdin, "Command 'shop-staging-gateway-config' stdin"),
+    ("prod", K8S_CONFIG_MAP, None, _config_map, "ConfigMap 'shop-prod-gateway-nginx' key nginx.conf (mounted by shop-prod-gateway"),
+]
+
+
+@pytest.mark.parametrize(("stack", "kind", "name", "change", "where"), COPIES, ids=["docker-upload", "docker-command-stdin", "k8s-configmap"])
+def test_each_deployed_copy_edited_alone_is_flagged(stack: str, kind: str, name: str | None, change: Callable[[dict[str, Any]], None],
+                                                    where: str) -> None:
+    config, resources = _resources(stack)
+    _edit(_one(resources, kind, name), change)
+    analysis = _analysis(stack, config, resources)
+    assert analysis.violated() == {(DIGEST, "mandatory"), (SCORES, "mandatory")}, analysis.diagnostics
+    (digest,) = _messages(analysis, DIGEST)
+    assert where in digest, "the violation names the edited copy, and only it"
+    (scores,) = _messages(analysis, SCORES)
+    assert where in scores and "rps, reported" in scores and "deployed ∞ rps" in scores, scores
+
+
+def test_a_report_that_follows_one_copy_is_caught_by_the_other() -> None:
+    """A program bug that rendered the Command's stdin unlimited and reported that one: the upload still disagrees."""
+    config, resources = _resources("staging")
+    command = _one(resources, COMMAND, "shop-staging-gateway-config")
+    _edit(command, _stdin)
+    network = _one(resources, APP_NETWORK)
+    network.inputs["report"]["gateway"]["config_sha256"] = hashlib.sha256(command.inputs["stdin"].encode()).hexdigest()
+    network.outputs = {**network.outputs, "report": network.inputs["report"]}
+    analysis = _analysis("staging", config, resources)
+    (digest,) = _messages(analysis, DIGEST)
+    assert "container 'shop-staging-gateway' upload" in digest and "Command 'shop-staging-gateway-config'" not in digest
+    assert (SCORES, "mandatory") in analysis.violated()
+
+
+def _no_command(resources: list[RecordedResource]) -> None:
+    resources.remove(_one(resources, COMMAND, "shop-staging-gateway-config"))
+
+
+def _other_script(resources: list[RecordedResource]) -> None:
+    _edit(_one(resources, COMMAND, "shop-staging-gateway-config"), lambda inputs: inputs.update(create="true"))
+
+
+def _elsewhere(resources: list[RecordedResource]) -> None:
+    _edit(_one(resources, COMMAND, "shop-staging-gateway-config"), lambda inputs: inputs["environment"].update(NETOPT_GATEWAY="shop-staging-web-0"))
+
+
+def _upload_elsewhere(resources: list[RecordedResource]) -> None:
+    _edit(_one(resources, DOCKER_CONTAINER, "shop-staging-gateway"), lambda inputs: inputs["uploads"][0].update(file="/etc/nginx/other.conf"))
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    (_no_command, "no Command delivers the config to container 'shop-staging-gateway'"),
+    (_other_script, "Command 'shop-staging-gateway-config' does not run the delivery script"),
+    (_elsewhere, "delivers a config to container 'shop-staging-web-0', which this stack does not run as a proxy"),
+    (_upload_elsewhere, "runs nginx with /etc/nginx/nginx.conf, which no upload provides"),
+], ids=["command-missing", "command-script-replaced", "command-delivers-elsewhere", "upload-of-another-file"])
+def test_a_docker_copy_that_cannot_be_followed_is_flagged(change: Callable[[list[RecordedResource]], None], expected: str) -> None:
+    config, resources = _resources("staging")
+    change(resources)
+    analysis = _analysis("staging", config, resources)
+    assert any(expected in m for m in _messages(analysis, DIGEST)), analysis.diagnostics
+
+
+def test_kubernetes_reads_the_configmap_the_deployment_mounts_and_only_that() -> None:
+    config, resources = _resources("prod")
+    mounted = _one(resources, K8S_CONFIG_MAP)
+    unmounted = copy.deepcopy(mounted)  # same labels, not mounted by any pod: not deployed config
+    unmounted.name, unmounted.urn = "stray-gateway-nginx", mounted.urn.replace(mounted.name, "stray-gateway-nginx")
+    unmounted.inputs["metadata"]["name"] = "gateway-nginx-stray"
+    _config_map(unmounted.inputs)
+    unmounted.outputs = {}
+    resources.append(unmounted)
+    assert _analysis("prod", config, resources).violated() == set(), "a ConfigMap no proxy mounts is not what nginx runs"
+    deployment = _one(resources, K8S_DEPLOYMENT, "shop-prod-gateway")
+    _edit(deployment, lambda inputs: inputs["spec"]["template"]["spec"]["volumes"][0]["configMap"].update(name="gateway-nginx-stray"))
+    analysis = _analysis("prod", config, resources)
+    (digest,) = _messages(analysis, DIGEST)
+    assert "ConfigMap 'stray-gateway-nginx'" in digest, "once mounted, the edited ConfigMap is the deployed config"
+    _edit(deployment, lambda inputs: inputs["spec"]["template"]["spec"]["volumes"][0]["configMap"].update(name="gateway-nginx-gone"))
+    messages = _messages(_analysis("prod", config, resources), DIGEST)
+    assert any("from ConfigMap 'gateway-nginx-gone', which this stack does not deploy" in m for m in messages), messages
+
+
+# -- the reader itself: proxies by role and name, copies paired by the container they reach -------------------------
+
+def _container(name: str, proxy: str | None, config: str, command: list[str] | None = None) -> Resource:
+    labels = [{"label": "netopt.role", "value": "gateway"}] + ([{"label": "netopt.proxy", "value": proxy}] if proxy else [])
+    return Resource(DOCKER_CONTAINER, name, {"name": name, "labels": labels, "command": command or ["nginx", "-c", "/etc/p.conf"],
+                                             "uploads": [{"file": "/etc/p.conf", "content": config}, {"file": "/etc/x", "content": "x"}]})
+
+
+def _command(name: str, container: str, config: str) -> Resource:
+    from policies.deployed_configs import DELIVERY_SCRIPT
+
+    return Resource(COMMAND, name, {"create": DELIVERY_SCRIPT, "stdin": config, "environment": {"NETOPT_GATEWAY": container}})
+
+
+def test_several_proxies_are_told_apart_by_role_name_and_the_container_each_command_reaches() -> None:
+    proxies = deployed_proxies([
+        _container("c-east", "east", "E1"), _container("c-west", "west", "W1"), _command("cmd-west", "c-west", "W2"),
+        _command("cmd-east", "c-east", "E2"), Resource(DOCKER_CONTAINER, "backend", {"name": "backend", "labels": []}),
+    ])
+    assert [(p.role, p.name, p.resource, [c.text for c in p.copies], p.problems) for p in proxies] == [
+        ("gateway", "east", "c-east", ["E1", "E2"], []),
+        ("gateway", "west", "c-west", ["W1", "W2"], []),
+    ]
+
+
+def test_nginx_loads_the_file_its_command_line_names() -> None:
+    assert nginx_config_path(["nginx", "-e", "stderr", "-c", "/etc/netopt/nginx.conf", "-g", "daemon off;"]) == "/etc/netopt/nginx.conf"
+    assert nginx_config_path(["nginx", "-g", "daemon off;"]) == "/etc/nginx/nginx.conf"  # nginx's compiled-in default
+    assert nginx_config_path(None) == "/etc/nginx/nginx.conf"
