@@ -110,7 +110,8 @@ def test_a_healthcheck_change_replaces_the_container() -> None:
 
 def test_a_single_replica_statefulset_image_change_recreates_its_pod_and_says_it_drops_traffic() -> None:
     """The boutique's Redis: a StatefulSet has no surge, its one pod is terminated before the new one starts."""
-    update = since.update_plan(_fingerprints("boutique"), _fingerprints("boutique", _workload("redis-cart", image="docker.io/library/redis:7.2.6-alpine")))
+    newer = _workload("redis-cart", image="docker.io/library/redis:7.2.6-alpine")
+    update = since.update_plan(_fingerprints("boutique"), _fingerprints("boutique", newer))
     assert _kinds(update) == {("StatefulSet", "boutique-redis-cart"): "recreated",
                               ("Service", "boutique-redis-cart"): "updated in place"}  # its version label
     (warning,) = update["warnings"]
