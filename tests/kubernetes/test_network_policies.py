@@ -122,6 +122,8 @@ def test_each_direction_alone_allows_exactly_the_declared_graph(prod_manifests: 
     flows (a dropped egress `ports` would open every port of the callee); with egress stripped, what reaches each pod."""
     spec, namespace = stack_spec(PROD), "shop-prod"
     found = in_namespace(connectivity(_one_direction(prod_manifests, direction), tmp_path), namespace)
-    side = (lambda c: _pod(namespace, c.source)) if direction == "Egress" else (lambda c: _pod(namespace, c.destination))
-    expected = {c for c in declared(spec, namespace) if side(c)}
-    assert {c for c in found if side(c)} == expected
+
+    def side(connection: Connection) -> bool:
+        return _pod(namespace, connection.source if direction == "Egress" else connection.destination)
+
+    assert {c for c in found if side(c)} == {c for c in declared(spec, namespace) if side(c)}
