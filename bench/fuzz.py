@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from testbed.fuzzcheck import Finding, InvalidDraw, ProjectCopy, check_entry_point, check_invalid, check_valid
+from testbed.fuzzcheck import Finding, InvalidDrawError, ProjectCopy, check_entry_point, check_invalid, check_valid
 from testbed.fuzzspecs import Generated, generate_requests, generate_stack, inject_faults
 from testbed.nginx_oracle import Request
 
@@ -66,7 +66,7 @@ def _worker(args: tuple[int, int, int, int, float]) -> Tally:
             tally.requests += len(reqs)
             try:
                 found = check_valid(generated, reqs)
-            except InvalidDraw:
+            except InvalidDrawError:
                 tally.redrawn += 1
                 found = []
             tally.add(found, f"valid #{i}", generated.raw, reqs)

@@ -11,7 +11,7 @@
 
 A check returns `Finding`s instead of raising, so a long run can count them; `category` groups findings of one
 cause. A "valid" draw that is invalid for a reason the generator knows of (names that collide, a regex PCRE2
-refuses) has its report checked and then raises `InvalidDraw`: nginx never ran, so the example must be redrawn
+refuses) has its report checked and then raises `InvalidDrawError`: nginx never ran, so the example must be redrawn
 (the test rejects it, the benchmark counts it), never counted as a pass.
 """
 
@@ -55,7 +55,7 @@ class Finding:
         return f"{self.category}: {self.detail}"
 
 
-class InvalidDraw(Exception):
+class InvalidDrawError(Exception):
     """The drawn stack is invalid for a known reason and its report names exactly that: nothing ran on nginx."""
 
 
@@ -136,7 +136,7 @@ def check_valid(generated: Generated, requests: list[Request]) -> list[Finding]:
         findings = check_invalid(raw, invalid_regexes)
         if findings:
             return findings
-        raise InvalidDraw(f"a regex PCRE2 refuses at {sorted(invalid_regexes)} (reported as such)")
+        raise InvalidDrawError(f"a regex PCRE2 refuses at {sorted(invalid_regexes)} (reported as such)")
     try:
         spec = parse_spec(raw)
     except SpecError as error:
@@ -144,7 +144,7 @@ def check_valid(generated: Generated, requests: list[Request]) -> list[Finding]:
         untolerated = [p for p in _issue_paths(error) if not any(_related(p, t) for t in tolerated)]
         if untolerated:
             return [Finding(_refusal(raw, untolerated[0], "valid config refused"), error.report())]
-        raise InvalidDraw(f"names collide at {sorted(_issue_paths(error))} (reported as such)") from None
+        raise InvalidDrawError(f"names collide at {sorted(_issue_paths(error))} (reported as such)") from None
     return _run_on_nginx(spec, requests)
 
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from testbed.fuzzcheck import Finding, InvalidDraw, ProjectCopy, check_entry_point, check_invalid, check_valid
+from testbed.fuzzcheck import Finding, InvalidDrawError, ProjectCopy, check_entry_point, check_invalid, check_valid
 from testbed.fuzzspecs import faults, requests, stacks
 from testbed.nginx_oracle import Request, choose_route
 from testbed.specs import make_spec
@@ -32,7 +32,7 @@ def test_valid_stacks_pass_nginx_t_and_route_as_the_oracle_says(data: st.DataObj
     generated = data.draw(stacks(), label="stack")
     try:
         findings = check_valid(generated, data.draw(requests(generated), label="requests"))
-    except InvalidDraw:
+    except InvalidDrawError:
         reject()  # nothing ran on nginx: draw another (too many rejections fail the test as unsatisfiable)
     _assert_none(findings)
 
@@ -65,7 +65,7 @@ def test_a_draw_that_is_invalid_never_passes_as_valid() -> None:
 
     raw = make_spec({"a": 1}, [{"name": "r", "match": {"path": "/"}, "to": {"a": 1}}]).model_dump(mode="json", exclude_unset=True)
     raw["routes"][0]["match"].update(path_type="regex", path="^/(?<a>x)(?<a>y)")
-    with pytest.raises(InvalidDraw, match="a regex PCRE2 refuses"):
+    with pytest.raises(InvalidDrawError, match="a regex PCRE2 refuses"):
         check_valid(Generated(raw, {}), [])
 
 
