@@ -1,7 +1,7 @@
 """Mutation testing of components/ and policies/ with mutmut (pinned in requirements-dev.txt): do the tests notice
 when the code is broken on purpose? Not part of `make test`: `make mutation` (or this script) runs it.
 
-    .venv/bin/python bench/mutation.py [--max-children 2] [--report-only]
+    .venv/bin/python bench/mutation.py [--max-children 2] [--sample N] [--report-only]
 
 mutmut copies the packages into `mutants/`, runs the test selection once with every function traced to map each
 function to the tests that execute it, then runs each mutant against only those tests (`-x`, fastest first), so a
@@ -11,6 +11,9 @@ kubernetes.py), the renderer's text (checked by nginx, crossplane and the golden
 out; the selection is the in-process test files (the pack's gates run in a pack process the tracing does not see:
 their mutants count as "no tests", reported apart). On this 2-core machine it runs under `nice` with 2 workers.
 
+`--sample N` runs every N-th mutant of each function (`__mutmut_1`, `_1+N`, ...): a survivor rate in a fraction
+of the time; the first call generates the mutants and the test map without running any mutant.
+
 The summary counts mutants per package and per module: killed, survived, no tests, timeout and other (suspicious,
 segfault, skipped), and the survivor rate = survived / (killed + survived + timeout). `mutmut results` lists the
 survivors by name, `mutmut show <name>` the change.
@@ -19,6 +22,7 @@ survivors by name, `mutmut show <name>` the change.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -32,15 +36,31 @@ _LINE = re.compile(r"^\s+(\S+): (.+)$")
 PACKAGES = ("components", "policies")
 
 
-def run(max_children: int) -> None:
-    subprocess.run(["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(max_children)], cwd=ROOT, check=False,
-                   env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+def run(max_children: int, names: list[str] | None = None) -> None:
+    subprocess.run(["nice", "-n", "10", str(MUTMUT), "run", "--max-children", str(max_children), *(names or [])], cwd=ROOT,
+                   check=False, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def generated() -> list[str]:
+    """Every mutant mutmut generated (from its per-file metadata under mutants/)."""
+    names: list[str] = []
+    for meta in sorted((ROOT / "mutants").rglob("*.py.meta")):
+        names += json.loads(meta.read_text()).get("exit_code_by_key", {})
+    return names
+
+
+def sample(every: int, max_children: int) -> None:
+    if not generated():  # generate the mutants and the test map; the pattern names no mutant
+        run(max_children, ["netopt.generate-only.*"])
+    chosen = [name for name in generated() if (int(name.rsplit("__mutmut_", 1)[1]) - 1) % every == 0]
+    run(max_children, chosen)
 
 
 def results() -> dict[str, str]:
-    """mutant name -> status, for every mutant mutmut has a result for."""
+    """mutant name -> status, for every mutant mutmut has a result for (not yet run: left out)."""
     listing = subprocess.run([str(MUTMUT), "results", "--all", "true"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    return {m.group(1): m.group(2).strip() for line in listing.splitlines() if (m := _LINE.match(line))}
+    return {m.group(1): m.group(2).strip() for line in listing.splitlines()
+            if (m := _LINE.match(line)) and m.group(2).strip() != "not checked"}
 
 
 def module_of(mutant: str) -> str:
@@ -77,10 +97,14 @@ def summary(statuses: dict[str, str]) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--max-children", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=1, help="run every N-th mutant of each function")
     parser.add_argument("--report-only", action="store_true", help="summarize the results of an earlier run")
     args = parser.parse_args(argv)
     if not args.report_only:
-        run(args.max_children)
+        if args.sample > 1:
+            sample(args.sample, args.max_children)
+        else:
+            run(args.max_children)
     statuses = results()
     if not statuses:
         print("no mutation results (run without --report-only first)", file=sys.stderr)
