@@ -131,10 +131,13 @@ def _report_routes(resources: list[Any]) -> dict[str, Mapping[str, Any]]:
 def _retries(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
     routes = _report_routes(args.resources)
     proxies = deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources)
-    carriers = [(copy.urn, copy.where, copy.text) for proxy in proxies for copy in proxy.copies]
+    carriers: dict[str, tuple[str | None, list[str]]] = {}  # identical copies judged once: text -> (urn, where each is)
+    for copy in (copy for proxy in proxies for copy in proxy.copies):
+        carriers.setdefault(copy.text, (copy.urn, []))[1].append(copy.where)
     if not carriers:
         args.not_applicable("no gateway config (nginx.conf) in this stack")
-    for urn, where, text in carriers:
+    for text, (urn, places) in carriers.items():
+        where = " and the ".join(places)
         http = next((d for d in parse_nginx(text) if d.name == "http"), None)
         if http is None or http.block is None:
             continue
