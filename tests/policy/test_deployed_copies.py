@@ -187,3 +187,69 @@ def test_nginx_loads_the_file_its_command_line_names() -> None:
     assert nginx_config_path(["nginx", "-e", "stderr", "-c", "/etc/netopt/nginx.conf", "-g", "daemon off;"]) == "/etc/netopt/nginx.conf"
     assert nginx_config_path(["nginx", "-g", "daemon off;"]) == "/etc/nginx/nginx.conf"  # nginx's compiled-in default
     assert nginx_config_path(None) == "/etc/nginx/nginx.conf"
+
+
+def _read(resources: list[RecordedResource]) -> list[Any]:
+    return deployed_proxies(Resource(r.type, r.name, r.inputs, r.urn) for r in resources)
+
+
+def test_the_reader_finds_each_copy_the_shipped_stacks_deploy() -> None:
+    _, staging = _resources("staging")
+    (proxy,) = _read(staging)
+    upload = _one(staging, DOCKER_CONTAINER, "shop-staging-gateway").inputs["uploads"][0]["content"]
+    assert (proxy.role, proxy.name, proxy.target, proxy.resource, proxy.problems) == ("gateway", "gateway", "docker", "shop-staging-gateway", [])
+    assert [(c.where, c.text) for c in proxy.copies] == [
+        ("container 'shop-staging-gateway' upload /etc/nginx/nginx.conf", upload),
+        ("Command 'shop-staging-gateway-config' stdin (delivered to 'shop-staging-gateway')", upload)]
+    _, prod = _resources("prod")
+    (proxy,) = _read(prod)
+    config_map = _one(prod, K8S_CONFIG_MAP)
+    assert (proxy.role, proxy.name, proxy.target, proxy.resource, proxy.problems) == ("gateway", "gateway", "kubernetes", "shop-prod-gateway", [])
+    assert [(c.urn, c.where, c.text) for c in proxy.copies] == [
+        (config_map.urn, "ConfigMap 'shop-prod-gateway-nginx' key nginx.conf (mounted by shop-prod-gateway container 'nginx' at "
+         "/etc/netopt/nginx.conf)", config_map.inputs["data"]["nginx.conf"])]
+
+
+def _pod(resources: list[RecordedResource]) -> dict[str, Any]:
+    pod: dict[str, Any] = _one(resources, K8S_DEPLOYMENT, "shop-prod-gateway").inputs["spec"]["template"]["spec"]
+    return pod
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    (lambda pod: pod["containers"][0].update(volumeMounts=[{"name": "tmp", "mountPath": "/tmp"}]),
+     "runs nginx with /etc/netopt/nginx.conf, which no volume mount provides"),
+    (lambda pod: pod["volumes"][0].update(configMap=None, emptyDir={}),
+     "loads /etc/netopt/nginx.conf from volume 'config', which is not a ConfigMap"),
+    (lambda pod: pod["volumes"][0]["configMap"].update(items=[{"key": "other.conf", "path": "nginx.conf"}]),
+     "loads /etc/netopt/nginx.conf from key 'other.conf' of ConfigMap 'gateway-nginx-"),
+    (lambda pod: pod["containers"][0].update(command=["nginx", "-c", "/etc/netopt/sub/nginx.conf"]),
+     "loads /etc/netopt/sub/nginx.conf from key 'sub/nginx.conf' of ConfigMap 'gateway-nginx-"),
+    (lambda pod: pod["containers"][0]["volumeMounts"].append({"name": "tmp", "mountPath": "/etc/netopt/"}),  # the inner mount shadows
+     "loads /etc/netopt/nginx.conf from volume 'tmp', which is not a ConfigMap"),
+], ids=["no-mount", "not-a-configmap", "key-not-deployed", "path-not-in-items", "shadowed-by-another-mount"])
+def test_the_reader_follows_the_mount_nginx_loads_its_config_from(change: Callable[[dict[str, Any]], None], problem: str) -> None:
+    _, prod = _resources("prod")
+    change(_pod(prod))
+    (proxy,) = _read(prod)
+    assert proxy.copies == [] and len(proxy.problems) == 1 and problem in proxy.problems[0], proxy.problems
+
+
+def test_the_reader_takes_the_configmap_of_the_workloads_namespace() -> None:
+    _, prod = _resources("prod")
+    config_map = _one(prod, K8S_CONFIG_MAP)
+    elsewhere = copy.deepcopy(config_map)
+    elsewhere.inputs["metadata"]["namespace"] = "other"
+    elsewhere.inputs["data"]["nginx.conf"] = "elsewhere"
+    prod.insert(0, elsewhere)
+    (proxy,) = _read(prod)
+    assert [c.text for c in proxy.copies] == [config_map.inputs["data"]["nginx.conf"]]
+
+
+def test_a_command_without_a_target_container_is_not_a_copy_and_a_stray_one_is_a_problem() -> None:
+    _, staging = _resources("staging")
+    pause = next(r for r in staging if r.type == COMMAND and r.name.endswith("-settle"))
+    assert "environment" not in pause.inputs or "NETOPT_GATEWAY" not in pause.inputs["environment"]
+    _elsewhere(staging)
+    proxies = _read(staging)
+    assert [(p.role, p.name, len(p.copies)) for p in proxies] == [("gateway", "gateway", 1), ("unknown", "shop-staging-web-0", 0)]
+    assert proxies[0].problems == ["no Command delivers the config to container 'shop-staging-gateway': a later config change would never reach it"]
