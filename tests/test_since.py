@@ -152,11 +152,17 @@ def _facts(kind: str, replicas: int | None, strategy: str = "RollingUpdate", sur
     # one replica, no surge, one may be unavailable: the only pod stops before its successor is ready
     (_facts("Deployment", 1, surge=0, unavailable=1), "rolled", True, "surge 0, at most 1 unavailable"),
     (_facts("Deployment", 1, surge=1, unavailable=0), "rolled", False, "surge 1, at most 0 unavailable"),
+    # the controller keeps replicas - maxUnavailable available: with 1 - 1 = 0 the old pod may go first, surge or not
+    (_facts("Deployment", 1, surge=1, unavailable=1), "rolled", True, "surge 1, at most 1 unavailable"),
+    (_facts("Deployment", 4, surge=0, unavailable=1), "rolled", False, "surge 0, at most 1 unavailable"),
     (_facts("Deployment", 3, strategy="Recreate"), "recreated", True, "all pods killed, then the new ones created"),
     (_facts("StatefulSet", 1, unavailable=1), "recreated", True, "pod deleted, then recreated"),
-    (_facts("StatefulSet", 3, unavailable=1), "rolled", False, "one pod at a time from ordinal 2 down to 0, each Ready before the next"),
-    (_facts("StatefulSet", 3, unavailable=3), "rolled", True, "one pod at a time from ordinal 2 down to 0, each Ready before the next"),
-    (_facts("StatefulSet", 3, partition=2), "rolled", False, "one pod at a time from ordinal 2 down to 2, each Ready before the next"),
+    (_facts("StatefulSet", 3, unavailable=1), "rolled", False, "1 pod(s) at a time from ordinal 2 down to 0, each Ready before the next"),
+    (_facts("StatefulSet", 3, unavailable=3), "rolled", True, "3 pod(s) at a time from ordinal 2 down to 0, each Ready before the next"),
+    # a StatefulSet's maxUnavailable percentage rounds up: 50 % of 3 = 1.5 -> 2, 67 % of 3 = 2.01 -> 3 (all of them)
+    (_facts("StatefulSet", 3, unavailable="50%"), "rolled", False, "2 pod(s) at a time from ordinal 2 down to 0, each Ready before the next"),
+    (_facts("StatefulSet", 3, unavailable="67%"), "rolled", True, "3 pod(s) at a time from ordinal 2 down to 0, each Ready before the next"),
+    (_facts("StatefulSet", 3, partition=2), "rolled", False, "1 pod(s) at a time from ordinal 2 down to 2, each Ready before the next"),
     (_facts("StatefulSet", 3, partition=3), "staged", False, "partition 3 ≥ replicas: no pod is updated"),
     (_facts("StatefulSet", 1, strategy="OnDelete"), "staged", False, "OnDelete: each pod takes the new template only when it is deleted"),
     (_facts("DaemonSet", None), "rolled", False, "one node at a time, the node's old pod killed before its new one starts"),

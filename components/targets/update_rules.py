@@ -148,14 +148,15 @@ def kubernetes_rollout(facts: RolloutFacts) -> RolloutStep:
     - Deployment (concepts/workloads/controllers/deployment, "Strategy"): `Recreate` — "All existing Pods are killed
       before new ones are created", a gap for every replica count; `RollingUpdate` — new pods are added up to
       `maxSurge` (default 25 %, rounded up) above the replicas while at most `maxUnavailable` (default 25 %, rounded
-      down) are unavailable; with maxUnavailable ≥ replicas (and no surge) every old pod may go before a new one is
-      ready.
+      down) are unavailable: the controller keeps replicas − maxUnavailable pods available, so with maxUnavailable ≥
+      replicas every old pod may go before a new one is ready, surge or not.
     - StatefulSet (concepts/workloads/controllers/statefulset, "Rolling Updates"): `RollingUpdate` — "the StatefulSet
       controller will delete and recreate each Pod ... from the largest ordinal to the smallest, updating each Pod
       one at a time ... waits until an updated Pod is Running and Ready prior to updating its predecessor". There is
       no surge: the old pod is terminated before its successor starts, so a single replica is down from its
-      termination until the new pod is Ready; several replicas roll one at a time, the others serving. Only ordinals
-      ≥ `partition` are updated. `OnDelete` — "the StatefulSet controller will not automatically update the Pods":
+      termination until the new pod is Ready; several replicas roll one at a time (`maxUnavailable`, default 1, a
+      percentage rounded up, lets that many go at once), the others serving. Only ordinals ≥ `partition` are updated.
+      `OnDelete` — "the StatefulSet controller will not automatically update the Pods":
       each takes the new template when it is deleted.
     - DaemonSet (tasks/manage-daemon/update-daemon-set): `RollingUpdate` replaces one node's pod at a time
       (`maxUnavailable` 1, `maxSurge` 0 by default: the node's old pod is killed before its new one starts); `OnDelete`
@@ -170,8 +171,9 @@ def kubernetes_rollout(facts: RolloutFacts) -> RolloutStep:
                                "all pods killed, then the new ones created")
         surge = _count(facts.max_surge, replicas, "25%", round_up=True)
         unavailable = _count(facts.max_unavailable, replicas, "25%", round_up=False)
+        # the controller keeps at least replicas − maxUnavailable pods available: none at all once that is ≤ 0
         drops = (f"maxUnavailable {facts.max_unavailable} lets all {replicas} pod(s) stop before a new one is ready"
-                 if surge == 0 and unavailable >= replicas else None)
+                 if unavailable >= replicas else None)
         return RolloutStep("rolled", drops, f"surge {surge}, at most {unavailable} unavailable")
     if facts.kind == "StatefulSet":
         updated = max(0, replicas - facts.partition)
@@ -180,10 +182,11 @@ def kubernetes_rollout(facts: RolloutFacts) -> RolloutStep:
         if replicas == 1:
             return RolloutStep("recreated", "a single-replica StatefulSet: its pod is terminated before the new one starts, "
                                "nothing serves until the new pod is Ready", "pod deleted, then recreated")
-        unavailable = _count(facts.max_unavailable, replicas, 1, round_up=False)
+        unavailable = _count(facts.max_unavailable, replicas, 1, round_up=True)  # a StatefulSet's rounds up (API reference)
         all_at_once = facts.partition == 0 and unavailable >= replicas
         drops = f"maxUnavailable {facts.max_unavailable} lets all {replicas} pods stop at once" if all_at_once else None
-        return RolloutStep("rolled", drops, f"one pod at a time from ordinal {replicas - 1} down to {facts.partition}, each Ready before the next")
+        return RolloutStep("rolled", drops, f"{unavailable} pod(s) at a time from ordinal {replicas - 1} down to {facts.partition}, "
+                                            "each Ready before the next")
     if facts.kind == "DaemonSet":
         return RolloutStep("rolled", None, "one node at a time, the node's old pod killed before its new one starts")
     raise UnclassifiedInputError(f"{facts.kind}: no rollout rules for this kind")
