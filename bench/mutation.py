@@ -15,13 +15,17 @@ their mutants count as "no tests", reported apart). On this 2-core machine it ru
 of the time; the first call generates the mutants and the test map without running any mutant.
 
 The summary counts mutants per package and per module: killed, survived, no tests, timeout and other (suspicious,
-segfault, skipped), and the survivor rate = survived / (killed + survived + timeout). `mutmut results` lists the
+segfault, skipped), and the survivor rate = survived / (killed + survived + timeout); "text" counts the survivors
+whose only change is the text of a string literal (a message's wording: `"XXname of the keyXX"`), and the last
+column is the survivor rate without them. `mutmut results` lists the
 survivors by name, `mutmut show <name>` the change.
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
+import copy
 import json
 import os
 import re
@@ -70,19 +74,55 @@ def module_of(mutant: str) -> str:
     return ".".join(parts[:-1])
 
 
+class _NoText(ast.NodeTransformer):
+    def visit_Constant(self, node: ast.Constant) -> ast.Constant:
+        return ast.Constant("") if isinstance(node.value, str) else node
+
+
+def text_only(survivors: list[str]) -> set[str]:
+    """The survivors whose function differs from the original only in string literals (mutmut keeps both, as
+    `x_<name>__mutmut_<n>` and `x_<name>__mutmut_orig`, in the module's copy under mutants/)."""
+    found: set[str] = set()
+    by_module: dict[str, list[str]] = defaultdict(list)
+    for mutant in survivors:
+        by_module[module_of(mutant)].append(mutant.rsplit(".", 1)[1])
+    for module, names in by_module.items():
+        source = ROOT / "mutants" / (module.replace(".", "/") + ".py")
+        wanted = set(names) | {name.rpartition("__mutmut_")[0] + "__mutmut_orig" for name in names}
+        functions = {n.name: n for n in ast.walk(ast.parse(source.read_text())) if isinstance(n, ast.FunctionDef) and n.name in wanted}
+        for name in names:
+            original = functions.get(name.rpartition("__mutmut_")[0] + "__mutmut_orig")
+            if name in functions and original is not None and _without_text(functions[name]) == _without_text(original):
+                found.add(f"{module}.{name}")
+    return found
+
+
+def _without_text(function: ast.FunctionDef) -> str:
+    bare = copy.deepcopy(function)
+    bare.name = ""
+    return ast.dump(_NoText().visit(bare))
+
+
 def summary(statuses: dict[str, str]) -> list[str]:
+    text = text_only([m for m, status in statuses.items() if status == "survived"])
     by_module: dict[str, Counter[str]] = defaultdict(Counter)
     for mutant, status in statuses.items():
         by_module[module_of(mutant)][status] += 1
-    lines = [f"{'':44}{'total':>7}{'killed':>8}{'survived':>9}{'no tests':>9}{'timeout':>8}{'other':>6}{'survivors':>11}"]
+        if status == "survived" and mutant in text:
+            by_module[module_of(mutant)]["text"] += 1
+    lines = [f"{'':44}{'total':>7}{'killed':>8}{'survived':>9}{'text':>6}{'no tests':>9}{'timeout':>8}{'other':>6}{'survivors':>11}"
+             f"{'w/o text':>10}"]
 
     def row(name: str, counts: Counter[str]) -> str:
-        known = ("killed", "survived", "no tests", "timeout")
+        known = ("killed", "survived", "no tests", "timeout", "text")
         other = sum(v for k, v in counts.items() if k not in known)
         judged = counts["killed"] + counts["survived"] + counts["timeout"]
         rate = f"{100 * counts['survived'] / judged:.1f} %" if judged else "-"
-        return (f"{name:44}{sum(counts.values()):>7}{counts['killed']:>8}{counts['survived']:>9}{counts['no tests']:>9}"
-                f"{counts['timeout']:>8}{other:>6}{rate:>11}")
+        plain = judged - counts["text"]
+        rate_plain = f"{100 * (counts['survived'] - counts['text']) / plain:.1f} %" if plain else "-"
+        total = sum(v for k, v in counts.items() if k != "text")
+        return (f"{name:44}{total:>7}{counts['killed']:>8}{counts['survived']:>9}{counts['text']:>6}{counts['no tests']:>9}"
+                f"{counts['timeout']:>8}{other:>6}{rate:>11}{rate_plain:>10}")
 
     for package in PACKAGES:
         modules = sorted(m for m in by_module if m.split(".")[0] == package)
