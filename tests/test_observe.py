@@ -307,3 +307,19 @@ def test_faster_than_declared_is_drift_too() -> None:
     assert drift[("response_time_ms", "svc/3")] == pytest.approx(-0.8, rel=1e-9)
     assert drift[("peak_rps", "main")] == pytest.approx(8 / 1000 - 1, rel=1e-9)
     assert ("response_time_ms", "svc/0") not in drift
+
+
+def test_a_route_with_no_declared_peak_and_a_split_off_its_weights_are_drift() -> None:
+    """A route whose traffic is not declared: any observed peak is drift ("no peak declared"). dev's `api` is split
+    90/10 between api and api-canary; a log where each serves 20 of 40 requests is 50 %: api -44 %, api-canary +400 %."""
+    spec = make_spec({"svc": {"replicas": 1, "response_time_ms": 10}}, [{"name": "main", "match": {"path": "/"}, "to": {"svc": 1}}])
+    addresses = {"svc": ["127.0.0.1:9000"]}
+    lines = [request(addresses["svc"][0], 0.010, msec=1_764_000_000.0 + n / 10, route="main") for n in range(10)]
+    drift = {(d["kind"], d["item"]): d for d in observation_document(spec, read(spec, lines, addresses), expected_shares)["drift"]}
+    assert drift[("peak_rps", "main")]["relative"] is None and "no peak declared" in drift[("peak_rps", "main")]["message"]
+    dev = load_stack("dev")
+    dev_addresses = docker_address_map(dev)
+    lines = [request(dev_addresses[w][0], 0.040, msec=1_764_000_001.0 + n / 10, route="api") for n in range(20) for w in ("api", "api-canary")]
+    drift = {(d["kind"], d["item"]): d for d in observation_document(dev, read(dev, lines), expected_shares)["drift"]}
+    assert drift[("split", "api->api")]["relative"] == pytest.approx(0.5 / 0.9 - 1)
+    assert drift[("split", "api->api-canary")]["relative"] == pytest.approx(0.5 / 0.1 - 1)

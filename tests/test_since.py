@@ -93,9 +93,18 @@ def test_a_config_change_on_kubernetes_rolls_the_gateway_deployment() -> None:
 
 
 def test_an_input_the_rules_cannot_classify_is_an_error() -> None:
-    with pytest.raises(UnclassifiedInputError, match="noSuchInput"):
+    with pytest.raises(UnclassifiedInputError, match=r"^docker:index/container:Container: .*noSuchInput"):
         classify(CONTAINER, {"image", "noSuchInput"})
+    with pytest.raises(UnclassifiedInputError, match=r"^docker:index/network:Network: .*'mtu'"):
+        classify("docker:index/network:Network", {"mtu"})
     assert classify(CONTAINER, {"memory"}) == "update" and classify(CONTAINER, {"memory", "envs"}) == "replace"
+
+
+def test_a_command_with_an_update_script_runs_it_when_its_triggers_change() -> None:
+    """pulumi-command: new `triggers` replace a Command (its create runs again) unless it has an `update` command."""
+    assert classify("command:local:Command", {"triggers"}, {"update": "reload"}) == "update"
+    assert classify("command:local:Command", {"triggers"}, {}) == "replace"
+    assert classify("command:local:Command", {"stdin"}, {}) == "update"
 
 
 def test_a_healthcheck_change_replaces_the_container() -> None:
