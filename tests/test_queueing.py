@@ -44,7 +44,7 @@ def test_one_server_is_m_m_1() -> None:
 
 
 @pytest.mark.parametrize(("c", "t", "rate"), [(2, Fraction(1, 10), Fraction(15)), (8, Fraction(1, 100), Fraction(600)),
-                                              (4, Fraction(1, 20), Fraction(1))])
+                                              (4, Fraction(1, 20), Fraction(1)), (2, Fraction(1, 10), Fraction(10))])  # a = 1 exactly
 def test_mean_latency_is_service_time_plus_the_erlang_c_wait(c: int, t: Fraction, rate: Fraction) -> None:
     a = rate * t
     expected = t + _erlang_c(c, a) * t / (c - a)
