@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv plan observe test tools lint unit goldens up e2e bench clean
+.PHONY: venv plan observe test tools lint unit goldens up e2e bench mutation clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt policies/requirements.txt
 	@test -x $(PY) || python3 -m venv $(VENV) || { rm -rf $(VENV); echo "netopt: cannot create $(VENV) with python3 -m venv; install it: sudo apt-get install -y python3-venv" >&2; exit 1; }
@@ -63,6 +63,10 @@ bench: venv
 	$(PY) bench/eastwest.py
 	$(PY) bench/check.py
 
+## make mutation: mutmut over components/ and policies/ (bench/mutation.py; slow, not part of make test)
+mutation: venv
+	$(PY) bench/mutation.py
+
 ## make up STACK=<s>: pulumi up with a local file backend unless PULUMI_BACKEND_URL is set
 up: venv
 	@command -v pulumi >/dev/null 2>&1 || { echo "netopt: the Pulumi CLI is not installed (https://www.pulumi.com/docs/install/)."; \
@@ -72,4 +76,4 @@ up: venv
 	  sh -c 'pulumi stack select --create $(STACK) && pulumi up --stack $(STACK)'
 
 clean:
-	rm -rf build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf build .pytest_cache .mypy_cache .ruff_cache mutants

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from testbed.fuzzcheck import Finding, ProjectCopy, check_entry_point, check_invalid, check_valid
+from testbed.fuzzcheck import Finding, InvalidDrawError, ProjectCopy, check_entry_point, check_invalid, check_valid
 from testbed.fuzzspecs import Generated, generate_requests, generate_stack, inject_faults
 from testbed.nginx_oracle import Request
 
@@ -34,6 +34,7 @@ class Tally:
     examples: int = 0
     requests: int = 0
     entry_point: int = 0
+    redrawn: int = 0  # "valid" draws that were invalid for a known reason: their report checked, nothing run on nginx
     failing_examples: int = 0
     findings: dict[str, int] = field(default_factory=dict)
     smallest: dict[str, tuple[int, str, dict[str, Any], list[Request], str]] = field(default_factory=dict)  # kind, raw, requests
@@ -63,7 +64,11 @@ def _worker(args: tuple[int, int, int, int, float]) -> Tally:
             raw, expected = inject_faults(rng, generated)
             tally.examples += 1
             tally.requests += len(reqs)
-            found = check_valid(generated, reqs)
+            try:
+                found = check_valid(generated, reqs)
+            except InvalidDrawError:
+                tally.redrawn += 1
+                found = []
             tally.add(found, f"valid #{i}", generated.raw, reqs)
             bad = check_invalid(raw, expected)
             tally.add(bad, f"invalid #{i}", raw, [])
@@ -122,6 +127,7 @@ def _merge(tallies: list[Tally]) -> Tally:
         total.examples += t.examples
         total.requests += t.requests
         total.entry_point += t.entry_point
+        total.redrawn += t.redrawn
         total.failing_examples += t.failing_examples
         for category, count in t.findings.items():
             total.findings[category] = total.findings.get(category, 0) + count
@@ -151,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
             tallies = pool.map(_worker, shares)
     total = _merge(tallies)
     elapsed = time.monotonic() - started
-    print(f"netopt fuzz: {total.examples} examples ({total.examples} valid stacks on nginx with {total.requests} requests, "
+    print(f"netopt fuzz: {total.examples} examples ({total.examples - total.redrawn} valid stacks on nginx with {total.requests} requests, "
+          f"{total.redrawn} drawn valid but invalid by a name collision or a regex PCRE2 refuses, not run on nginx; "
           f"{total.examples} faulty stacks, {total.entry_point} through python -m offline.plan), {args.workers} worker(s), seed {args.seed}")
     if total.examples < args.examples:
         print(f"stopped by --max-seconds {args.max_seconds:g} after {total.examples} of {args.examples} examples")

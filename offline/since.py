@@ -9,8 +9,14 @@ too, as the engine does. Each resource then gets one action:
 - unchanged;
 - reloaded in place: the Docker gateway's config, delivered to the running gateway, `nginx -t`, graceful reload;
 - rolled: a replica of a multi-replica Docker workload (replaced one at a time, each healthy and back in the
-  gateway's rotation before the next), or a Kubernetes Deployment whose pod template changed (surge first);
-- replaced: deleted and created again (on Docker delete-first: warned about when it drops traffic);
+  gateway's rotation before the next), or a Kubernetes workload whose pod template changed and whose controller
+  replaces its pods a few at a time (`update_rules.kubernetes_rollout`: a Deployment's RollingUpdate, a
+  StatefulSet of several replicas one pod at a time, a DaemonSet node by node);
+- recreated: a Kubernetes workload whose pods all stop before new ones start (a Deployment with `Recreate`, a
+  single-replica StatefulSet: warned about, it drops traffic);
+- staged: a new pod template that `OnDelete` (or a StatefulSet partition) applies only to pods deleted later;
+- replaced: deleted and created again (on Docker delete-first, on Kubernetes delete-first when the name stays:
+  warned about when it drops traffic);
 - updated in place, added, removed.
 """
 
@@ -22,7 +28,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from components.targets.update_rules import COMMAND, CONTAINER, NETWORK, classify
+from components.targets.update_rules import COMMAND, CONTAINER, NETWORK, RolloutFacts, classify, kubernetes_kind, kubernetes_rollout
 from offline.program import RecordedResource
 
 
@@ -50,9 +56,31 @@ def _input_digests(resource: RecordedResource) -> dict[str, str]:
     digests = {key: _digest(value) for key, value in resource.inputs.items()}
     if resource.type.startswith("kubernetes:"):
         digests["metadata.name"] = _digest((resource.inputs.get("metadata") or {}).get("name"))
+        digests["metadata.namespace"] = _digest((resource.inputs.get("metadata") or {}).get("namespace"))
         for key, value in (resource.inputs.get("spec") or {}).items() if isinstance(resource.inputs.get("spec"), dict) else ():
             digests[f"spec.{key}"] = _digest(value)
     return digests
+
+
+_WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+
+
+def _rollout(resource: RecordedResource) -> dict[str, Any] | None:
+    """What decides how a Kubernetes workload's pods are replaced (its new spec's strategy and replicas), and an
+    autoscaler's target and minimum (the replicas of a workload that leaves them to it)."""
+    kind = kubernetes_kind(resource.type)
+    spec = resource.inputs.get("spec") if resource.type.startswith("kubernetes:") else None
+    if not isinstance(spec, dict):
+        return None
+    if kind == "HorizontalPodAutoscaler":
+        return {"target": (spec.get("scaleTargetRef") or {}).get("name"), "min_replicas": spec.get("minReplicas", 1)}
+    if kind not in _WORKLOAD_KINDS:
+        return None
+    strategy = spec.get("strategy" if kind == "Deployment" else "updateStrategy") or {}
+    rolling = strategy.get("rollingUpdate") or {}
+    return {"name": (resource.inputs.get("metadata") or {}).get("name"), "replicas": spec.get("replicas"),
+            "strategy": strategy.get("type", "RollingUpdate"), "max_surge": rolling.get("maxSurge"),
+            "max_unavailable": rolling.get("maxUnavailable"), "partition": int(rolling.get("partition") or 0)}
 
 
 def fingerprints(resources: list[RecordedResource]) -> dict[str, dict[str, Any]]:
@@ -60,7 +88,8 @@ def fingerprints(resources: list[RecordedResource]) -> dict[str, dict[str, Any]]
     return {r.urn: {"type": r.type, "name": r.name, "role": _role(r), "inputs": _input_digests(r),
                     "has_update_command": bool(r.inputs.get("update")) if r.type == COMMAND else False,
                     "ignore_changes": r.ignore_changes, "delete_before_replace": r.delete_before_replace,
-                    "property_dependencies": {k: v for k, v in r.property_dependencies.items() if v}}
+                    "property_dependencies": {k: v for k, v in r.property_dependencies.items() if v},
+                    **({"rollout": rollout} if (rollout := _rollout(r)) is not None else {})}
             for r in resources if r.custom}
 
 
@@ -103,35 +132,52 @@ def _top(changed: set[str]) -> set[str]:
     return {k.split(".")[0] if not k.startswith(("metadata.", "spec.")) else k for k in changed}
 
 
-def _action(fp: dict[str, Any], changed: set[str], replicas: Counter[str]) -> str:
+def _facts(fp: dict[str, Any], current: dict[str, dict[str, Any]]) -> RolloutFacts:
+    rollout = fp["rollout"]
+    replicas = rollout["replicas"]
+    if replicas is None:  # autoscaled: the fewest pods the autoscaler keeps
+        replicas = min((int(other["rollout"]["min_replicas"]) for other in current.values()
+                        if kubernetes_kind(other["type"]) == "HorizontalPodAutoscaler" and other.get("rollout", {}).get("target") == rollout["name"]),
+                       default=None)
+    return RolloutFacts(kubernetes_kind(fp["type"]), replicas, rollout["strategy"], rollout["max_surge"], rollout["max_unavailable"],
+                        rollout["partition"])
+
+
+def _action(fp: dict[str, Any], changed: set[str], replicas: Counter[str], current: dict[str, dict[str, Any]]) -> tuple[str, str | None]:
+    """(action, why it drops traffic or None)."""
     change = _classify(fp, changed)
     role = fp["role"]
     if change is None:
-        return "unchanged"
-    if fp["type"].startswith("kubernetes:") and fp["type"].endswith(":Deployment") and "spec.template" in changed and change == "update":
-        return "rolled"
+        return "unchanged", None
+    if change == "update" and "spec.template" in changed and "rollout" in fp and kubernetes_kind(fp["type"]) in _WORKLOAD_KINDS:
+        step = kubernetes_rollout(_facts(fp, current))
+        return step.action, step.drops
     if change == "update":
-        return "reloaded in place" if role == "gateway-config" else "updated in place"
+        return ("reloaded in place" if role == "gateway-config" else "updated in place"), None
     if role == "roll-pause" or (role.startswith("workload:") and replicas[role] > 1):
-        return "rolled"
-    return "replaced"
+        return "rolled", None
+    return "replaced", _replaced_drops(fp, changed)
 
 
-def _warning(fp: dict[str, Any], action: str) -> str | None:
-    if action != "replaced" or (not fp["delete_before_replace"] and fp["type"] != NETWORK):
+def _replaced_drops(fp: dict[str, Any], changed: set[str]) -> str | None:
+    if fp["type"].startswith("kubernetes:"):
+        # pulumi-kubernetes deletes first when the replacement keeps its name and namespace (two objects cannot share them)
+        kind = kubernetes_kind(fp["type"])
+        if changed & {"metadata.name", "metadata.namespace"} or kind not in (*_WORKLOAD_KINDS, "Service"):
+            return None
+        return f"the {kind} keeps its name, so it is deleted before it is created again: nothing serves in between"
+    if not fp["delete_before_replace"] and fp["type"] != NETWORK:
         return None
     if fp["role"] == "gateway":
-        return (f"{fp['name']}: the gateway container is replaced delete-first: the published port refuses "
-                "connections until the new gateway is healthy")
+        return "the gateway container is replaced delete-first: the published port refuses connections until the new gateway is healthy"
     if fp["role"].startswith("proxy:"):
         workload = fp["role"].removeprefix("proxy:")
-        return (f"{fp['name']}: the service proxy of {workload} is replaced delete-first: calls to {workload} fail until "
-                "the new proxy is healthy")
+        return f"the service proxy of {workload} is replaced delete-first: calls to {workload} fail until the new proxy is healthy"
     if fp["role"].startswith("workload:"):
         workload = fp["role"].removeprefix("workload:")
-        return (f"{fp['name']}: workload {workload} has one replica: its update has a gap (requests to it fail "
-                f"from the delete until the new container is healthy); set replicas: 2 to roll it without one")
-    return f"{fp['name']}: replaced delete-first; what runs on it is replaced too"
+        return (f"workload {workload} has one replica: its update has a gap (requests to it fail from the delete until the new "
+                "container is healthy); set replicas: 2 to roll it without one")
+    return "replaced delete-first; what runs on it is replaced too"
 
 
 def update_plan(previous: dict[str, Any], document: dict[str, Any]) -> dict[str, Any]:
@@ -141,12 +187,11 @@ def update_plan(previous: dict[str, Any], document: dict[str, Any]) -> dict[str,
     replicas = Counter(fp["role"] for fp in current.values() if fp["role"].startswith("workload:"))
     steps, warnings = [], []
     for urn, fp in sorted(current.items(), key=lambda item: (item[1]["type"], item[1]["name"])):
-        action = "added" if urn not in before else _action(fp, changes[urn], replicas)
+        action, drops = ("added", None) if urn not in before else _action(fp, changes[urn], replicas, current)
         steps.append({"urn": urn, "type": fp["type"], "name": fp["name"], "action": action,
                       "changed": sorted(changes.get(urn, ()))})
-        warning = _warning(fp, action)
-        if warning:
-            warnings.append(warning)
+        if drops:
+            warnings.append(f"{fp['name']}: {drops}")
     for urn, fp in sorted(before.items(), key=lambda item: (item[1]["type"], item[1]["name"])):
         if urn not in current:
             steps.append({"urn": urn, "type": fp["type"], "name": fp["name"], "action": "removed", "changed": []})

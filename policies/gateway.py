@@ -1,8 +1,9 @@
 """Gateway behaviour gates, read from the rendered nginx.conf the gateway actually runs and from the report.
 
-The Docker target uploads nginx.conf into the gateway container (`uploads[].content`); the Kubernetes target puts it
-in the gateway ConfigMap (`data["nginx.conf"]`). Both are inputs of those resources, so these gates check the very
-text nginx will load, not a re-rendering of it.
+The Docker target uploads nginx.conf into the gateway container (`uploads[].content`) and delivers every later
+config through a Command's `stdin`; the Kubernetes target puts it in the gateway ConfigMap (`data["nginx.conf"]`).
+All are inputs of those resources (policies/deployed_configs.py finds them), so these gates check the very text
+nginx will load, not a re-rendering of it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ from typing import Any
 from pulumi_policy import Policy, ResourceValidationArgs, StackValidationArgs
 
 from components.spec.methods import IDEMPOTENT_METHODS
+from policies.deployed_configs import Resource, carried_configs, deployed_proxies, serves_traffic
 from policies.framework import Gate, Report, StackReport, number, resource_policy, stack_policy
-from policies.model import APP_NETWORK, gateway_configs, get, items
+from policies.model import APP_NETWORK, get, items
 from policies.nginx_config import Directive, parse_nginx, walk
 
 MIN_REPLICAS = Gate(
@@ -77,7 +79,9 @@ def _effective(directives: list[Directive], name: str) -> list[str] | None:
 
 
 def _keepalive(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
-    for where, text in gateway_configs(args.resource_type, args.name, args.props):
+    for where, text in carried_configs(args.resource_type, args.name, args.props):
+        if not serves_traffic(text):
+            continue  # a container's bootstrap (the status server alone): its config arrives through its Command
         minimum = config["minConnections"]
         tree = parse_nginx(text)
         http = next((d for d in tree if d.name == "http"), None)
@@ -86,12 +90,13 @@ def _keepalive(args: ResourceValidationArgs, config: dict[str, Any], report_viol
                              f"(threshold: keepalive >= {minimum} per upstream). Fix: render the gateway config from the stack (do not "
                              f"replace it by hand).")
             continue
-        version = _effective(http.block, "proxy_http_version")
-        if version != ["1.1"]:
+        if not any(d.name == "proxy_pass" for d in walk(http.block)):
+            pass  # grpc_pass speaks HTTP/2 to its upstreams, whose connections keepalive pools as they are
+        elif (version := _effective(http.block, "proxy_http_version")) != ["1.1"]:
             report_violation(f"{where}: proxy_http_version is {' '.join(version) if version else 'unset (1.0)'}; upstream keepalive needs 1.1. "
                              "Fix: set `proxy_http_version 1.1;` in the http block.")
         headers = [d.args for d in http.block if d.name == "proxy_set_header" and d.args and d.args[0].lower() == "connection"]
-        if not headers or headers[-1][1:] != [""]:
+        if any(d.name == "proxy_pass" for d in walk(http.block)) and (not headers or headers[-1][1:] != [""]):
             report_violation(f"{where}: the Connection header to upstreams is "
                 f"{('set to ' + repr(headers[-1][1:])) if headers else 'left as the client sent it'}; "
                              "nginx then closes every upstream connection after one request. Fix: set `proxy_set_header Connection \"\";` "
@@ -133,10 +138,14 @@ def _report_routes(resources: list[Any]) -> dict[str, Mapping[str, Any]]:
 
 def _retries(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
     routes = _report_routes(args.resources)
-    carriers = [(r, where, text) for r in args.resources for where, text in gateway_configs(r.resource_type, r.name, r.props)]
+    proxies = deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources)
+    carriers: dict[str, tuple[str | None, list[str]]] = {}  # identical copies judged once: text -> (urn, where each is)
+    for copy in (copy for proxy in proxies for copy in proxy.copies):
+        carriers.setdefault(copy.text, (copy.urn, []))[1].append(copy.where)
     if not carriers:
         args.not_applicable("no gateway config (nginx.conf) in this stack")
-    for resource, where, text in carriers:
+    for text, (urn, places) in carriers.items():
+        where = " and the ".join(places)
         http = next((d for d in parse_nginx(text) if d.name == "http"), None)
         if http is None or http.block is None:
             continue
@@ -169,7 +178,7 @@ def _retries(args: StackValidationArgs, config: dict[str, Any], report_violation
                         f"(proxy_next_upstream {' '.join(effective or [])}; tries {' '.join(tries or ['unlimited'])}) for route '{route_name}' "
                         f"({accepted}), which did not opt in (retry_non_idempotent: false; required: opted in, or no retry of "
                         f"non-idempotent methods). "
-                        f"A retried POST can be applied twice. Fix: {RETRIES.remediation}", resource.urn)
+                        f"A retried POST can be applied twice. Fix: {RETRIES.remediation}", urn)
 
 
 def policies() -> list[Policy]:

@@ -4,12 +4,15 @@ The score and capacity gates read the AppNetwork's `report`. These three stack g
 
 - `app-network-report`: exactly one AppNetwork, with a report. Without one every score and capacity gate has
   nothing to read and passes vacuously;
-- `report-matches-deployed-config`: the report's `gateway.config_sha256` (and each service proxy's
-  `proxies[].config_sha256`) equals the SHA-256 the pack computes itself of that proxy's config actually deployed
-  (a Docker proxy's upload, a proxy ConfigMap's data), and every proxy the report names has one, so the numbers
-  belong to these configs and not to stale or hand-edited ones;
-- `scores-match-deployed-config`: the routing and flow-control scores, and every route's (and call route's) r_j and
-  f_l, recomputed from those deployed nginx.confs (crossplane; policies/deployed_scores.py, nothing from
+- `report-matches-deployed-config`: the report's `gateway.config_sha256` and each service proxy's
+  `proxies[].config_sha256` equal the SHA-256 the pack computes itself of every deployed copy of that proxy's config
+  (policies/deployed_configs.py: on Docker what the delivering Command writes, on Kubernetes the ConfigMap key the
+  Deployment mounts), and every proxy the report names has one, so the numbers belong to the configs nginx runs and
+  not to stale or hand-edited ones; a copy that cannot be followed (or a proxy whose digest the report does not
+  state) is a violation too;
+- `scores-match-deployed-config`: the routing and flow-control scores, and every route's and call route's r_j and
+  f_l, recomputed from the deployed copies of every proxy's nginx.conf together — or, under a service mesh, the call
+  routes from the mesh's resources (policies/mesh.py) — (crossplane; policies/deployed_scores.py, nothing from
   `components`) equal the reported ones.
 
 When there is no single report, the last two are not applicable (`app-network-report` says why).
@@ -24,10 +27,11 @@ from typing import Any
 from pulumi_policy import Policy, PolicyResource, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
+from policies.deployed_configs import DeployedCopy, DeployedProxy, Resource, deployed_proxies
 from policies.deployed_scores import DeployedScores, deployed_scores, mean_reciprocal
 from policies.framework import Gate, StackCheck, StackReport, fmt, number, stack_policy, unknown_violation
 from policies.mesh import mesh_call_scores
-from policies.model import APP_NETWORK, get, items, proxy_configs
+from policies.model import APP_NETWORK, get, items
 from policies.nginx_config import parse_config, sha256_text
 
 STACK_TYPE = "pulumi:pulumi:Stack"
@@ -43,8 +47,9 @@ APP_NETWORK_REPORT = Gate(
 
 REPORT_DIGEST = Gate(
     "report-matches-deployed-config", "integrity",
-    "The report's gateway.config_sha256 equals the SHA-256 of the gateway config actually deployed (Docker upload content, "
-    "Kubernetes ConfigMap data), computed by the pack: the reported numbers belong to this config.",
+    "The report's gateway.config_sha256 equals the SHA-256, computed by the pack, of every deployed copy of the gateway config "
+    "(Docker: the container's upload and the delivering Command's stdin; Kubernetes: the ConfigMap key the Deployment mounts): "
+    "the reported numbers belong to the config nginx runs.",
     {},
     "Deploy the config the program renders from the stack config, with the report it computes alongside: do not edit the "
     "rendered nginx.conf or the report by hand, and do not reuse a report from another run.",
@@ -81,16 +86,27 @@ def _reported_or_not_applicable(args: StackValidationArgs) -> tuple[PolicyResour
     return reported
 
 
-def _carriers(args: StackValidationArgs) -> list[tuple[PolicyResource, str, str, str]]:
-    """(resource, proxy, where, text) of every deployed proxy config: the gateway's and each service proxy's."""
-    return [(r, proxy, where, text) for r in args.resources for proxy, where, text in proxy_configs(r.resource_type, r.name, r.props)]
+def _claimed(report: Mapping[str, Any], proxy: DeployedProxy) -> tuple[bool, Any]:
+    """(whether the report describes this proxy's role, the config_sha256 it states for this proxy). The gateway's is
+    `gateway.config_sha256`; a service proxy's, its entry of `proxies` by name. A proxy of another role is deployed
+    config the report does not describe: a violation until the report states its digest."""
+    if proxy.role == "gateway":
+        return True, get(report, "gateway", "config_sha256")
+    if proxy.role == "service-proxy":
+        return True, next((get(p, "config_sha256") for p in items(get(report, "proxies")) if get(p, "name") == proxy.name), None)
+    return False, None
 
 
-def _claimed(report: Mapping[str, Any]) -> dict[str, Any]:
-    """Proxy -> the config_sha256 the report states for it."""
-    claimed: dict[str, Any] = {str(get(p, "name")): get(p, "config_sha256") for p in items(get(report, "proxies"))}
-    claimed["gateway"] = get(report, "gateway", "config_sha256")
-    return claimed
+def _proxies(args: StackValidationArgs) -> list[DeployedProxy]:
+    return deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources)
+
+
+def _by_text(copies: list[DeployedCopy]) -> dict[str, list[str]]:
+    """Identical copies judged once: text -> where each copy is deployed."""
+    grouped: dict[str, list[str]] = {}
+    for copy in copies:
+        grouped.setdefault(copy.text, []).append(copy.where)
+    return grouped
 
 
 def _app_network_report(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
@@ -121,28 +137,39 @@ def _report_digest(args: StackValidationArgs, config: dict[str, Any], report_vio
     if reported is None:
         return
     network, report = reported
-    claimed = _claimed(report)
-    carriers = _carriers(args)
-    if not any(proxy == "gateway" for _, proxy, _, _ in carriers):
+    proxies = _proxies(args)
+    if not any(p.role == "gateway" and p.copies for p in proxies):
         report_violation(
-            f"AppNetwork '{network.name}': no gateway config is deployed in this stack (no gateway container upload of nginx.conf, "
-            f"no gateway ConfigMap), so the report (config_sha256 {claimed['gateway']}) cannot be matched to one. Fix: {REPORT_DIGEST.remediation}",
-            network.urn)
-    deployed = {proxy for _, proxy, _, _ in carriers}
-    missing = sorted(name for name in claimed if name != "gateway" and name not in deployed)
+            f"AppNetwork '{network.name}': no gateway config is deployed in this stack (no gateway container upload or delivering "
+            f"Command, no ConfigMap a gateway Deployment mounts), so the report (config_sha256 "
+            f"{get(report, 'gateway', 'config_sha256')}) cannot be matched to one. Fix: {REPORT_DIGEST.remediation}", network.urn)
+    deployed = {p.name for p in proxies if p.copies}
+    missing = sorted(str(get(p, "name")) for p in items(get(report, "proxies")) if get(p, "kind") == "service" and get(p, "name") not in deployed)
     if missing:
         report_violation(
             f"AppNetwork '{network.name}': the report names service proxies with no config deployed in this stack: {', '.join(missing)} "
-            f"(required: each proxy's container upload or ConfigMap). Fix: {REPORT_DIGEST.remediation}", network.urn)
-    for _, proxy, where, text in carriers:
-        actual = sha256_text(text)
-        stated = claimed.get(proxy)
-        if not isinstance(stated, str) or actual != stated:
-            says = f"states config_sha256 {stated} for {proxy}" if isinstance(stated, str) else f"states no config_sha256 for {proxy}"
+            f"(required: each proxy's delivering Command or mounted ConfigMap). Fix: {REPORT_DIGEST.remediation}", network.urn)
+    for proxy in proxies:
+        label = f"{proxy.role} '{proxy.name}'"
+        for problem in proxy.problems:
             report_violation(
-                f"AppNetwork '{network.name}': the report {says}, but the {where} deployed has SHA-256 {actual} "
-                f"(required: equal): the reported scores and capacity describe another config (stale or edited). "
+                f"AppNetwork '{network.name}': the config of {label} cannot be verified: {problem} (required: every copy nginx may "
+                f"run is one the pack can read). Fix: {REPORT_DIGEST.remediation}", network.urn)
+        described, claimed = _claimed(report, proxy)
+        if not described:
+            report_violation(
+                f"AppNetwork '{network.name}': {label} runs a config ({', '.join(c.where for c in proxy.copies) or 'no copy'}) whose "
+                f"digest the report does not state (required: the report describes every proxy config deployed). "
                 f"Fix: {REPORT_DIGEST.remediation}", network.urn)
+            continue
+        for copy in proxy.copies:
+            actual = sha256_text(copy.text)
+            if not isinstance(claimed, str) or actual != claimed:
+                stated = f"states config_sha256 {claimed}" if isinstance(claimed, str) else "states no config_sha256"
+                report_violation(
+                    f"AppNetwork '{network.name}': the report {stated}, but the {copy.where} deployed has SHA-256 {actual} "
+                    f"(required: equal): the reported scores and capacity describe another config (stale or edited). "
+                    f"Fix: {REPORT_DIGEST.remediation}", network.urn)
 
 
 def _same(a: float | None, b: float | None) -> bool:
@@ -179,25 +206,28 @@ def _differences(report: Mapping[str, Any], steps: dict[str, int], limits: dict[
 
 
 def _scores_recomputed(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
-    """The scores of every deployed proxy config together: the gateway's routes and each service proxy's call routes.
-    A proxy whose config is deployed more than once is scored from each copy in turn, with the other proxies' first."""
+    """The scores of every deployed proxy config together: the gateway's routes and each service proxy's call routes
+    (under a mesh, the calls from its resources). A proxy whose config is deployed as several different copies is
+    scored from each in turn, with the other proxies' first copies."""
     reported = _reported_or_not_applicable(args)
     if reported is None:
         return
     network, report = reported
-    carriers = _carriers(args)
-    if not carriers:
+    proxies = [p for p in _proxies(args) if p.copies]
+    if not any(p.role == "gateway" for p in proxies):
         args.not_applicable("no deployed gateway config (report-matches-deployed-config reports it)")
         return
     scored: dict[str, list[tuple[str, DeployedScores]]] = {}
-    for _, proxy, where, text in carriers:
-        scores = deployed_scores(parse_config(text))
-        if scores.problems:
-            report_violation(
-                f"AppNetwork '{network.name}': the scores cannot be recomputed from the {where}: {'; '.join(scores.problems[:5])} "
-                f"(required: a config crossplane parses, every route found). Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
-            continue
-        scored.setdefault(proxy, []).append((where, scores))
+    for proxy in proxies:
+        for text, places in _by_text(proxy.copies).items():
+            where = " and the ".join(places)
+            scores = deployed_scores(parse_config(text))
+            if scores.problems:
+                report_violation(
+                    f"AppNetwork '{network.name}': the scores cannot be recomputed from the {where}: {'; '.join(scores.problems[:5])} "
+                    f"(required: a config crossplane parses, every route found). Fix: {SCORES_RECOMPUTED.remediation}", network.urn)
+                continue
+            scored.setdefault(proxy.name, []).append((where, scores))
     mesh = mesh_call_scores(args.resources)  # under a service mesh the call routes are its resources, not nginx configs
     for problem in mesh.problems:
         report_violation(f"AppNetwork '{network.name}': {problem}. Fix: {SCORES_RECOMPUTED.remediation}", network.urn)

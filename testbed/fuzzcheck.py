@@ -10,7 +10,9 @@
   the report on stderr, no traceback, nothing written under build/.
 
 A check returns `Finding`s instead of raising, so a long run can count them; `category` groups findings of one
-cause.
+cause. A "valid" draw that is invalid for a reason the generator knows of (names that collide, a regex PCRE2
+refuses) has its report checked and then raises `InvalidDrawError`: nginx never ran, so the example must be redrawn
+(the test rejects it, the benchmark counts it), never counted as a pass.
 """
 
 from __future__ import annotations
@@ -52,6 +54,10 @@ class Finding:
 
     def __str__(self) -> str:
         return f"{self.category}: {self.detail}"
+
+
+class InvalidDrawError(Exception):
+    """The drawn stack is invalid for a known reason and its report names exactly that: nothing ran on nginx."""
 
 
 class BackendPool:
@@ -136,13 +142,18 @@ def check_valid(generated: Generated, requests: list[Request]) -> list[Finding]:
     raw = generated.raw
     invalid_regexes = _pcre2_invalid_paths(raw) | _backtracking_paths(raw)
     if invalid_regexes:  # a regex PCRE2 refuses (e.g. one group name twice): an invalid config, to be reported
-        return check_invalid(raw, invalid_regexes)
+        findings = check_invalid(raw, invalid_regexes)
+        if findings:
+            return findings
+        raise InvalidDrawError(f"a regex PCRE2 refuses at {sorted(invalid_regexes)} (reported as such)")
     try:
         spec = parse_spec(raw)
     except SpecError as error:
         tolerated = collision_paths(raw)
         untolerated = [p for p in _issue_paths(error) if not any(_related(p, t) for t in tolerated)]
-        return [Finding(_refusal(raw, untolerated[0], "valid config refused"), error.report())] if untolerated else []
+        if untolerated:
+            return [Finding(_refusal(raw, untolerated[0], "valid config refused"), error.report())]
+        raise InvalidDrawError(f"names collide at {sorted(_issue_paths(error))} (reported as such)") from None
     return _run_on_nginx(spec, requests)
 
 

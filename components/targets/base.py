@@ -31,7 +31,7 @@ class Target(Protocol):
     def service_proxy(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
                       depends_on: list[pulumi.Resource]) -> list[pulumi.Resource]: ...
 
-    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
+    def gateway(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]: ...
 
 

@@ -29,6 +29,7 @@ from components.plan.docker_links import Link, links
 from components.plan.graph import GATEWAY, proxy_name
 from components.plan.ir import Proxy
 from components.plan.report import config_digest
+from components.render.nginx import render_bootstrap
 from components.render.runtime import NginxRuntime
 from components.spec.runtime import uid_gid
 from components.spec.schema import HealthCheck, Resources, Spec, Workload
@@ -247,14 +248,14 @@ class DockerTarget:
             opts=pulumi.ResourceOptions(parent=parent, depends_on=[container]),
         )
 
-    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
+    def gateway(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
         edge = docker_gateway_address(self.spec)
         # Edge first: Docker publishes ports through a non-internal network.
         joined = [docker.ContainerNetworksAdvancedArgs(name=network["edge"], ipv4_address=edge), *self._endpoint_networks(GATEWAY, 0, network)]
         ports = [docker.ContainerPortArgs(internal=gw.listen_port, external=gw.publish.port, ip=str(gw.publish.address), protocol="tcp")]
-        self._nginx(parent, f"{self.spec.network.name}-gateway", "gateway", {}, gw.status_port, [gw.listen_port, gw.status_port], config,
+        self._nginx(parent, f"{self.spec.network.name}-gateway", "gateway", {}, proxy, [gw.listen_port, gw.status_port], config,
                     joined, depends_on, ports)
         return {"endpoint": f"http://{gw.publish.address}:{gw.publish.port}", "config_sha256": config_digest(config)}
 
@@ -266,15 +267,16 @@ class DockerTarget:
         name = f"{self.spec.network.name}-{proxy.name}"
         joined = self._endpoint_networks(proxy_name(proxy.workload), 0, network)
         labels = {"netopt.proxy": proxy.name, "netopt.fronts": proxy.workload}
-        return self._nginx(parent, name, "service-proxy", labels, proxy.status_port, proxy.ports, config, joined, depends_on, [])
+        return self._nginx(parent, name, "service-proxy", labels, proxy, proxy.ports, config, joined, depends_on, [])
 
-    def _nginx(self, parent: pulumi.ComponentResource, name: str, role: str, labels: dict[str, str], status_port: int,
+    def _nginx(self, parent: pulumi.ComponentResource, name: str, role: str, labels: dict[str, str], proxy: Proxy,
                listening: list[int], config: str, networks: list[docker.ContainerNetworksAdvancedArgs], depends_on: list[pulumi.Resource],
                ports: list[docker.ContainerPortArgs]) -> list[pulumi.Resource]:
-        """One nginx container (the gateway's image, user and resources) and the Command that reloads its config;
-        `listening`: the ports it binds (a port below 1024 gets the unprivileged-port sysctl)."""
+        """One nginx container (the gateway's image, user and resources) started on its bootstrap config (the status
+        server alone: `render_bootstrap`), and the Command that delivers and reloads its config — on creation and on
+        every change; `listening`: the ports it binds (a port below 1024 gets the unprivileged-port sysctl)."""
         gw = self.spec.gateway
-        probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{status_port}/healthz"]
+        probe = gw.health_command or ["CMD", "curl", "-fsS", "-o", "/dev/null", f"http://127.0.0.1:{proxy.status_port}/healthz"]
         container = docker.Container(
             name,
             name=name,
@@ -287,9 +289,10 @@ class DockerTarget:
             # Docker refuses file uploads into a read-only root filesystem, so the proxy's stays writable;
             # it runs as a non-root user with no capabilities and writes only to its tmpfs.
             read_only=False,
-            # The config the container starts with; later configs are reloaded in place (below), so a config
-            # change never replaces the container.
-            uploads=[docker.ContainerUploadArgs(file="/etc/nginx/nginx.conf", content=config)],
+            # What the container starts with: the same bootstrap whatever the routes, so a config change never touches
+            # the container (no ignore_changes, which would show the policy pack a stale config); the Command below
+            # delivers the config it runs.
+            uploads=[docker.ContainerUploadArgs(file="/etc/nginx/nginx.conf", content=render_bootstrap(proxy, self.nginx_runtime(proxy)))],
             labels=_labels(self.spec, **{"netopt.role": role, **labels}),
             healthcheck=_healthcheck(probe, HealthCheck()),
             wait=True,
@@ -299,7 +302,7 @@ class DockerTarget:
             sysctls=port_sysctls(listening) or None,
             **_requests(gw.resources),
             **_HARDENING,
-            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=depends_on, ignore_changes=["uploads"]),
+            opts=pulumi.ResourceOptions(parent=parent, delete_before_replace=True, depends_on=depends_on),
         )
         # Runs again (in place) whenever the config changes, and anew on a new container (`triggers`).
         # After every backend, so a route never points at a replica that does not exist yet.

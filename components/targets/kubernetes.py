@@ -431,7 +431,7 @@ class KubernetesTarget:
         resources += self._network_policies(parent, name, namespace)
         return resources
 
-    def gateway(self, parent: pulumi.ComponentResource, config: str, network: dict[str, pulumi.Input[str]],
+    def gateway(self, parent: pulumi.ComponentResource, proxy: Proxy, config: str, network: dict[str, pulumi.Input[str]],
                 depends_on: list[pulumi.Resource]) -> dict[str, pulumi.Input[str]]:
         gw = self.spec.gateway
         net = self.spec.network.name

@@ -73,25 +73,31 @@ def _rendered_max_conns(spec: Spec, workload: str) -> int:
     return found.pop()
 
 
-@pytest.mark.parametrize(("peak", "clients"), [(100, 1), (399, 10), (401, 10), (1000, 50), (300, 45)])
-def test_nginx_admits_what_the_capacity_table_says_the_minimum_pods_serve(k8s_minimal: dict[str, Any], peak: float, clients: int) -> None:
-    """api runs 2 pods (10 in service each, 50 ms: 400 req/s), its autoscaler may add 4 more: nginx's max_conns is
-    sized for the 2, so the concurrency nginx lets through (Little: rate × time in flight) and the capacity table
-    agree on what is admitted, at the declared peak and at the rate limit's most (10 req/s per client)."""
+@pytest.mark.parametrize(("peak", "clients", "admits_peak", "admitted_within"), [
+    (100, 1, True, True),     # 100 req/s of 400; the limit admits 10
+    (399, 10, True, True),    # just below 400; admits 100
+    (401, 10, False, True),   # just above
+    (1000, 50, False, False),  # admits 500 > 400: the limit lets through more than the pods serve
+    (300, 45, True, False),   # admits 450 > 400
+])
+def test_nginx_admits_what_the_capacity_table_says_the_minimum_pods_serve(k8s_minimal: dict[str, Any], peak: float, clients: int,
+                                                                          admits_peak: bool, admitted_within: bool) -> None:
+    """Hand-worked: api runs 2 pods, 10 requests in service each at 50 ms: 2 x 10 / 0.05 = 400 req/s, and nginx's
+    max_conns for the api Service is 2 x 10 = 20 in flight (Little: 400 req/s x 0.05 s). Its autoscaler may add 4
+    more pods, but admission is sized for the 2 the capacity model plans with (6 would say 60). The route's limit
+    admits 10 req/s per client."""
     k8s_minimal["kubernetes"] = {"autoscaling": {"api": {"max_replicas": 6}}}
     k8s_minimal["traffic"] = {"api": {"peak_rps": peak, "clients": clients}}
     spec = parse_spec(k8s_minimal)
-    api = spec.workload("api")
-    max_conns, t = _rendered_max_conns(spec, "api"), api.replica_response_times_s()[0]
-    assert max_conns == api.max_concurrency * api.replicas == 20, "the autoscaler's 6 pods would have said 60"
+    assert _rendered_max_conns(spec, "api") == 20
     capacity = compute_capacity(plan_of(spec))
     rows = [r for r in capacity.replicas if r.workload == "api"]
-    assert sum(r.service_rate_rps for r in rows) * t == pytest.approx(max_conns), "what nginx admits is what the pods serve"
+    assert [r.service_rate_rps for r in rows] == pytest.approx([200.0, 200.0])
     workload = next(w for w in capacity.workloads if w.workload == "api")
-    assert workload.admits_peak == (peak * t < max_conns)
-    admitted = next(r for r in capacity.routes if r.route == "api").admitted_max_rps
-    assert admitted is not None
-    assert (max(r.admitted_utilization or 0.0 for r in rows) < 1) == (admitted * t < max_conns)
+    assert workload.admits_peak == admits_peak
+    route = next(r for r in capacity.routes if r.route == "api")
+    assert route.admitted_max_rps == pytest.approx(10.0 * clients)
+    assert (max(r.admitted_utilization or 0.0 for r in rows) < 1) == admitted_within
 
 
 @pytest.mark.parametrize("stack", [s for s in STACKS if stack_spec(s).target == "docker"])
@@ -112,11 +118,12 @@ def test_capacity_spreads_a_workload_evenly_whatever_the_algorithm(k8s_minimal: 
     spec = parse_spec(_uneven(k8s_minimal, algorithm))
     _, plan, report = analyse(spec)
     rows = {(r.workload, r.replica): r for r in compute_capacity(plan).replicas}
-    assert [rows[("api", r)].offered_rps for r in range(3)] == pytest.approx([25.0, 25.0, 25.0]), "kube-proxy: equal per pod, route split kept"
+    # 100 req/s split 3:1: api 75 over 3 pods (kube-proxy: equal per pod whatever nginx's algorithm), web 25
+    assert [rows[("api", r)].offered_rps for r in range(3)] == pytest.approx([25.0, 25.0, 25.0])
     assert rows[("web", 0)].offered_rps == pytest.approx(25.0)
-    assert report["capacity"]["replicas"] == [vars(r) for r in compute_capacity(plan).replicas]
-    # the slow pod gets the same share as the fast ones: its utilization, not the others', is the one to watch
-    assert rows[("api", 2)].utilization > rows[("api", 0)].utilization
+    # utilization = λ·t / c: 25 x 0.02 / 10 = 0.05 for the fast pods, 25 x 0.08 / 10 = 0.2 for the slow one
+    reported = {(r["workload"], r["replica"]): r["utilization"] for r in report["capacity"]["replicas"]}
+    assert reported == pytest.approx({("api", 0): 0.05, ("api", 1): 0.05, ("api", 2): 0.2, ("web", 0): 25 * 0.02 / 20})
 
 
 @pytest.mark.parametrize("algorithm", ["least_conn", "latency_weighted", "latency_optimal"])
@@ -129,10 +136,12 @@ def test_docker_capacity_still_follows_the_adaptive_algorithms(minimal: dict[str
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS)
 def test_the_scores_do_not_depend_on_the_target(minimal: dict[str, Any], k8s_minimal: dict[str, Any], algorithm: str) -> None:
-    """Same replicas and response times, same locations, same limits: the nginx config differs only in members."""
-    docker = compute_scores(plan_of(parse_spec(_uneven(minimal, algorithm))))
-    kubernetes = compute_scores(plan_of(parse_spec(_uneven(k8s_minimal, algorithm))))
-    assert kubernetes == docker
+    """Same replicas and response times, same locations, same limits: the nginx config differs only in members.
+    Hand-worked: LB = (1/4)(1/0.02 + 1/0.02 + 1/0.08 + 1/0.02) = 40.625 /s; two prefix routes, R = 1; api limited
+    to 10 req/s, web unlimited: F = (1/10 + 0) / 2 = 0.05."""
+    for raw in (minimal, k8s_minimal):
+        scores = compute_scores(plan_of(parse_spec(_uneven(raw, algorithm))))
+        assert (scores.load_balancing, scores.routing, scores.flow_control) == pytest.approx((40.625, 1.0, 0.05))
 
 
 @pytest.mark.parametrize("algorithm", ["latency_weighted", "latency_optimal"])

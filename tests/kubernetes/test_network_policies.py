@@ -116,3 +116,35 @@ def test_only_the_configured_sources_reach_the_gateway(sources: list[str], tmp_p
     assert inbound == {_range(s) for s in sources}
     service = by_kind(documents)["Service"]["gateway"]["spec"]
     assert service["loadBalancerSourceRanges"] == sources
+
+
+def _one_direction(documents: list[dict[str, Any]], keep: str) -> list[dict[str, Any]]:
+    """The manifests with only the `keep` ("Ingress" or "Egress") half of every NetworkPolicy: what that direction
+    enforces on its own."""
+    kept = []
+    for document in copy.deepcopy(documents):
+        if document["kind"] == "NetworkPolicy":
+            spec = document["spec"]
+            if keep not in spec["policyTypes"]:
+                continue
+            spec["policyTypes"] = [keep]
+            spec.pop("ingress" if keep == "Egress" else "egress", None)
+        kept.append(document)
+    return kept
+
+
+def _pod(namespace: str, name: str) -> bool:
+    return name.startswith(f"{namespace}/")
+
+
+@pytest.mark.parametrize("direction", ["Egress", "Ingress"])
+def test_each_direction_alone_allows_exactly_the_declared_graph(prod_manifests: list[dict[str, Any]], tmp_path: Path, direction: str) -> None:
+    """Both halves enforce the graph, ports included: with ingress stripped, what leaves each pod is exactly its declared
+    flows (a dropped egress `ports` would open every port of the callee); with egress stripped, what reaches each pod."""
+    spec, namespace = stack_spec(PROD), "shop-prod"
+    found = in_namespace(connectivity(_one_direction(prod_manifests, direction), tmp_path), namespace)
+
+    def side(connection: Connection) -> bool:
+        return _pod(namespace, connection.source if direction == "Egress" else connection.destination)
+
+    assert {c for c in found if side(c)} == {c for c in declared(spec, namespace) if side(c)}

@@ -41,7 +41,8 @@ from pulumi.output import UNKNOWN
 
 from offline.program import RecordedResource, run_program
 from offline.stack_config import cli_config, stack_file
-from policies.model import APP_NETWORK, gateway_configs
+from policies.deployed_configs import Resource, deployed_proxies
+from policies.model import APP_NETWORK
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED = ("dev", "staging", "prod")
@@ -171,7 +172,8 @@ def recorded(fixture: Fixture, config: dict[str, str]) -> list[RecordedResource]
 
 def _report_follows_config(resources: list[RecordedResource]) -> None:
     """Give the report the digest of the (edited) gateway config, as if the program had rendered it."""
-    (text,) = {t for r in resources for _, t in gateway_configs(r.type, r.name, r.inputs)}
+    proxies = deployed_proxies(Resource(r.type, r.name, r.inputs) for r in resources)
+    (text,) = {c.text for p in proxies if p.role == "gateway" for c in p.copies}
     for resource in resources:
         if resource.type == APP_NETWORK:
             for properties in (p for p in (resource.inputs, resource.outputs) if "report" in p):

@@ -118,8 +118,75 @@ def test_a_config_crossplane_rejects_or_an_undefined_dispatch_variable_is_a_prob
 
 def test_the_pack_does_not_import_components_scoring() -> None:
     # An independent second computation: the recomputation and its parser import nothing from components.
-    for module in ("deployed_scores.py", "nginx_config.py", "trust.py"):
+    for module in ("deployed_scores.py", "deployed_configs.py", "nginx_config.py", "trust.py"):
         tree = ast.parse((POLICIES / module).read_text())
         imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
             a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not any(name.startswith("components") for name in imported), (module, imported)
+
+
+_HAND_WRITTEN = """
+events {}
+http {
+    map $http_x_v $netopt_sel_1 { default web; "~*^BETA$" beta; }
+    map $netopt_route $rl_key { default ""; "~*^API" api; }
+    limit_req_zone $binary_remote_addr zone=per:10m rate=10r/s;
+    limit_req_zone $rl_key zone=apionly:10m rate=300r/m;
+    server {
+        listen 8080 default_server;
+        location @fallback { set $netopt_route ignored; }
+        location ~* \\.png$ { set $netopt_route images; }
+        location ~ ^/v[0-9]+/ { set $netopt_route api_v; limit_req zone=apionly; }
+        location / { set $netopt_route $netopt_sel_1; limit_req zone=per; }
+        location ^~ /api/ { set $netopt_route api; limit_req zone=apionly; limit_req zone=per; }
+    }
+}
+"""
+
+
+def test_a_hand_written_config_scores_as_worked_out_by_hand() -> None:
+    """nginx's rules applied by hand: a named location (@) is never selected; `~*` is a regex location like `~`;
+    a prefix without `^~` tries both regexes first; `^~` stops the search. The header map's `~*^BETA$` entry is tested
+    before its default. A zone keyed by a map of $netopt_route counts only the routes mapped to a non-empty key,
+    matched caselessly by `~*^API` (api_v, api; not web, beta, images); 300 r/m is 5 r/s; the strictest zone binds.
+
+    images: regex 1st -> r = 1 + 1 = 2, no limit.  api_v: regex 2nd -> r = 3, apionly 5 r/s.
+    beta: prefix tries 2 regexes, map entry 1 -> r = 1 + 2 + 1 = 4, per 10 r/s.  web: the map's default, after its one
+    entry -> r = 4, 10 r/s.  api: ^~ -> r = 1, min(5, 10) = 5 r/s.
+    R = (1/2 + 1/3 + 1/4 + 1/4 + 1) / 5 = 7/15;  F = (0 + 1/5 + 1/10 + 1/10 + 1/5) / 5 = 3/25."""
+    scores = deployed_scores(parse_config(_HAND_WRITTEN))
+    assert scores.problems == []
+    assert scores.steps == {"images": 2, "api_v": 3, "beta": 4, "web": 4, "api": 1}
+    assert scores.limits == {"images": None, "api_v": 5.0, "beta": 10.0, "web": 10.0, "api": 5.0}
+    assert scores.routing == pytest.approx(7 / 15) and scores.flow_control == pytest.approx(3 / 25)
+
+
+def test_routes_that_cannot_be_owned_are_problems_and_the_others_still_scored() -> None:
+    config = """
+events {}
+http {
+    limit_req_zone $binary_remote_addr zone=bad:1m sync;
+    server { listen 8081; location /a/ { set $netopt_route split; } }
+    server { listen 8082; location /a/ { set $netopt_route split; } location /n/ { location /n/x { } set $netopt_route nested; } }
+    server {
+        listen 8080 default_server;
+        location ~ ^/x { set $netopt_route twice; }
+        location ~ ^/y { set $netopt_route twice; }
+        location /fine/ { set $netopt_route fine; }
+    }
+}
+"""
+    scores = deployed_scores(parse_config(config))
+    assert scores.steps == {"nested": 1, "fine": 3}, "a route no location can own is left out; the others are scored"
+    assert sorted(scores.problems) == sorted([
+        "line 4: limit_req_zone $binary_remote_addr zone=bad:1m sync has no zone=NAME:SIZE or rate=Nr/s|Nr/m",
+        "line 6: nested locations inside 'location /n/' are not scored",
+        "route 'split' is served by several servers and none is the default_server",
+        "route 'twice' is owned by more than one location (regex ^/x, regex ^/y)",
+    ])
+
+
+def test_no_route_scores_zero() -> None:
+    """(1/N) Σ 1/x with N = 0 is taken as 0, as components/plan/scores.py does: no route, no routing or flow credit."""
+    scores = deployed_scores(parse_config("events {}\nhttp { server { listen 8080 default_server; location / { return 404; } } }\n"))
+    assert (scores.steps, scores.routing, scores.flow_control) == ({}, 0.0, 0.0)

@@ -15,7 +15,7 @@ import pytest
 
 from components.plan.addressing import docker_address_map
 from offline import observe, plan
-from testbed.access_log_gen import synthetic_lines
+from testbed.access_log_gen import log_line, synthetic_lines
 from testbed.specs import load_stack
 
 
@@ -83,3 +83,20 @@ def test_an_unreadable_or_foreign_observation_is_a_config_error(tmp_path: Path, 
     other.write_text('{"stack": "dev"}')
     assert plan.main(["--stack", "dev", "--observed", str(other)]) == 1
     assert "is no observe document" in capsys.readouterr().err
+
+
+def test_faster_replicas_and_peaks_off_the_declared_ones_are_drift(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A hand-written log of staging: route api_versioned (declared 5 req/s) served by api/1 (declared 40 ms) 300 times
+    over 10 s, each in 10 ms. The gate reads the file itself: api/1 measured 10 ms is -75 %, the route's 10 s peak of
+    30 req/s is +500 %; both beyond ±20 %, in either direction."""
+    spec = load_stack("staging")
+    api_1 = docker_address_map(spec)["api"][1]
+    log = tmp_path / "access.log"
+    log.write_text("".join(log_line(msec=f"{1_764_000_000 + n / 30:.3f}", route="api_versioned", status="200", upstream_addr=api_1,
+                                    upstream_status="200", upstream_response_time="0.010") + "\n" for n in range(300)))
+    assert observe.main(["--stack", "staging", "--log", str(log), "--format", "json"]) == 0
+    path = tmp_path / "observed.json"
+    path.write_text(capsys.readouterr().out)
+    (violation,) = _drift_violations(plan.build_plan_document("staging", observed=str(path), out_dir=tmp_path / "build"))
+    assert "replica api/1: measured 10 ms, declared 40 ms (-75%)" in violation["message"], violation["message"]
+    assert "route api_versioned: measured 30 req/s, declared 5 req/s (+500%)" in violation["message"], violation["message"]
