@@ -17,7 +17,7 @@ A fixture (tests/policy/fixtures/*.yaml) names the shipped stack it modifies and
         replace: {path: [data, nginx.conf], old: "...", new: "..."}
         delete: true                        # the resource is not registered at all
         unknown: [[report, scores, routing]] # the value is unknown during preview
-    template_bug: true                      # the program itself rendered the edited gateway config: the report's
+    template_bug: true                      # the program itself rendered the edited proxy configs: the report's
                                             #   config_sha256 follows the edit (without it, an edit is a hand edit)
     policy_config: {images-pinned: {requireDigest: true}}  # merged over policies/config/<environment>.json
 
@@ -41,7 +41,7 @@ from pulumi.output import UNKNOWN
 
 from offline.program import RecordedResource, run_program
 from offline.stack_config import cli_config, stack_file
-from policies.model import APP_NETWORK, gateway_configs
+from policies.model import APP_NETWORK, proxy_configs
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SHIPPED = ("dev", "staging", "prod")
@@ -170,9 +170,21 @@ def recorded(fixture: Fixture, config: dict[str, str]) -> list[RecordedResource]
 
 
 def _report_follows_config(resources: list[RecordedResource]) -> None:
-    """Give the report the digest of the (edited) gateway config, as if the program had rendered it."""
-    (text,) = {t for r in resources for _, t in gateway_configs(r.type, r.name, r.inputs)}
+    """Give the report the digest of each (edited) proxy config, the gateway's and the service proxies', as if the
+    program had rendered it (every deployed copy of one proxy's config carries the same text)."""
+    texts: dict[str, set[str]] = {}
+    for r in resources:
+        for proxy, _, text in proxy_configs(r.type, r.name, r.inputs):
+            texts.setdefault(proxy, set()).add(text)
+    digests = {}
+    for proxy, copies in texts.items():
+        (text,) = copies
+        digests[proxy] = hashlib.sha256(text.encode()).hexdigest()
     for resource in resources:
         if resource.type == APP_NETWORK:
             for properties in (p for p in (resource.inputs, resource.outputs) if "report" in p):
-                properties["report"]["gateway"]["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+                report = properties["report"]
+                report["gateway"]["config_sha256"] = digests["gateway"]
+                for entry in report.get("proxies") or []:
+                    if entry["name"] in digests and entry["name"] != "gateway":
+                        entry["config_sha256"] = digests[entry["name"]]
