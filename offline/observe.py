@@ -106,7 +106,8 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
 
 def write_patch(out: Path, stack: str, spec: Spec, stats: LogStats, raw: dict[str, Any], source: str, tolerance: float) -> list[str]:
     patch, changes = patch_document(raw, spec, measure(spec, stats), tolerance)
-    header = [f"# netopt observe: measured from {source} ({stats.requests} requests over {stats.span_s:.1f} s), stack {stack}.",
+    header = [f"# netopt observe: measured from {source} ({stats.requests} requests, {stats.call_lines} calls over {stats.span_s:.1f} s), "
+              f"stack {stack}.",
               f"# Review, then replace these keys of stacks/Pulumi.{stack}.yaml with them. Changes:"]
     header += [f"#   {change}" for change in changes] or ["#   none (nothing measured differs from the declarations)"]
     out.write_text("\n".join(header) + "\n" + yaml.safe_dump(patch, sort_keys=False, default_flow_style=None, width=120))

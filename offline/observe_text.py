@@ -35,6 +35,10 @@ def _log_lines(log: dict[str, Any]) -> list[str]:
 
 def _ratio(row: dict[str, Any]) -> str:
     """Calls per request of the caller, measured/declared; where callers share one address, calls/declared."""
+    if not row["observed"]:
+        return f"- ({row['proxy']}'s log not given)"
+    if row["callers_unread"]:
+        return f"- (the callers' requests need the log of {', '.join(row['callers_unread'])})"
     if row["ratio_declared"] is not None:
         return f"{_num(row['ratio_measured'], 2)}/{row['ratio_declared']:g}" + (" conn" if row["protocol"] == "tcp" else "")
     return f"x{_num(row['calls_vs_declared'], 2)} of declared"
@@ -67,8 +71,10 @@ def render_text(document: dict[str, Any]) -> str:
         split = ", ".join(f"{p['workload']} {_pct(p['observed'])}/{_pct(p['declared'])}" for p in row["split"])
         lines.append(f"  {row['route']:<18}{row['requests']:>9}{row['mean_rps']:>10.1f}{row['peak_rps']:>10.1f}"
                      f"{row['declared_peak_rps']:>10g}{_pct(row['rate_429']):>7}{_pct(row['rate_503']):>7}  {split}")
-    if document["calls"]:
+    if any(row["observed"] for row in document["calls"]):
         lines += _call_lines(document)
+    elif document["calls"]:
+        lines += ["", "Per call: no service proxy's line in the log (give their logs too, e.g. `docker logs <network>-<workload>-proxy`)."]
     declared, measured = document["scores"]["declared"], document["scores"]["measured"]
     lines += ["", "Scores (same formulas; measured t_i and peaks):", f"  {'score':<18}{'declared':>12}{'measured':>12}"]
     for key in ("load_balancing", "routing", "flow_control", "overall"):

@@ -439,3 +439,19 @@ def test_the_text_report_has_a_row_per_call(tmp_path: Path, capsys: pytest.Captu
     assert "Per call (the callee's service proxy" in out
     for edge in ("web -> api", "api -> auth", "api-canary -> auth"):
         assert any(line.strip().startswith(edge) for line in out.splitlines()), edge
+
+
+def test_a_log_without_a_proxys_lines_measures_nothing_of_its_calls() -> None:
+    spec = load_stack("dev")
+    traffic = list(synthetic_traffic(spec, docker_address_map(spec), 6000, 160.0, {}, seed=8))
+    gateway_only = [line for proxy, line in traffic if proxy == "gateway"]
+    document = observation_document(spec, read_all(spec, gateway_only), expected_shares)
+    assert not any(row["observed"] for row in document["calls"]) and document["measured"]["calls"] == []
+    assert all(row["ratio_measured"] is None and row["calls_vs_declared"] is None for row in document["calls"])
+    assert not [d for d in document["drift"] if d["kind"].startswith("call_")], "calls not logged are not calls not made"
+    without_api_proxy = [line for proxy, line in traffic if proxy != "api-proxy"]
+    rows = {row["item"]: row for row in observation_document(spec, read_all(spec, without_api_proxy), expected_shares)["calls"]}
+    assert not rows["web.api"]["observed"] and rows["api.auth"]["observed"]
+    # api's requests come from the gateway and from api-proxy (web's calls): without api-proxy's log, no ratio for api
+    assert rows["api.auth"]["callers_unread"] == ["api-proxy"] and rows["api.auth"]["ratio_measured"] is None
+    assert rows["api-canary.auth"]["callers_unread"] == [] and rows["api-canary.auth"]["ratio_measured"] == pytest.approx(0.3, abs=0.05)

@@ -34,6 +34,7 @@ from components.plan.balancing import ShareFunction, share_function, target_bala
 from components.plan.build import Plan, build_plan
 from components.plan.capacity import Capacity, compute_capacity
 from components.plan.deployment import deployment_of
+from components.plan.graph import GATEWAY
 from components.plan.ir import Proxy
 from components.plan.ir import Route as ProxyRoute
 from components.plan.report import capacity_document, scores_document
@@ -203,6 +204,17 @@ def _declared_latency_ms(plan: Plan, capacity: Capacity, callee: str) -> float |
     return None if any(ms is None for ms, _ in parts) else sum((ms or 0.0) * weight for ms, weight in parts) / total
 
 
+def _sources(plan: Plan, workload: str) -> set[str]:
+    """The proxies whose lines count the requests `workload` serves: the gateway if a route reaches it, the service
+    proxy that serves calls to it."""
+    return {proxy.name for proxy in plan.proxies for u in proxy.upstreams for s in u.servers if s.workload == workload}
+
+
+def _seen(stats: LogStats) -> set[str]:
+    """The proxies with a line in the log; a gateway line from before the `proxy` field counts as the gateway's."""
+    return {name or GATEWAY for name in stats.proxies}
+
+
 def _call_row(plan: Plan, proxy: Proxy, route: ProxyRoute, stats: LogStats, served: Mapping[str, int],
               declared_latency_ms: float | None) -> dict[str, Any]:
     """One call route of a service proxy: an edge, or every edge into the callee where callers share one address."""
@@ -211,9 +223,11 @@ def _call_row(plan: Plan, proxy: Proxy, route: ProxyRoute, stats: LogStats, serv
     declared = [e for e in plan.edges if e.callee == callee and (caller == UNKNOWN_CALLER or e.caller == caller)]
     edge = stats.calls.get((caller, callee)) or CallStats(proxy=proxy.name, protocol=proxy.protocol)
     calls = edge.calls
+    observed = proxy.name in stats.proxies  # without a line of this proxy, its calls were not measured, not absent
     callers = {e.caller: served.get(e.caller, 0) for e in declared}
     caller_requests = sum(callers.values())
-    expected = sum(e.ratio * callers[e.caller] for e in declared)
+    unread = sorted({source for e in declared for source in _sources(plan, e.caller)} - _seen(stats))
+    expected = sum(e.ratio * callers[e.caller] for e in declared) if observed and not unread else 0.0
     rate = proxy.limit("rate", route.rate_limit).rps if route.rate_limit else None
     versions = declared[0].policy.versions if declared else ((callee, 1),)
     by_version: dict[str, int] = {}
@@ -229,6 +243,7 @@ def _call_row(plan: Plan, proxy: Proxy, route: ProxyRoute, stats: LogStats, serv
         "callers": sorted(callers),
         "proxy": proxy.name,
         "protocol": proxy.protocol,
+        "observed": observed,
         "calls": calls,
         "mean_rps": calls / max(stats.span_s, 1.0),
         "peak_rps": edge.rate.peak_rps(),
@@ -248,7 +263,8 @@ def _call_row(plan: Plan, proxy: Proxy, route: ProxyRoute, stats: LogStats, serv
         "caller_requests_by_caller": callers,
         "expected_calls": expected,
         "ratio_declared": declared[0].ratio if caller != UNKNOWN_CALLER and declared else None,
-        "ratio_measured": calls / caller_requests if caller != UNKNOWN_CALLER and caller_requests else None,
+        "callers_unread": unread,
+        "ratio_measured": calls / caller_requests if observed and not unread and caller != UNKNOWN_CALLER and caller_requests else None,
         "calls_vs_declared": calls / expected if expected else None,
         "split": [{"workload": v, "declared": w / weights, "observed": by_version.get(v, 0) / answered_total if answered_total else None}
                   for v, w in versions],
@@ -256,7 +272,10 @@ def _call_row(plan: Plan, proxy: Proxy, route: ProxyRoute, stats: LogStats, serv
 
 
 def call_rows(plan: Plan, stats: LogStats, declared_capacity: Capacity) -> list[dict[str, Any]]:
-    """Every call route of every service proxy in the plan, in proxy order, whether or not the log has its lines."""
+    """Every call route of every service proxy in the plan, in proxy order, whether or not the log has its lines
+    (`observed`: the log has a line of that proxy; without one nothing about its calls is measured, not even 0). The
+    ratio needs the callers' requests too: every proxy that carries requests to a caller (`callers_unread` lists those
+    with no line in the log; the ratio is then not measured)."""
     served = workload_requests(stats)
     rows = []
     for proxy in plan.services:
@@ -340,12 +359,13 @@ def measured_inputs(spec: Spec, measured: Measured) -> dict[str, Any]:
 
 
 def measured_calls(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """What the drift gate compares per edge: the calls and the requests of each declared caller (it takes the
-    declared ratios from the report itself), and the mean upstream time where there are MIN_SAMPLES of it."""
+    """What the drift gate compares per edge whose proxy's log was read: the calls and the requests of each declared
+    caller (it takes the declared ratios from the report itself), and the mean upstream time where there are
+    MIN_SAMPLES of it."""
     return [{"item": row["item"], "caller": row["caller"], "callee": row["callee"], "protocol": row["protocol"], "calls": row["calls"],
              "caller_requests": row["caller_requests_by_caller"],
              "latency_ms": row["upstream_mean_ms"] if row["upstream_samples"] >= MIN_SAMPLES else None}
-            for row in calls if row["calls"] or row["caller_requests"]]
+            for row in calls if row["observed"]]
 
 
 def observation_document(spec: Spec, stats: LogStats, shares: ShareFunction,
