@@ -235,7 +235,6 @@ class Workloads:
     by_address: dict[str, Served] = field(default_factory=dict)
     services: dict[str, Mapping[str, Any]] = field(default_factory=dict)  # Service name -> its props
     pods: list[tuple[dict[str, str], str, int]] = field(default_factory=list)  # (pod template labels, workload, replicas)
-    replicas: dict[str, int] = field(default_factory=dict)  # workload -> replicas deployed
 
     def serving(self, address: str) -> Served | None:
         """The replicas an upstream member reaches: a Docker container's address, or a Service's name."""
@@ -267,7 +266,6 @@ def deployed_workloads(resources: Iterable[Any]) -> Workloads:
             if workload is None or labels.get("netopt.role"):
                 continue
             replica = int(labels["netopt.replica"]) if labels.get("netopt.replica", "").isdigit() else None
-            found.replicas[workload] = found.replicas.get(workload, 0) + 1
             for network in items(get(props, "networksAdvanced")):
                 address = get(network, "ipv4Address")
                 if address:
@@ -281,6 +279,4 @@ def deployed_workloads(resources: Iterable[Any]) -> Workloads:
             name = str(get(props, "metadata", "name", default=resource.name))
             count = int(float(declared)) if declared is not None else minimum.get(name, 1)
             found.pods.append((labels, workload, count))
-            if labels.get("app.kubernetes.io/component") != "service-proxy" and labels.get("app.kubernetes.io/component") != GATEWAY_ROLE:
-                found.replicas[workload] = count
     return found
