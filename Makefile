@@ -25,7 +25,7 @@ venv: $(VENV)/.installed $(REDOS)
 plan: venv
 	@$(PY) -m offline.plan --stack $(STACK) --format $(FORMAT) $(if $(SINCE),--since $(SINCE)) $(if $(OBSERVED),--observed $(OBSERVED))
 
-## make observe STACK=<s> LOG=<file|-> [FORMAT=json] [PATCH=<file>] [TOLERANCE=0.2] [WINDOW=10] [SERVICES=<file>]: the gateway's log against the plan
+## make observe STACK=<s> LOG=<file|-> [FORMAT=json] [PATCH=<file>] [TOLERANCE=0.2] [WINDOW=10] [SERVICES=<file>]: the gateway's and service proxies' logs against the plan
 observe: venv
 	@$(PY) -m offline.observe --stack $(STACK) --log $(or $(LOG),-) --format $(FORMAT) $(if $(PATCH),--write-patch $(PATCH)) \
 	  $(if $(TOLERANCE),--tolerance $(TOLERANCE)) $(if $(WINDOW),--window $(WINDOW)) $(if $(SERVICES),--services $(SERVICES))

@@ -5,12 +5,16 @@ first (not timed), then times `python -m offline.observe` on it end to end in a 
 load, the pass, the report), and reads the child's peak RSS. The machine's load average is printed alongside,
 since the machine is shared. Target: ≤ 10 s on the project's 2-core VM.
 
-    .venv/bin/python bench/observe_scale.py [--lines 1000000] [--stack dev] [--repeat 3] [--nice 10]
+    .venv/bin/python bench/observe_scale.py [--lines 1000000] [--stack dev] [--repeat 3] [--nice 10] [--calls]
+
+`--calls`: the log mixes the gateway's lines with the service proxies' lines of the calls each request makes
+(`synthetic_traffic`), `--lines` lines in all, as `docker logs` of every proxy piped together would give.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import resource
 import subprocess
@@ -26,7 +30,7 @@ from components.plan.addressing import docker_address_map  # noqa: E402
 from components.resources.pulumi_config import namespace_values  # noqa: E402
 from components.spec.validation import parse_spec  # noqa: E402
 from offline.stack_config import cli_config, stack_file  # noqa: E402
-from testbed.access_log_gen import synthetic_lines  # noqa: E402
+from testbed.access_log_gen import synthetic_lines, synthetic_traffic  # noqa: E402
 
 TIMES_MS = {("web", 0): 25.0, ("api", 0): 80.0, ("api-canary", 0): 45.0, ("auth", 0): 30.0, ("static", 0): 2.0}
 
@@ -37,17 +41,22 @@ def main() -> int:
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--nice", type=int, default=0, help="time observe at nice -N, as bench/run.py (root; steadier on a shared machine)")
+    parser.add_argument("--calls", action="store_true", help="the service proxies' lines too, mixed with the gateway's")
     args = parser.parse_args()
     if args.nice:
         os.setpriority(os.PRIO_PROCESS, 0, -abs(args.nice))
     spec = parse_spec(namespace_values(cli_config(stack_file(args.stack))))
     with tempfile.TemporaryDirectory(prefix="netopt-observe-bench-") as tmp:
         log = Path(tmp) / "access.log"
+        addresses = docker_address_map(spec)
+        lines = (itertools.islice((line for _, line in synthetic_traffic(spec, addresses, args.lines, 2000.0, TIMES_MS)), args.lines)
+                 if args.calls else synthetic_lines(spec, addresses, args.lines, 2000.0, TIMES_MS))
         with log.open("w") as out:
-            for line in synthetic_lines(spec, docker_address_map(spec), args.lines, 2000.0, TIMES_MS):
+            for line in lines:
                 out.write(line + "\n")
         size_mb = log.stat().st_size / 1e6
-        print(f"log: {args.lines} lines, {size_mb:.0f} MB; stack {args.stack}; cpus {os.cpu_count()}")
+        what = "gateway and service-proxy lines" if args.calls else "gateway lines"
+        print(f"log: {args.lines} lines ({what}), {size_mb:.0f} MB; stack {args.stack}; cpus {os.cpu_count()}")
         for run in range(1, args.repeat + 1):
             load = os.getloadavg()
             before = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -1,11 +1,13 @@
-"""`make observe STACK=<s> LOG=<file or -> [FORMAT=json] [PATCH=<file>]`: the gateway's own traffic against the plan.
+"""`make observe STACK=<s> LOG=<file or -> [FORMAT=json] [PATCH=<file>]`: the proxies' own traffic against the plan.
 
-Reads the access log (a file, or `-` for stdin: `docker logs <gateway> 2>&1 | make observe STACK=dev LOG=-`) in
-one streaming pass (`components.observe.log_stats`), maps every upstream address back to its replica (Docker) or
+Reads the access logs (a file, or `-` for stdin) of the gateway and of the service proxies, one log or several
+mixed — `for c in <gateway> <proxies...>; do docker logs $c 2>&1; done | make observe STACK=dev LOG=-` — in one
+streaming pass (`components.observe.log_stats`), maps every upstream address back to its replica (Docker) or
 workload (Kubernetes: give the Services' addresses with `--services`, e.g. `kubectl get services -n <ns> -o json`)
-and prints per replica and per route what was measured, the four scores from measured inputs beside the declared
-ones, drift beyond the tolerance and the capacity model at the observed peak. `--write-patch` writes the measured
-`response_time_ms` and `peak_rps` as a stack-file fragment for review.
+and prints per replica, per route and per call (edge) what was measured, the four scores from measured inputs
+beside the declared ones, drift beyond the tolerance (response times, peaks, splits, call ratios and latencies)
+and the capacity model at the observed peak. `--write-patch` writes the measured `response_time_ms` and `peak_rps`
+as a stack-file fragment for review.
 
 Exit status: 0 (also for a log with no request: it says so), 1 on invalid stack config, 2 for an unknown stack or
 an unreadable log or services file. Never a traceback for bad input: malformed lines are counted and listed.
@@ -23,7 +25,7 @@ from typing import Any, BinaryIO
 import yaml
 
 from components.observe.log_stats import DEFAULT_WINDOW_S, LogReader, LogStats
-from components.observe.observation import DEFAULT_TOLERANCE, measure, member_addresses, observation_document, target_view
+from components.observe.observation import DEFAULT_TOLERANCE, log_reader, measure, observation_document, target_view
 from components.observe.observation_patch import patch_document
 from components.plan.addressing import kubernetes_service_host
 from components.plan.build import build_plan
@@ -83,15 +85,14 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
     """(observation document, declared spec, log stats, the stack file's config values) for one log."""
     path = stack_file(stack, project_dir)
     spec = parse_spec(namespace_values(cli_config(path)))
-    address_map, shares = target_view(spec)
+    _, shares = target_view(spec)
     resolved = None
     if services is not None:
         try:
             resolved = service_addresses(Path(services).read_text(), spec)
         except OSError as error:
             raise InputError(f"cannot read the services file {services}: {error.strerror}") from None
-    plan = build_plan(spec, deployment_of(spec))
-    reader = LogReader(member_addresses(address_map, resolved), {u.name for u in plan.gateway.upstreams}, window_s)
+    reader = log_reader(spec, build_plan(spec, deployment_of(spec)), resolved, window_s)
     stream = _open_log(log)
     try:
         stats = read_log(stream, reader)
@@ -105,7 +106,8 @@ def observe(stack: str, log: str, tolerance: float = DEFAULT_TOLERANCE, window_s
 
 def write_patch(out: Path, stack: str, spec: Spec, stats: LogStats, raw: dict[str, Any], source: str, tolerance: float) -> list[str]:
     patch, changes = patch_document(raw, spec, measure(spec, stats), tolerance)
-    header = [f"# netopt observe: measured from {source} ({stats.requests} requests over {stats.span_s:.1f} s), stack {stack}.",
+    header = [f"# netopt observe: measured from {source} ({stats.requests} requests, {stats.call_lines} calls over {stats.span_s:.1f} s), "
+              f"stack {stack}.",
               f"# Review, then replace these keys of stacks/Pulumi.{stack}.yaml with them. Changes:"]
     header += [f"#   {change}" for change in changes] or ["#   none (nothing measured differs from the declarations)"]
     out.write_text("\n".join(header) + "\n" + yaml.safe_dump(patch, sort_keys=False, default_flow_style=None, width=120))

@@ -14,10 +14,12 @@ def _pct(value: float | None) -> str:
 
 
 def _log_lines(log: dict[str, Any]) -> list[str]:
-    lines = [f"  {log['lines']} lines, {log['requests']} requests over {log['span_s']:.1f} s; {log['malformed']} malformed, "
-             f"{log['unmapped_tries']} upstream tries to addresses outside the plan"]
+    lines = [f"  {log['lines']} lines, {log['requests']} requests and {log['calls']} calls over {log['span_s']:.1f} s; "
+             f"{log['malformed']} malformed, {log['unmapped_tries']} upstream tries to addresses outside the plan"]
+    if log["proxies"]:
+        lines.append("  lines per proxy: " + ", ".join(f"{name or 'gateway (no proxy field)'} {n}" for name, n in log["proxies"].items()))
     if log["empty"]:
-        lines.append("  the log has no request line: nothing to measure (is it the gateway's access log, schema v1?)")
+        lines.append("  the log has no request or call line: nothing to measure (is it a netopt proxy's access log, schema v1?)")
     for example in log["malformed_examples"]:
         lines.append(f"  malformed line {example['line']}: {example['problem']}")
     for example in log["unmapped_examples"]:
@@ -26,6 +28,31 @@ def _log_lines(log: dict[str, Any]) -> list[str]:
         lines.append("  unmapped addresses: " + ", ".join(f"{a} ({n})" for a, n in log["unmapped"].items()))
     if log["unknown_routes"]:
         lines.append("  routes not in the stack: " + ", ".join(log["unknown_routes"]))
+    if log["unknown_calls"]:
+        lines.append("  calls not in the stack (caller.callee): " + ", ".join(log["unknown_calls"]))
+    return lines
+
+
+def _ratio(row: dict[str, Any]) -> str:
+    """Calls per request of the caller, measured/declared; where callers share one address, calls/declared."""
+    if not row["observed"]:
+        return f"- ({row['proxy']}'s log not given)"
+    if row["callers_unread"]:
+        return f"- (the callers' requests need the log of {', '.join(row['callers_unread'])})"
+    if row["ratio_declared"] is not None:
+        return f"{_num(row['ratio_measured'], 2)}/{row['ratio_declared']:g}" + (" conn" if row["protocol"] == "tcp" else "")
+    return f"x{_num(row['calls_vs_declared'], 2)} of declared"
+
+
+def _call_lines(document: dict[str, Any]) -> list[str]:
+    lines = ["", f"Per call (the callee's service proxy; peak over {document['window_s']} s; times of answered calls):",
+             f"  {'caller -> callee':<34}{'calls':>8}{'mean rps':>9}{'peak rps':>9}{'declared':>9}{'429':>7}{'503':>7}{'5xx':>7}"
+             f"{'p50 ms':>8}{'p99 ms':>8}{'upstr ms':>9}{'plan ms':>8}  ratio measured/declared"]
+    for row in document["calls"]:
+        lines.append(f"  {row['caller'] + ' -> ' + row['callee']:<34}{row['calls']:>8}{row['mean_rps']:>9.1f}{row['peak_rps']:>9.1f}"
+                     f"{row['declared_rps']:>9.1f}{_pct(row['rate_429']):>7}{_pct(row['rate_503']):>7}{_pct(row['rate_5xx']):>7}"
+                     f"{_num(row['latency_p50_ms'], 0):>8}{_num(row['latency_p99_ms'], 0):>8}{_num(row['upstream_mean_ms']):>9}"
+                     f"{_num(row['declared_latency_ms']):>8}  {_ratio(row)}")
     return lines
 
 
@@ -44,6 +71,10 @@ def render_text(document: dict[str, Any]) -> str:
         split = ", ".join(f"{p['workload']} {_pct(p['observed'])}/{_pct(p['declared'])}" for p in row["split"])
         lines.append(f"  {row['route']:<18}{row['requests']:>9}{row['mean_rps']:>10.1f}{row['peak_rps']:>10.1f}"
                      f"{row['declared_peak_rps']:>10g}{_pct(row['rate_429']):>7}{_pct(row['rate_503']):>7}  {split}")
+    if any(row["observed"] for row in document["calls"]):
+        lines += _call_lines(document)
+    elif document["calls"]:
+        lines += ["", "Per call: no service proxy's line in the log (give their logs too, e.g. `docker logs <network>-<workload>-proxy`)."]
     declared, measured = document["scores"]["declared"], document["scores"]["measured"]
     lines += ["", "Scores (same formulas; measured t_i and peaks):", f"  {'score':<18}{'declared':>12}{'measured':>12}"]
     for key in ("load_balancing", "routing", "flow_control", "overall"):

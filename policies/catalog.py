@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pulumi_policy import Policy
 
-from policies import containers, drift, gateway, kubernetes, state, strategy, trust
+from policies import calls, containers, drift, gateway, kubernetes, state, strategy, trust
 from policies.framework import Gate
 
 GATES: tuple[Gate, ...] = (
@@ -15,10 +15,14 @@ GATES: tuple[Gate, ...] = (
     strategy.PEAK_UTILIZATION,
     strategy.ADMITS_PEAK,
     strategy.PROTECT,
+    calls.CALL_LIMITS_WITHIN_CAPACITY,
     drift.DRIFT,
     gateway.MIN_REPLICAS,
     gateway.KEEPALIVE,
     gateway.RETRIES,
+    calls.CALL_TIMEOUTS_AND_LIMITS,
+    calls.GRPC_PER_REQUEST,
+    calls.GRPC_REPLICAS_PER_CALL,
     containers.ONLY_GATEWAY_EXPOSED,
     containers.BACKENDS_INTERNAL,
     containers.IMAGES_PINNED,
@@ -35,7 +39,7 @@ GATES: tuple[Gate, ...] = (
 
 def all_policies() -> list[Policy]:
     policies: list[Policy] = [*trust.policies(), *strategy.policies(), *gateway.policies(), *containers.policies(), *kubernetes.policies(),
-                              *state.policies(), *drift.policies()]
+                              *state.policies(), *drift.policies(), *calls.policies()]
     by_name = {p.name: p for p in policies}
     assert sorted(by_name) == sorted(g.name for g in GATES), "catalog.GATES and the policy modules disagree"
     return [by_name[g.name] for g in GATES]

@@ -10,16 +10,22 @@ from typing import Any
 import pytest
 import yaml
 
-from components.observe.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak
-from components.observe.observation import measure, member_addresses, observation_document, target_view
+from components.observe.log_stats import DEFAULT_WINDOW_S, KEEP_EXAMPLES, Histogram, LogReader, LogStats, WindowPeak, call_outcome
+from components.observe.observation import log_reader, measure, member_addresses, observation_document, target_view
 from components.observe.observation_patch import apply_patch, patch_document
-from components.plan.addressing import docker_address_map, kubernetes_address_map, kubernetes_service_host
+from components.plan.addressing import (
+    docker_address_map,
+    docker_serve_map,
+    kubernetes_address_map,
+    kubernetes_pods_services,
+    kubernetes_service_host,
+)
 from components.plan.balancing import expected_shares
 from components.spec.schema import Spec
 from components.spec.validation import parse_spec
 from offline import observe as cli
 from offline.stack_config import stack_file
-from testbed.access_log_gen import log_line, synthetic_lines
+from testbed.access_log_gen import log_line, synthetic_lines, synthetic_traffic
 from testbed.specs import load_stack, make_spec
 from tests.conftest import plan_of
 
@@ -83,7 +89,7 @@ def test_an_empty_log_says_so_and_binary_garbage_is_no_traceback(tmp_path: Path,
     empty = tmp_path / "empty.log"
     empty.write_bytes(b"")
     assert cli.main(["--stack", "dev", "--log", str(empty)]) == 0
-    assert "the log has no request line" in capsys.readouterr().out
+    assert "the log has no request or call line" in capsys.readouterr().out
     noise = tmp_path / "noise.log"
     noise.write_bytes(bytes(range(256)) * 40 + b"\n\xff\xfe{\"v\":1}\n")
     assert cli.main(["--stack", "dev", "--log", str(noise), "--format", "json", "--write-patch", str(tmp_path / "p.yaml")]) == 0
@@ -172,6 +178,8 @@ def _services_json(spec: Spec, addresses: dict[str, str]) -> str:
 
 def test_kubernetes_service_addresses_map_to_workloads_with_no_per_pod_breakdown() -> None:
     spec = load_stack("prod")
+    services = kubernetes_pods_services(spec)  # a called workload's pods are `<w>-backend`: its name is its proxy's
+    assert services["api"] == "api-backend" and services["web"] == "web"
     ips = {w.name: f"10.96.0.{10 + i}" for i, w in enumerate(spec.workloads)}
     logged = {w.name: [f"{ips[w.name]}:{w.port}"] for w in spec.workloads}  # what nginx logs: the resolved ClusterIP
     # prod's called workloads (api, auth) answer to their name through their service proxy; the gateway reaches their
@@ -329,3 +337,177 @@ def test_a_route_with_no_declared_peak_and_a_split_off_its_weights_are_drift() -
     drift = {(d["kind"], d["item"]): d for d in observation_document(dev, read(dev, lines), expected_shares)["drift"]}
     assert drift[("split", "api->api")]["relative"] == pytest.approx(0.5 / 0.9 - 1)
     assert drift[("split", "api->api-canary")]["relative"] == pytest.approx(0.5 / 0.1 - 1)
+# -- calls between workloads: the service proxies' lines ----------------------------------------------------------
+
+def read_all(spec: Spec, lines: list[str], resolved: dict[str, str] | None = None) -> LogStats:
+    """Every proxy's lines through the reader observe builds for the stack (gateway and service proxies)."""
+    reader = log_reader(spec, plan_of(spec), resolved)
+    for number, line in enumerate(lines, start=1):
+        reader.feed(number, line.encode() + b"\n")
+    return reader.finish()
+
+
+def independent_counts(lines: list[str]) -> dict[tuple[str, str], dict[str, int]]:
+    """(caller, callee) -> {status: lines}, read with the json module: a second reading of the same lines."""
+    counts: dict[tuple[str, str], dict[str, int]] = {}
+    for line in lines:
+        fields = json.loads(line)
+        if fields["callee"]:
+            per = counts.setdefault((fields["caller"], fields["callee"]), {})
+            per[fields["status"]] = per.get(fields["status"], 0) + 1
+    return counts
+
+
+@pytest.mark.parametrize(("protocol", "status", "tried", "upstream_status", "outcome"), [
+    ("http", "200", "10.0.0.1:80", "200", "answered"),
+    ("http", "404", "10.0.0.1:80", "404", "answered"),  # the replica's own answer
+    ("http", "429", "", "", "limited"),
+    ("http", "503", "up_api", "", "unavailable"),  # every replica at max_conns or down
+    ("http", "504", "10.0.0.1:80, 10.0.0.2:80", "504, 504", "failed"),
+    ("http", "400", "", "", "refused"),
+    # gRPC: the proxy's refusals are trailers-only responses, HTTP 204 (checked on real nginx in test_dp_observe.py)
+    ("grpc", "200", "10.0.0.1:50051", "200", "answered"),
+    ("grpc", "204", "", "", "limited"),  # RESOURCE_EXHAUSTED: nothing was tried
+    ("grpc", "204", "10.0.0.1:50051, 10.0.0.2:50051", "502, 502", "unavailable"),
+    ("grpc", "204", "up_svc", "", "unavailable"),
+    ("grpc", "204", "10.0.0.1:50051", "504", "failed"),  # DEADLINE_EXCEEDED
+    # tcp: the stream module's $status
+    ("tcp", "200", "10.0.0.1:6379", "", "answered"),
+    ("tcp", "503", "", "", "limited"),  # limit_conn closed it
+    ("tcp", "502", "10.0.0.1:6379", "", "unavailable"),
+])
+def test_a_call_line_tells_what_became_of_the_call(protocol: str, status: str, tried: str, upstream_status: str, outcome: str) -> None:
+    assert call_outcome(protocol, status, tried, upstream_status) == outcome
+
+
+def test_each_edge_recovers_its_calls_ratio_refusals_and_latency() -> None:
+    spec = load_stack("dev")  # web -> api 0.5, api -> auth 0.3, api-canary -> auth 0.3
+    traffic = list(synthetic_traffic(spec, docker_address_map(spec), 30_000, 160.0, {("auth", 0): 60.0},
+                                     ratios={"api.auth": 0.6}, refused={"web.api": 0.05}, seed=11))
+    lines = [line for _, line in traffic]
+    stats = read_all(spec, lines)
+    assert stats.requests == 30_000 and stats.malformed == 0 and stats.unmapped_tries == 0
+    document = observation_document(spec, stats, expected_shares)
+    rows = {row["item"]: row for row in document["calls"]}
+    assert set(rows) == {"web.api", "api.auth", "api-canary.auth"}
+    truth = independent_counts(lines)
+    for row in rows.values():
+        statuses = truth[(row["caller"], row["callee"])]
+        assert row["calls"] == sum(statuses.values()) and row["outcomes"].get("limited", 0) == statuses.get("429", 0)
+    assert document["log"]["calls"] == sum(sum(s.values()) for s in truth.values())
+    to_auth = rows["api.auth"]["calls"] + rows["api-canary.auth"]["calls"]
+    assert document["log"]["proxies"] == {"api-proxy": rows["web.api"]["calls"], "auth-proxy": to_auth, "gateway": 30_000}
+    assert rows["web.api"]["ratio_measured"] == pytest.approx(0.5, abs=0.02) and rows["web.api"]["ratio_declared"] == 0.5
+    assert rows["web.api"]["rate_429"] == pytest.approx(0.05, abs=0.01)
+    assert rows["api.auth"]["ratio_measured"] == pytest.approx(0.6, abs=0.02) and rows["api.auth"]["ratio_declared"] == 0.3
+    assert rows["api-canary.auth"]["ratio_measured"] == pytest.approx(0.3, abs=0.05)
+    assert rows["api.auth"]["upstream_mean_ms"] == pytest.approx(60.0, rel=0.1)
+    assert rows["web.api"]["upstream_mean_ms"] == pytest.approx(40.0, rel=0.1)  # api as declared
+    # api's requests: what the gateway sent it and what web's calls it answered, both in this one log
+    api = set(docker_address_map(spec)["api"]) | set(docker_serve_map(spec)["api"])
+    answered_by_api = sum(1 for line in lines if json.loads(line)["upstream_addr"] in api)
+    assert rows["api.auth"]["caller_requests"] == answered_by_api
+    drift = {(d["kind"], d["item"]) for d in document["drift"]}
+    assert {("call_ratio", "api.auth"), ("call_latency_ms", "api.auth"), ("call_latency_ms", "api-canary.auth")} <= drift
+    assert ("call_ratio", "web.api") not in drift and ("call_ratio", "api-canary.auth") not in drift
+    assert ("response_time_ms", "auth/0") in drift, "a replica's time is measured from its proxy's lines too"
+    measured = {row["item"]: row for row in document["measured"]["calls"]}
+    assert measured["api.auth"]["calls"] == rows["api.auth"]["calls"] and measured["api.auth"]["caller_requests"] == {"api": answered_by_api}
+
+
+def test_concatenated_proxy_logs_read_as_the_interleaved_log() -> None:
+    spec = load_stack("staging")
+    traffic = list(synthetic_traffic(spec, docker_address_map(spec), 20_000, 160.0, {}, seed=5))
+    by_proxy: dict[str, list[str]] = {}
+    for proxy, line in traffic:
+        by_proxy.setdefault(proxy, []).append(line)
+    concatenated = [line for lines in by_proxy.values() for line in lines]  # `docker logs` of each proxy, one after another
+    assert concatenated != [line for _, line in traffic]
+    one = observation_document(spec, read_all(spec, [line for _, line in traffic]), expected_shares)
+    other = observation_document(spec, read_all(spec, concatenated), expected_shares)
+    assert one == other
+    assert max(row["peak_rps"] for row in one["calls"]) > 0 and one["log"]["late_lines"] == 0
+
+
+def test_where_callers_share_one_address_an_edge_row_covers_every_caller_of_the_callee() -> None:
+    spec = load_stack("prod")  # kubernetes, no mesh: the proxy logs caller "-"
+    traffic = [line for _, line in synthetic_traffic(spec, kubernetes_address_map(spec), 20_000, 150.0, {}, seed=2)]
+    assert all(json.loads(line)["caller"] in ("", "-") for line in traffic)
+    document = observation_document(spec, read_all(spec, traffic), expected_shares)
+    rows = {row["item"]: row for row in document["calls"]}
+    assert set(rows) == {"-.api", "-.auth"}
+    assert rows["-.auth"]["callers"] == ["api", "api-canary"] and rows["-.auth"]["ratio_measured"] is None
+    assert rows["-.auth"]["calls_vs_declared"] == pytest.approx(1.0, abs=0.06)
+    assert not [d for d in document["drift"] if d["kind"] == "call_ratio"]
+    doubled = [line for _, line in synthetic_traffic(spec, kubernetes_address_map(spec), 20_000, 150.0, {}, ratios={"api.auth": 0.6}, seed=2)]
+    drift = observation_document(spec, read_all(spec, doubled), expected_shares)["drift"]
+    assert [d["item"] for d in drift if d["kind"] == "call_ratio"] == ["-.auth"]
+
+
+def tcp_spec() -> Spec:
+    return make_spec({"front": {"calls": [{"workload": "cache", "ratio": 2}], "response_time_ms": 20},
+                      "cache": {"protocol": "tcp", "replicas": 2, "response_time_ms": 1, "max_concurrency": 64}},
+                     [{"name": "front", "match": {"path": "/"}, "to": {"front": 1}}], traffic={"front": 10})
+
+
+def test_a_tcp_edge_counts_connections_without_times_and_its_ratio_is_never_drift() -> None:
+    spec = tcp_spec()
+    cache = docker_serve_map(spec)["cache"]
+    front = docker_address_map(spec)["front"][0]
+    gateway = [log_line(msec=f"{1_764_000_000 + i / 10:.3f}", route="front", status="200", upstream_addr=front, upstream_status="200",
+                        upstream_response_time="0.020", proxy="gateway") for i in range(100)]
+
+    def connection(status: str, tried: str, session: str = "12.500") -> str:
+        return log_line(msec="1764000005.000", route="front.cache", status=status, upstream_addr=tried, upstream_status="",
+                        upstream_response_time=session, request_time=session, proxy="cache-proxy", caller="front", callee="cache")
+
+    calls = [connection("200", cache[0])] * 30 + [connection("503", "", "0.000")] * 2 + [connection("502", f"{cache[0]}, {cache[1]}")]
+    stats = read_all(spec, gateway + calls)
+    first, second = stats.members[("cache", 0)], stats.members[("cache", 1)]
+    assert (first.tries, first.served, first.errors, first.times.total) == (31, 30, 1, 0)  # retried away from once: an error
+    assert (second.tries, second.served, second.errors, second.times.total) == (1, 1, 1, 0)  # the connection failed there
+    (row,) = observation_document(spec, stats, expected_shares)["calls"]
+    assert row["outcomes"] == {"answered": 30, "limited": 2, "unavailable": 1}
+    assert row["latency_p50_ms"] == 12500 and row["upstream_mean_ms"] is None  # a session's length, not a response time
+    assert row["ratio_measured"] == pytest.approx(33 / 100) and row["ratio_declared"] == 2
+    assert not observation_document(spec, stats, expected_shares)["drift"] or all(
+        d["kind"] != "call_ratio" for d in observation_document(spec, stats, expected_shares)["drift"])
+
+
+def test_calls_outside_the_plan_and_lines_without_the_newer_fields() -> None:
+    spec = load_stack("dev")
+    web = docker_address_map(spec)["web"][0]
+    old = json.dumps({"v": 1, "msec": "1764000000.000", "route": "web", "status": "200", "upstream_addr": web,
+                      "upstream_status": "200", "upstream_response_time": "0.025"})  # a gateway line from before `proxy`
+    stranger = log_line(msec="1764000000.500", route="x.api", status="200", proxy="api-proxy", caller="intruder", callee="api")
+    stats = read_all(spec, [old, stranger])
+    assert stats.requests == 1 and stats.malformed == 0 and stats.members[("web", 0)].served == 1
+    document = observation_document(spec, stats, expected_shares)
+    assert document["log"]["unknown_calls"] == ["intruder.api"] and document["log"]["proxies"] == {"": 1, "api-proxy": 1}
+
+
+def test_the_text_report_has_a_row_per_call(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = load_stack("dev")
+    log = tmp_path / "mixed.log"
+    log.write_text("\n".join(line for _, line in synthetic_traffic(spec, docker_address_map(spec), 4000, 160.0, {}, seed=3)) + "\n")
+    assert cli.main(["--stack", "dev", "--log", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "Per call (the callee's service proxy" in out
+    for edge in ("web -> api", "api -> auth", "api-canary -> auth"):
+        assert any(line.strip().startswith(edge) for line in out.splitlines()), edge
+
+
+def test_a_log_without_a_proxys_lines_measures_nothing_of_its_calls() -> None:
+    spec = load_stack("dev")
+    traffic = list(synthetic_traffic(spec, docker_address_map(spec), 6000, 160.0, {}, seed=8))
+    gateway_only = [line for proxy, line in traffic if proxy == "gateway"]
+    document = observation_document(spec, read_all(spec, gateway_only), expected_shares)
+    assert not any(row["observed"] for row in document["calls"]) and document["measured"]["calls"] == []
+    assert all(row["ratio_measured"] is None and row["calls_vs_declared"] is None for row in document["calls"])
+    assert not [d for d in document["drift"] if d["kind"].startswith("call_")], "calls not logged are not calls not made"
+    without_api_proxy = [line for proxy, line in traffic if proxy != "api-proxy"]
+    rows = {row["item"]: row for row in observation_document(spec, read_all(spec, without_api_proxy), expected_shares)["calls"]}
+    assert not rows["web.api"]["observed"] and rows["api.auth"]["observed"]
+    # api's requests come from the gateway and from api-proxy (web's calls): without api-proxy's log, no ratio for api
+    assert rows["api.auth"]["callers_unread"] == ["api-proxy"] and rows["api.auth"]["ratio_measured"] is None
+    assert rows["api-canary.auth"]["callers_unread"] == [] and rows["api-canary.auth"]["ratio_measured"] == pytest.approx(0.3, abs=0.05)

@@ -1,4 +1,8 @@
-"""Streaming statistics over the gateway's access log (schema `components.render.access_log`), in bounded memory.
+"""Streaming statistics over the proxies' access logs (schema `components.render.access_log`), in bounded memory.
+
+One log, or several concatenated (`docker logs` of the gateway and of each service proxy, one after the other),
+or interleaved: a line with a `callee` is a call a service proxy carried (per edge, `caller` -> `callee`), any
+other line a request at the gateway (per route).
 
 One pass, one line at a time: nothing is kept per request. Memory is bounded by what the plan declares, not by
 the log's length:
@@ -7,9 +11,12 @@ the log's length:
   keyed by whole milliseconds. nginx prints times with millisecond resolution, so percentiles from it are exact
   at that resolution (the only error is nginx's own rounding, ≤ 0.5 ms); its size is at most one entry per
   distinct millisecond value (≤ read timeout × 1000);
-- per route a count per second of `msec`, folded into a sliding window once a second is more than
-  `SETTLE_S` seconds older than the newest line seen (nginx workers buffer their lines, so a log is only roughly
-  ordered); a line older than that still counts in every total and lands in the newest settled second;
+- per route and per edge a count per second of `msec`, folded into a sliding window once a second is more than
+  `SETTLE_S` seconds older than the newest line of that route or edge (nginx workers buffer their lines, so a log
+  is only roughly ordered; each proxy's log is in its own time order, so concatenated logs settle each window by
+  its own lines); a line older than that still counts in every total and lands in the newest settled second;
+- per edge a histogram of the call's time at the proxy (`request_time`) and of the callee's upstream time, of the
+  calls a replica answered; the proxy's own refusals and failures are counted by kind (`call_outcome`);
 - addresses that map to no member and malformed lines: counted, the first few kept with their line numbers.
 
 A line is parsed by `msgspec` into `LogLine`, a typed view of the fields used here: a line that is not one JSON
@@ -20,10 +27,12 @@ well-formed still has to name an address of the plan to count for a member.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 import msgspec
 
@@ -37,7 +46,8 @@ MS = 1000.0
 
 
 class LogLine(msgspec.Struct, gc=False):
-    """The fields of one access-log line that observe reads (others are ignored); every value is nginx's string."""
+    """The fields of one access-log line that observe reads (others are ignored); every value is nginx's string.
+    `request_time`, `proxy`, `caller` and `callee` may be missing (a gateway log written before they existed)."""
 
     v: int
     msec: str
@@ -46,6 +56,10 @@ class LogLine(msgspec.Struct, gc=False):
     upstream_addr: str
     upstream_status: str
     upstream_response_time: str
+    request_time: str = ""
+    proxy: str = ""
+    caller: str = ""
+    callee: str = ""
 
 
 _DECODER = msgspec.json.Decoder(LogLine)
@@ -100,12 +114,14 @@ class WindowPeak:
     window_s: int
     pending: dict[int, int] = field(default_factory=dict)
     settled_upto: int | None = None  # every second ≤ this is folded into the window
+    newest: int = -1  # the newest second added: what "old enough to settle" is measured from
     window: deque[int] = field(default_factory=deque)
     window_sum: int = 0
     peak_sum: int = 0
     late: int = 0
 
     def add(self, second: int, count: int = 1) -> None:
+        self.newest = max(self.newest, second)
         if self.settled_upto is not None and second <= self.settled_upto:
             self.late += count
             second = self.settled_upto + 1  # counted with the oldest second still open
@@ -141,6 +157,54 @@ class RouteStats:
     rate: WindowPeak = field(default_factory=lambda: WindowPeak(DEFAULT_WINDOW_S))
 
 
+Outcome = Literal["answered", "limited", "unavailable", "failed", "refused"]
+_TCP_OUTCOMES: dict[str, Outcome] = {"200": "answered", "503": "limited", "502": "unavailable"}
+
+
+def call_outcome(protocol: str, status: str, upstream_addr: str, upstream_status: str) -> Outcome:
+    """What became of one call, from its line: a replica `answered` it (any status it gave, 4xx included), the
+    proxy `limited` it (a rate or concurrency limit), no replica could take it (`unavailable`), it `failed` in another
+    way (a timeout, a replica's 5xx), or the proxy `refused` it for another reason (a malformed request, 4xx).
+
+    Per protocol, as the service proxy answers (`components/render`): http answers 429 over a limit and 503 when no
+    replica is left; grpc answers every refusal of its own as a trailers-only response whose HTTP status is 204 (the
+    gRPC status is in the headers, not in the log), so the log tells them apart by what was tried: nothing (a limit:
+    RESOURCE_EXHAUSTED), the upstream's name or a 502/503 (UNAVAILABLE), a 504 (DEADLINE_EXCEEDED); a tcp connection's
+    `$status` is 200, 503 when `limit_conn` closed it, 502 when no member took it. gRPC errors a replica returns
+    itself travel in trailers under HTTP 200 and count as answered."""
+    tried = upstream_addr not in ("", "-")
+    if protocol == "grpc" and status == "204":
+        if not tried:
+            return "limited"
+        last = upstream_status.rsplit(", ", 1)[-1].rsplit(" : ", 1)[-1]
+        return "failed" if last == "504" else "unavailable"
+    if protocol == "tcp":
+        return _TCP_OUTCOMES.get(status, "failed" if status[:1] == "5" else "refused")
+    if status == "429":
+        return "limited"
+    if status == "503":
+        return "unavailable"
+    if status[:1] == "5":
+        return "failed"
+    return "answered" if tried else "refused"
+
+
+@dataclass
+class CallStats:
+    """One edge of the service graph as its callee's service proxy saw it: every call `caller` made to `callee`."""
+
+    proxy: str = ""
+    protocol: str = "http"
+    calls: int = 0
+    statuses: dict[str, int] = field(default_factory=dict)
+    outcomes: dict[str, int] = field(default_factory=dict)  # call_outcome -> calls
+    served_by: dict[tuple[str, int], int] = field(default_factory=dict)  # final member -> calls
+    no_server_left: int = 0
+    latency: Histogram = field(default_factory=Histogram)  # request_time at the proxy of the answered calls
+    upstream: Histogram = field(default_factory=Histogram)  # the callee's time of the answered calls (not tcp)
+    rate: WindowPeak = field(default_factory=lambda: WindowPeak(DEFAULT_WINDOW_S))
+
+
 @dataclass
 class Problem:
     line: int
@@ -149,10 +213,11 @@ class Problem:
 
 @dataclass
 class LogStats:
-    """Everything one pass over a log found; `members` keys are (workload, member index)."""
+    """Everything one pass over a log found; `members` keys are (workload, member index), `calls` keys (caller,
+    callee) as the service proxies logged them (`-` for the caller where callers share one address)."""
 
     lines: int = 0
-    requests: int = 0
+    requests: int = 0  # lines of the gateway: requests from outside
     malformed: int = 0
     malformed_examples: list[Problem] = field(default_factory=list)
     unmapped: dict[str, int] = field(default_factory=dict)  # address -> tries (the first KEEP_UNMAPPED addresses)
@@ -160,6 +225,8 @@ class LogStats:
     unmapped_examples: list[Problem] = field(default_factory=list)
     members: dict[tuple[str, int], MemberStats] = field(default_factory=dict)
     routes: dict[str, RouteStats] = field(default_factory=dict)
+    calls: dict[tuple[str, str], CallStats] = field(default_factory=dict)
+    proxies: dict[str, int] = field(default_factory=dict)  # proxy -> lines (the gateway's: `gateway`, or "" before v1.1 logs)
     first_ms: float | None = None
     last_ms: float | None = None
 
@@ -167,31 +234,42 @@ class LogStats:
     def span_s(self) -> float:
         return 0.0 if self.first_ms is None or self.last_ms is None else (self.last_ms - self.first_ms) / MS
 
+    @property
+    def call_lines(self) -> int:
+        return sum(edge.calls for edge in self.calls.values())
+
 
 class LogReader:
     """Feed lines (bytes) in order; `finish()` returns the `LogStats`.
 
     `members` maps an upstream address as nginx logs it ("ip:port", or the Service "host:port") to its
-    (workload, member index); `upstreams` are the plan's upstream names (nginx logs one when no server was left).
+    (workload, member index): the gateway's and the service proxies' (on Docker a replica has one address per
+    link, so both map to it); `upstreams` are the plan's upstream names (nginx logs one when no server was left);
+    `protocols` each called workload's protocol (a tcp proxy's line is a connection: no response time, no
+    upstream status).
 
     Per line only the decode, two tallies and a set lookup run: lines are tallied by (route, status, upstream
-    fields) and by (route, second), and the tallies are folded into the statistics every `FOLD_LINES` lines. A
-    log repeats few distinct tallies (routes × members × millisecond values), so folding is cheap, and the
-    folded result is the same as line by line. An address outside the plan is noted with its line number when
-    it is read.
+    fields) — a call by (caller, callee, proxy, status, upstream fields, request time) — and by (route or edge,
+    second), and the tallies are folded into the statistics every `FOLD_LINES` lines. A log repeats few distinct
+    tallies (routes × members × millisecond values), so folding is cheap, and the folded result is the same as
+    line by line. An address outside the plan is noted with its line number when it is read.
     """
 
     FOLD_LINES = 65536
 
-    def __init__(self, members: Mapping[str, tuple[str, int]], upstreams: set[str], window_s: int = DEFAULT_WINDOW_S) -> None:
+    def __init__(self, members: Mapping[str, tuple[str, int]], upstreams: set[str], window_s: int = DEFAULT_WINDOW_S,
+                 protocols: Mapping[str, str] | None = None) -> None:
         self.members = dict(members)
         self.upstreams = upstreams
+        self.protocols = dict(protocols or {})
         self.known = set(members) | {"", "-"}
         self.window_s = window_s
         self.stats = LogStats(members={m: MemberStats() for m in sorted(set(members.values()))})
-        self._tallies: dict[tuple[str, str, str, str, str], int] = {}
+        self._tallies: dict[tuple[str, str, str, str, str, str], int] = {}
+        self._call_tallies: dict[tuple[str, str, str, str, str, str, str, str], int] = {}
         self._seconds: dict[tuple[str, int], int] = {}
-        self._newest_second = -1
+        self._call_seconds: dict[tuple[str, str, int], int] = {}
+        self._read = 0
         self._first_s, self._last_s = math.inf, -math.inf
 
     def feed(self, number: int, line: bytes) -> None:
@@ -206,24 +284,30 @@ class LogReader:
             return
         stats = self.stats
         stats.lines += 1
-        requests = stats.requests = stats.requests + 1
         if ended > self._last_s:
             self._last_s = ended
         if ended < self._first_s:
             self._first_s = ended
         address = entry.upstream_addr
-        key = (entry.route, entry.status, address, entry.upstream_status, entry.upstream_response_time)
-        tallies = self._tallies
-        tallies[key] = tallies.get(key, 0) + 1
-        per_second = (entry.route, second)
-        seconds = self._seconds
-        seconds[per_second] = seconds.get(per_second, 0) + 1
-        if second > self._newest_second:
-            self._newest_second = second
+        if entry.callee:
+            call = (entry.caller, entry.callee, entry.proxy, entry.status, address, entry.upstream_status,
+                    entry.upstream_response_time, entry.request_time)
+            self._call_tallies[call] = self._call_tallies.get(call, 0) + 1
+            edge_second = (entry.caller, entry.callee, second)
+            self._call_seconds[edge_second] = self._call_seconds.get(edge_second, 0) + 1
+        else:
+            stats.requests += 1
+            key = (entry.route, entry.proxy, entry.status, address, entry.upstream_status, entry.upstream_response_time)
+            tallies = self._tallies
+            tallies[key] = tallies.get(key, 0) + 1
+            per_second = (entry.route, second)
+            seconds = self._seconds
+            seconds[per_second] = seconds.get(per_second, 0) + 1
         if address not in self.known:
             self._note_addresses(number, address)
-        if not requests % self.FOLD_LINES:
-            self._fold(self._newest_second - SETTLE_S)
+        self._read += 1
+        if not self._read % self.FOLD_LINES:
+            self._fold(final=False)
 
     def _malformed(self, number: int, line: bytes, error: Exception) -> None:
         if not line.strip():
@@ -241,27 +325,56 @@ class LogReader:
             if address not in self.members and address not in self.upstreams and len(stats.unmapped_examples) < KEEP_EXAMPLES:
                 stats.unmapped_examples.append(Problem(number, f"upstream address {address[:80]!r} is no member of the plan"))
 
-    def _fold(self, settle_before: int | None) -> None:
+    def _fold(self, final: bool) -> None:
         stats = self.stats
-        for (name, status, address, upstream_status, times), count in self._tallies.items():
+        for (name, proxy, status, address, upstream_status, times), count in self._tallies.items():
             route = stats.routes.get(name)
             if route is None:
                 route = stats.routes[name] = RouteStats(rate=WindowPeak(self.window_s))
             route.requests += count
             route.statuses[status] = route.statuses.get(status, 0) + count
+            stats.proxies[proxy] = stats.proxies.get(proxy, 0) + count
             if address not in ("", "-"):
                 self._tries(route, address, upstream_status, times, count)
         for (name, second), count in sorted(self._seconds.items(), key=lambda item: item[0][1]):
             stats.routes[name].rate.add(second, count)
-        for route in stats.routes.values():
-            route.rate.settle(settle_before)
+        for call, count in self._call_tallies.items():
+            self._fold_call(call, count)
+        for (caller, callee, second), count in sorted(self._call_seconds.items(), key=lambda item: item[0][2]):
+            stats.calls[(caller, callee)].rate.add(second, count)
+        for window in [r.rate for r in stats.routes.values()] + [c.rate for c in stats.calls.values()]:
+            window.settle(None if final else window.newest - SETTLE_S)
         self._tallies.clear()
         self._seconds.clear()
-        if stats.requests:
+        self._call_tallies.clear()
+        self._call_seconds.clear()
+        if stats.lines - stats.malformed:
             stats.first_ms, stats.last_ms = self._first_s * MS, self._last_s * MS
 
-    def _tries(self, route: RouteStats, logged: str, logged_statuses: str, logged_times: str, count: int) -> None:
-        """`count` requests with the same tries: `upstream_*` list them with ", " (" : " between upstream groups)."""
+    def _fold_call(self, call: tuple[str, str, str, str, str, str, str, str], count: int) -> None:
+        caller, callee, proxy, status, address, upstream_status, times, request_time = call
+        stats = self.stats
+        protocol = self.protocols.get(callee, "http")
+        edge = stats.calls.get((caller, callee))
+        if edge is None:
+            edge = stats.calls[(caller, callee)] = CallStats(proxy=proxy, protocol=protocol, rate=WindowPeak(self.window_s))
+        edge.calls += count
+        edge.statuses[status] = edge.statuses.get(status, 0) + count
+        outcome = call_outcome(protocol, status, address, upstream_status)
+        edge.outcomes[outcome] = edge.outcomes.get(outcome, 0) + count
+        stats.proxies[proxy] = stats.proxies.get(proxy, 0) + count
+        if address not in ("", "-"):
+            self._tries(edge, address, upstream_status, times, count, timed=protocol != "tcp", failed=outcome != "answered")
+        if outcome == "answered":
+            _sample(edge.latency, request_time, count)
+            if protocol != "tcp":
+                _sample(edge.upstream, _split(times)[-1], count)
+
+    def _tries(self, route: RouteStats | CallStats, logged: str, logged_statuses: str, logged_times: str, count: int,
+               timed: bool = True, failed: bool = False) -> None:
+        """`count` requests with the same tries: `upstream_*` list them with ", " (" : " between upstream groups).
+        An untimed try (a tcp connection: its time is the session's, it has no status) is an error when another
+        member was tried after it, or when the connection `failed`."""
         addresses, statuses, times = _split(logged), _split(logged_statuses), _split(logged_times)
         last = len(addresses) - 1
         for i, address in enumerate(addresses):
@@ -277,6 +390,10 @@ class LogReader:
             if i == last:
                 stats.served += count
                 route.served_by[member] = route.served_by.get(member, 0) + count
+            if not timed:
+                if i < last or failed:
+                    stats.errors += count
+                continue
             status = statuses[i] if i < len(statuses) else "-"
             if status[:1] == "5" or not status[:1].isdigit():
                 stats.errors += count
@@ -293,8 +410,14 @@ class LogReader:
             stats.unmapped[address] = stats.unmapped.get(address, 0) + count
 
     def finish(self) -> LogStats:
-        self._fold(None)
+        self._fold(final=True)
         return self.stats
+
+
+def _sample(histogram: Histogram, seconds: str, count: int) -> None:
+    """A logged time in seconds into a histogram of milliseconds; a value nginx did not print ("-") is no sample."""
+    with contextlib.suppress(ValueError):
+        histogram.add(float(seconds) * MS, count)
 
 
 def _split(logged: str) -> list[str]:

@@ -48,6 +48,7 @@ def observed_section(spec: Spec, path: Path, document: dict[str, Any], digest: s
         "stack": document.get("stack"),
         "environment": document.get("environment"),
         "requests": log.get("requests"),
+        "calls": log.get("calls"),
         "span_s": log.get("span_s"),
         "matches_environment": document.get("environment") == spec.environment and document.get("target") == spec.target,
         "measured": document["measured"],

@@ -130,8 +130,11 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, configs: Map
         "callers": plan.deployment.callers,
         "proxies": [proxy_document(proxy, configs[proxy.name]) for proxy in plan.proxies],
         "edges": [edge_document(edge) for edge in plan.edges],
+        # response_time_ms (per replica) and max_concurrency are the declared capacity inputs the call gates size
+        # each callee with (policies/calls.py), over the replicas they find deployed
         "workloads": {w.name: {"replicas": w.replicas, "image": w.image, "read_only_root_fs": w.read_only_root_fs, "singleton": w.singleton,
                                "protocol": w.protocol, "calls": [{"workload": c.workload, "ratio": c.ratio} for c in w.calls],
+                               "response_time_ms": [t * 1000.0 for t in w.replica_response_times_s()], "max_concurrency": w.max_concurrency,
                                **runtime_document(spec, w)}
                       for w in spec.workloads},
     }

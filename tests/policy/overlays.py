@@ -17,7 +17,7 @@ A fixture (tests/policy/fixtures/*.yaml) names the shipped stack it modifies and
         replace: {path: [data, nginx.conf], old: "...", new: "..."}
         delete: true                        # the resource is not registered at all
         unknown: [[report, scores, routing]] # the value is unknown during preview
-    template_bug: true                      # the program itself rendered the edited gateway config: the report's
+    template_bug: true                      # the program itself rendered the edited proxy configs: the report's
                                             #   config_sha256 follows the edit (without it, an edit is a hand edit)
     policy_config: {images-pinned: {requireDigest: true}}  # merged over policies/config/<environment>.json
 
@@ -171,10 +171,20 @@ def recorded(fixture: Fixture, config: dict[str, str]) -> list[RecordedResource]
 
 
 def _report_follows_config(resources: list[RecordedResource]) -> None:
-    """Give the report the digest of the (edited) gateway config, as if the program had rendered it."""
-    proxies = deployed_proxies(Resource(r.type, r.name, r.inputs) for r in resources)
-    (text,) = {c.text for p in proxies if p.role == "gateway" for c in p.copies}
+    """Give the report the digest of each (edited) proxy config, the gateway's and the service proxies', as if the
+    program had rendered it (every deployed copy of one proxy's config carries the same text)."""
+    texts: dict[str, set[str]] = {}
+    for proxy in deployed_proxies(Resource(r.type, r.name, r.inputs) for r in resources):
+        texts.setdefault(proxy.name, set()).update(c.text for c in proxy.copies)
+    digests = {}
+    for proxy_name, copies in texts.items():
+        (text,) = copies
+        digests[proxy_name] = hashlib.sha256(text.encode()).hexdigest()
     for resource in resources:
         if resource.type == APP_NETWORK:
             for properties in (p for p in (resource.inputs, resource.outputs) if "report" in p):
-                properties["report"]["gateway"]["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+                report = properties["report"]
+                report["gateway"]["config_sha256"] = digests["gateway"]
+                for entry in report.get("proxies") or []:
+                    if entry["name"] in digests and entry["name"] != "gateway":
+                        entry["config_sha256"] = digests[entry["name"]]

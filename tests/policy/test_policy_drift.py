@@ -15,7 +15,7 @@ import pytest
 
 from components.plan.addressing import docker_address_map
 from offline import observe, plan
-from testbed.access_log_gen import log_line, synthetic_lines
+from testbed.access_log_gen import log_line, synthetic_lines, synthetic_traffic
 from testbed.specs import load_stack
 
 
@@ -100,3 +100,20 @@ def test_faster_replicas_and_peaks_off_the_declared_ones_are_drift(tmp_path: Pat
     (violation,) = _drift_violations(plan.build_plan_document("staging", observed=str(path), out_dir=tmp_path / "build"))
     assert "replica api/1: measured 10 ms, declared 40 ms (-75%)" in violation["message"], violation["message"]
     assert "route api_versioned: measured 30 req/s, declared 5 req/s (+500%)" in violation["message"], violation["message"]
+def test_call_ratio_and_latency_drift_reach_the_gate_from_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = load_stack("staging")
+    lines = [line for _, line in synthetic_traffic(spec, docker_address_map(spec), 6000, 160.0, {("auth", 0): 90.0, ("auth", 1): 90.0},
+                                                   ratios={"api.auth": 0.6}, seed=4)]
+    log = tmp_path / "mixed.log"
+    log.write_text("\n".join(lines) + "\n")
+    assert observe.main(["--stack", "staging", "--log", str(log), "--format", "json"]) == 0
+    path = tmp_path / "observed.json"
+    path.write_text(capsys.readouterr().out)
+    measured = {entry["item"]: entry for entry in json.loads(path.read_text())["measured"]["calls"]}
+    assert measured["api.auth"]["calls"] > 0 and measured["api.auth"]["caller_requests"]["api"] > 0
+    (violation,) = _drift_violations(plan.build_plan_document("staging", observed=str(path), out_dir=tmp_path / "build"))
+    message = violation["message"]
+    assert violation["level"] == "advisory"
+    assert "call api -> auth:" in message and "calls measured" in message and "ms upstream, predicted 30 ms" in message
+    assert "call web -> api:" not in message and "call api-canary -> auth: " in message  # its ratio holds, auth's time does not
+    assert "calls measured" not in message.split("call api-canary -> auth:")[1].split(";")[0]
