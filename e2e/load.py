@@ -1,4 +1,5 @@
-"""Constant HTTP load on the gateway, from inside the daemon's namespace (loopback only, bounded in time).
+"""Constant HTTP load on the gateway, from inside the daemon's namespace (loopback only, bounded in time), or on a
+service proxy from inside a caller's container (its network namespace: `netns`, `host` the proxy's address there).
 
 ``ConstantLoad`` sends requests at fixed rates (per target) from a pool of threads that entered the
 namespace, one connection per request (``Connection: close``: a graceful reload closes idle keep-alive
@@ -47,13 +48,15 @@ class ConstantLoad:
     targets: list[Target]
     timeout_s: float = 10.0
     workers: int = 48
+    host: str = "127.0.0.1"
+    netns: str | None = None  # a network namespace to send from (a container's /proc/<pid>/ns/net); the daemon's by default
     results: list[Result] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> ConstantLoad:
-        netns = self.dockerd.netns_path
+        netns = self.netns or self.dockerd.netns_path
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="load", initializer=enter_netns_this_thread,
                                         initargs=(netns,))
         for target in self.targets:
@@ -82,9 +85,9 @@ class ConstantLoad:
 
     def _one(self, target: Target) -> None:
         t = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout_s)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         try:
-            conn.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout_s)
+            conn.sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
             conn.request("GET", target.path, headers={"Connection": "close", **dict(target.headers)})
             resp = conn.getresponse()
             resp.read()
