@@ -7,7 +7,8 @@ schemas) says whether the provider updates or replaces; a replacement makes the 
 too, as the engine does. Each resource then gets one action:
 
 - unchanged;
-- reloaded in place: the Docker gateway's config, delivered to the running gateway, `nginx -t`, graceful reload;
+- reloaded in place: the config of the Docker gateway or of a service proxy, delivered to the running container,
+  `nginx -t`, graceful reload;
 - rolled: a replica of a multi-replica Docker workload (replaced one at a time, each healthy and back in the
   gateway's rotation before the next), or a Kubernetes Deployment whose pod template changed (surge first);
 - replaced: deleted and created again (on Docker delete-first: warned about when it drops traffic);
@@ -38,9 +39,14 @@ def _role(resource: RecordedResource) -> str:
     inputs = resource.inputs
     if resource.type == CONTAINER:
         labels = {x.get("label"): x.get("value") for x in inputs.get("labels") or []}
+        if labels.get("netopt.role") == "service-proxy":
+            return f"service-proxy:{labels.get('netopt.fronts', '')}"
         return "gateway" if labels.get("netopt.role") == "gateway" else f"workload:{labels.get('netopt.workload', '')}"
     if resource.type == COMMAND:
-        return "gateway-config" if "NETOPT_PROXY" in (inputs.get("environment") or {}) else "roll-pause"
+        proxy = (inputs.get("environment") or {}).get("NETOPT_PROXY")
+        if proxy is None:
+            return "roll-pause"
+        return "gateway-config" if str(proxy).endswith("-gateway") else "proxy-config"
     return ""
 
 
@@ -109,7 +115,7 @@ def _action(fp: dict[str, Any], changed: set[str], replicas: Counter[str]) -> st
     if fp["type"].startswith("kubernetes:") and fp["type"].endswith(":Deployment") and "spec.template" in changed and change == "update":
         return "rolled"
     if change == "update":
-        return "reloaded in place" if role == "gateway-config" else "updated in place"
+        return "reloaded in place" if role in ("gateway-config", "proxy-config") else "updated in place"
     if role == "roll-pause" or (role.startswith("workload:") and replicas[role] > 1):
         return "rolled"
     return "replaced"
@@ -121,6 +127,10 @@ def _warning(fp: dict[str, Any], action: str) -> str | None:
     if fp["role"] == "gateway":
         return (f"{fp['name']}: the gateway container is replaced delete-first: the published port refuses "
                 "connections until the new gateway is healthy")
+    if fp["role"].startswith("service-proxy:"):
+        callee = fp["role"].removeprefix("service-proxy:")
+        return (f"{fp['name']}: the service proxy of {callee} is replaced delete-first: every call to {callee} fails "
+                "until the new proxy is healthy")
     if fp["role"].startswith("workload:"):
         workload = fp["role"].removeprefix("workload:")
         return (f"{fp['name']}: workload {workload} has one replica: its update has a gap (requests to it fail "
