@@ -14,14 +14,16 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from e2e._sys import enter_netns_this_thread
 from e2e.dockerd import Dockerd
 
 OK = (200, 429)  # 429 is the gateway's declared answer over a limit, not a failure
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -116,3 +118,32 @@ class ConstantLoad:
 def workloads(results: Iterator[Result] | list[Result]) -> Counter[str]:
     """Which workload answered (X-Replica = <workload>-<n>), over the 200s."""
     return Counter(str(r.replica).rsplit("-", 1)[0] for r in results if r.status == 200)
+
+
+@dataclass(frozen=True)
+class Timed(Generic[T]):
+    """What `under_load` ran: its value or its error, and when (monotonic seconds) it started and returned and the
+    load ended."""
+
+    value: T | None
+    error: Exception | None
+    started: float
+    finished: float
+    ended: float
+
+
+def under_load(load: ConstantLoad, action: Callable[[], T], before_s: float, after_s: float) -> Timed[T]:
+    """Run `action` (an update) `before_s` into `load` and keep the load `after_s` longer. The action's error is
+    kept, not raised, so a refused update's figures are read like an accepted one's."""
+    value: T | None = None
+    error: Exception | None = None
+    with load:
+        time.sleep(before_s)
+        started = time.monotonic()
+        try:
+            value = action()
+        except Exception as e:  # handed back to the caller, who asserts on it
+            error = e
+        finished = time.monotonic()
+        time.sleep(after_s)
+    return Timed(value, error, started, finished, time.monotonic())

@@ -284,8 +284,21 @@ def call_through_proxies(app: Applied, records: list[Any], graph: Declared) -> C
         if proxy not in logs:
             text = app.container(proxy).logs(stdout=True, stderr=False).decode(errors="replace")
             logs[proxy] = [json.loads(x) for x in text.splitlines() if x.startswith("{")]
-        hit = [x for x in logs[proxy] if x.get("caller") == caller and x.get("client") == client
-               and x.get("upstream_addr", "").split(",")[0].rsplit(":", 1)[0] in upstream_ips]
-        if not hit:
-            check.wrong.append(f"{proxy}: no log line with caller {caller}, client {client} and an upstream in {sorted(upstream_ips)}")
+        lines = [x for x in logs[proxy] if x.get("caller") == caller and x.get("client") == client]
+        if not any(_tried(x, upstream_ips) for x in lines):
+            check.wrong.append(f"{proxy}: no log line with caller {caller}, client {client} and an upstream in {sorted(upstream_ips)} "
+                               f"(or none left): {lines[-3:]}")
+    for proxy, lines in logs.items():  # each proxy reached a replica of what it balances at least once
+        upstream_ips = {ip for p, _, _, ips in expected_lines if p == proxy for ip in ips}
+        if not any(_tried(x, upstream_ips, replica=True) for x in lines):
+            check.wrong.append(f"{proxy}: no call reached a replica in {sorted(upstream_ips)}")
     return check
+
+
+def _tried(line: dict[str, str], upstream_ips: set[str], replica: bool = False) -> bool:
+    """Whether the proxy's log line shows the call sent to a replica in `upstream_ips` or, unless `replica`, to no
+    replica because none was left: nginx then logs the upstream's name (`up_…`). The stand-in backend speaks no
+    gRPC, so every grpc call fails at the replica; after `max_fails` of them within `fail_timeout` nginx marks the
+    replicas failed for a while, and later probes of that proxy find none left."""
+    tried = [a.strip() for a in line.get("upstream_addr", "").split(",") if a.strip()]
+    return any(a.rsplit(":", 1)[0] in upstream_ips or (not replica and a.startswith("up_")) for a in tried)

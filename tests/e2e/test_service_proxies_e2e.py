@@ -28,7 +28,7 @@ import pytest
 
 from e2e.apply import Applied, ApplyError, apply_docker_resources
 from e2e.dockerd import Dockerd
-from e2e.load import ConstantLoad, Target
+from e2e.load import ConstantLoad, Target, under_load
 from e2e.stack import alias_images, record_changed_stack, record_stack
 from e2e.update import update_docker_resources
 
@@ -80,19 +80,13 @@ def test_a_service_proxy_config_change_is_reloaded_in_place_under_load(dev: tupl
     d, app = dev
     changed = record_changed_stack("dev", _api_call_limit(50, 10))
     proxy_id = app.container(PROXY).id
-    with _calls(d, app, "api", 200) as load:
-        time.sleep(3)
-        t0 = time.monotonic()
-        steps = update_docker_resources(app, changed)
-        t1 = time.monotonic()
-        time.sleep(5)
-    t_end = time.monotonic()
-    assert [(s.name, s.action) for s in steps] == [(f"{PROXY}-config", "update")], steps
+    load = _calls(d, app, "api", 200)
+    run = under_load(load, lambda: update_docker_resources(app, changed), before_s=3, after_s=5)
+    assert run.error is None and [(s.name, s.action) for s in run.value or []] == [(f"{PROXY}-config", "update")], run
     assert app.container(PROXY).id == proxy_id, "the proxy container was not replaced"
-    whole = _report(f"proxy config change (update took {t1 - t0:.2f}s)", load.results)
-    assert whole["failed"] == 0, ConstantLoad.failed(load.results)[:10]
-    assert float(str(whole["rps"])) >= 150, whole
-    before, after = load.between(0, t0), load.between(t1 + SETTLE_S, t_end)
+    whole = _report(f"proxy config change (update took {run.finished - run.started:.2f}s)", load.results)
+    assert whole["failed"] == 0 and float(str(whole["rps"])) >= 150, (whole, ConstantLoad.failed(load.results)[:10])
+    before, after = load.between(0, run.started), load.between(run.finished + SETTLE_S, run.ended)
     assert before and all(r.status == 200 for r in before), Counter(r.status for r in before)
     assert {str(r.replica) for r in before} == {"auth-0"}, "answered by auth's replica, through the proxy"
     window = max(r.t for r in after) - min(r.t for r in after)
@@ -107,19 +101,15 @@ def test_a_service_proxy_config_nginx_refuses_keeps_the_running_proxy(dev: tuple
     config = next(r for r in bad if r.type == COMMAND and r.name == f"{PROXY}-config")
     assert "server_tokens off;" in config.inputs["stdin"]
     config.inputs["stdin"] = config.inputs["stdin"].replace("server_tokens off;", "server_tokens off;\n    netopt_no_such_directive on;", 1)
-    with _calls(d, app, "api", 100) as load:
-        time.sleep(2)
-        t0 = time.monotonic()
-        with pytest.raises(ApplyError) as failure:
-            update_docker_resources(app, bad)
-        t1 = time.monotonic()
-        time.sleep(4)
-    message = str(failure.value)
+    load = _calls(d, app, "api", 100)
+    run = under_load(load, lambda: update_docker_resources(app, bad), before_s=2, after_s=4)
+    message = str(run.error)
     print(f"\n[e2e.east-west] refused proxy config: {message}")
+    assert isinstance(run.error, ApplyError), run
     assert 'unknown directive "netopt_no_such_directive"' in message and "keeps serving the previous one" in message
-    whole = _report(f"refused proxy config (update took {t1 - t0:.2f}s)", load.results)
+    whole = _report(f"refused proxy config (update took {run.finished - run.started:.2f}s)", load.results)
     assert whole["failed"] == 0, ConstantLoad.failed(load.results)[:10]
-    after = load.between(t1, t1 + 4)
+    after = load.between(run.finished, run.finished + 4)
     admitted = sum(1 for r in after if r.status == 200)
     assert admitted >= 50 * 4 * 0.6, f"still the 50 r/s it had, not the refused 5 r/s: {admitted} in 4 s"
 
