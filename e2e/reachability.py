@@ -130,10 +130,15 @@ def _exec(app: Applied, name: str, argv: list[str]) -> str:
 
 
 def listening(app: Applied, name: str) -> set[tuple[str, int]]:
-    """(address, port) of every TCP socket listening inside the container (state 0A of /proc/net/tcp and tcp6; IPv6
-    addresses in their compressed form, `::` and `0.0.0.0` for every address), Docker's resolver excepted."""
+    """(address, port) of every TCP socket listening inside the container, Docker's resolver excepted."""
+    return listening_sockets(_exec(app, name, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]))
+
+
+def listening_sockets(proc_net_tcp: str) -> set[tuple[str, int]]:
+    """(address, port) of every socket in state 0A (LISTEN) of /proc/net/tcp and tcp6 text (IPv6 addresses in their
+    compressed form; `0.0.0.0` and `::` for every address), but Docker's resolver (127.0.0.11)."""
     found = set()
-    for line in _exec(app, name, ["cat", "/proc/net/tcp", "/proc/net/tcp6"]).splitlines():
+    for line in proc_net_tcp.splitlines():
         fields = line.split()
         if len(fields) < 4 or fields[3] != "0A":
             continue
