@@ -146,6 +146,26 @@ def test_from_inside_every_container_reachability_is_the_declared_graph_one_way(
     _check_graph(app, records, request.node.callspec.params["deployed"])
 
 
+def test_a_callee_put_on_its_callers_network_by_hand_is_caught_as_a_reverse_pair(deployed: Any, request: pytest.FixtureRequest) -> None:
+    """The check can fail: the callee of the stack's first call joins its caller's call network by hand (what a
+    bridge shared by both ends would be); the matrix then finds the callee reaching its caller. Undone afterwards."""
+    d, app, records, _ = deployed
+    graph = declared(_stack_values(request.node.callspec.params["deployed"]))
+    roles = containers(records)
+    caller, callee = graph.calls[0]
+    caller_replica = next(name for name, r in roles.items() if r == caller)
+    callee_replica = next(name for name, r in roles.items() if r == callee)
+    proxy = next(name for name, r in roles.items() if r == f"{callee} proxy")
+    (link,) = set(addresses(app, caller_replica)) & set(addresses(app, proxy))
+    network = d.client.networks.get(link)
+    network.connect(callee_replica)
+    try:
+        matrix = directional_matrix(app, records, graph)
+    finally:
+        network.disconnect(callee_replica)
+    assert any(w.startswith(f"{callee_replica} ({callee}) -> {caller_replica} ({caller})") for w in matrix.reverse), matrix.summary()
+
+
 @pytest.fixture(scope="module")
 def boutique(dockerd: Dockerd, e2e_images: dict[str, str]) -> Any:
     """The boutique on the Docker target, every image stood in for by the e2e backend (e2e.stack.as_e2e); the graph
