@@ -19,7 +19,8 @@ only ever connects to its upstreams; the report says what else the network would
 
 Observed, not assumed: every address of every container (`docker inspect`) × every TCP port some socket listens on
 inside that container (its /proc/net/tcp and tcp6; Docker's resolver at 127.0.0.11 excepted), so an undeclared
-listener is probed too; each probe is a TCP connect from inside the source container (bash's /dev/tcp, 2 s).
+listener is probed too; each probe is a TCP connect from inside the source container (a python socket in the
+backend image, bash's /dev/tcp in the nginx image; 2 s at most).
 Replicas of one workload share their links by design and are not a flow of the graph: counted, not judged.
 """
 from __future__ import annotations
