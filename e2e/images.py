@@ -3,8 +3,9 @@
 Two images are built into a (test) dockerd:
 
 ``netopt/gateway:e2e``
-    Debian bookworm (debootstrap ``--variant=minbase``) plus Debian's ``nginx``
-    (and ``curl``, for the gateway's default healthcheck),
+    Debian bookworm (debootstrap ``--variant=minbase``) plus Debian's ``nginx``, its stream module
+    (``libnginx-mod-stream``, at ``STREAM_MODULE``: tcp service proxies load it) and ``curl`` (the default
+    healthcheck of the gateway and the service proxies),
     prepared to run as a non-root user with all capabilities dropped and a
     read-only root: the compiled-in paths that nginx writes (pid file, temp
     directories, logs) point into ``/tmp`` (mount a tmpfs there) or to
@@ -65,6 +66,7 @@ SUITE = "bookworm"
 VARIANT = "minbase"
 
 GATEWAY_IMAGE = "netopt/gateway:e2e"
+STREAM_MODULE = "/usr/lib/nginx/modules/ngx_stream_module.so"  # where libnginx-mod-stream puts it
 BACKEND_IMAGE = "netopt/backend:e2e"
 BACKEND_BASE_IMAGE = "netopt/backend-base:e2e"
 LABEL_KEY = "org.netopt.e2e.rootfs-key"
@@ -206,7 +208,9 @@ class RootfsRecipe:
         return (cache or cache_dir()) / f"rootfs-{self.name}-{self.key()}.tar"
 
 
-GATEWAY_ROOTFS = RootfsRecipe("gateway", ("nginx", "curl"), _customize_gateway)
+# libnginx-mod-stream: Debian builds the stream module (tcp service proxies) as a dynamic module in its own package;
+# the e2e stacks load it with `gateway.stream_module` (STREAM_MODULE).
+GATEWAY_ROOTFS = RootfsRecipe("gateway", ("nginx", "libnginx-mod-stream", "curl"), _customize_gateway)
 BACKEND_ROOTFS = RootfsRecipe("backend", ("python3", "wget"), _customize_backend)
 RECIPES = (GATEWAY_ROOTFS, BACKEND_ROOTFS)
 

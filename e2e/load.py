@@ -1,4 +1,5 @@
-"""Constant HTTP load on the gateway, from inside the daemon's namespace (loopback only, bounded in time).
+"""Constant HTTP load on the gateway, from inside the daemon's namespace (loopback only, bounded in time), or on a
+service proxy from inside a caller's container (its network namespace: `netns`, `host` the proxy's address there).
 
 ``ConstantLoad`` sends requests at fixed rates (per target) from a pool of threads that entered the
 namespace, one connection per request (``Connection: close``: a graceful reload closes idle keep-alive
@@ -13,14 +14,16 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from e2e._sys import enter_netns_this_thread
 from e2e.dockerd import Dockerd
 
 OK = (200, 429)  # 429 is the gateway's declared answer over a limit, not a failure
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,13 +50,15 @@ class ConstantLoad:
     targets: list[Target]
     timeout_s: float = 10.0
     workers: int = 48
+    host: str = "127.0.0.1"
+    netns: str | None = None  # a network namespace to send from (a container's /proc/<pid>/ns/net); the daemon's by default
     results: list[Result] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _pool: ThreadPoolExecutor | None = None
 
     def __enter__(self) -> ConstantLoad:
-        netns = self.dockerd.netns_path
+        netns = self.netns or self.dockerd.netns_path
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="load", initializer=enter_netns_this_thread,
                                         initargs=(netns,))
         for target in self.targets:
@@ -82,9 +87,9 @@ class ConstantLoad:
 
     def _one(self, target: Target) -> None:
         t = time.monotonic()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout_s)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout_s)
         try:
-            conn.sock = socket.create_connection(("127.0.0.1", self.port), timeout=self.timeout_s)
+            conn.sock = socket.create_connection((self.host, self.port), timeout=self.timeout_s)
             conn.request("GET", target.path, headers={"Connection": "close", **dict(target.headers)})
             resp = conn.getresponse()
             resp.read()
@@ -113,3 +118,32 @@ class ConstantLoad:
 def workloads(results: Iterator[Result] | list[Result]) -> Counter[str]:
     """Which workload answered (X-Replica = <workload>-<n>), over the 200s."""
     return Counter(str(r.replica).rsplit("-", 1)[0] for r in results if r.status == 200)
+
+
+@dataclass(frozen=True)
+class Timed(Generic[T]):
+    """What `under_load` ran: its value or its error, and when (monotonic seconds) it started and returned and the
+    load ended."""
+
+    value: T | None
+    error: Exception | None
+    started: float
+    finished: float
+    ended: float
+
+
+def under_load(load: ConstantLoad, action: Callable[[], T], before_s: float, after_s: float) -> Timed[T]:
+    """Run `action` (an update) `before_s` into `load` and keep the load `after_s` longer. The action's error is
+    kept, not raised, so a refused update's figures are read like an accepted one's."""
+    value: T | None = None
+    error: Exception | None = None
+    with load:
+        time.sleep(before_s)
+        started = time.monotonic()
+        try:
+            value = action()
+        except Exception as e:  # handed back to the caller, who asserts on it
+            error = e
+        finished = time.monotonic()
+        time.sleep(after_s)
+    return Timed(value, error, started, finished, time.monotonic())

@@ -7,7 +7,8 @@ schemas) says whether the provider updates or replaces; a replacement makes the 
 too, as the engine does. Each resource then gets one action:
 
 - unchanged;
-- reloaded in place: the Docker gateway's config, delivered to the running gateway, `nginx -t`, graceful reload;
+- reloaded in place: the config of the Docker gateway or of a service proxy, delivered to the running container,
+  `nginx -t`, graceful reload;
 - rolled: a replica of a multi-replica Docker workload (replaced one at a time, each healthy and back in the
   gateway's rotation before the next), or a Kubernetes workload whose pod template changed and whose controller
   replaces its pods a few at a time (`update_rules.kubernetes_rollout`: a Deployment's RollingUpdate, a
@@ -45,10 +46,13 @@ def _role(resource: RecordedResource) -> str:
     if resource.type == CONTAINER:
         labels = {x.get("label"): x.get("value") for x in inputs.get("labels") or []}
         if labels.get("netopt.role") == "service-proxy":
-            return f"proxy:{labels.get('netopt.fronts', '')}"
+            return f"service-proxy:{labels.get('netopt.fronts', '')}"
         return "gateway" if labels.get("netopt.role") == "gateway" else f"workload:{labels.get('netopt.workload', '')}"
     if resource.type == COMMAND:
-        return "gateway-config" if "NETOPT_PROXY" in (inputs.get("environment") or {}) else "roll-pause"
+        proxy = (inputs.get("environment") or {}).get("NETOPT_PROXY")
+        if proxy is None:
+            return "roll-pause"
+        return "gateway-config" if str(proxy).endswith("-gateway") else "proxy-config"
     return ""
 
 
@@ -153,7 +157,7 @@ def _action(fp: dict[str, Any], changed: set[str], replicas: Counter[str], curre
         step = kubernetes_rollout(_facts(fp, current))
         return step.action, step.drops
     if change == "update":
-        return ("reloaded in place" if role == "gateway-config" else "updated in place"), None
+        return ("reloaded in place" if role in ("gateway-config", "proxy-config") else "updated in place"), None
     if role == "roll-pause" or (role.startswith("workload:") and replicas[role] > 1):
         return "rolled", None
     return "replaced", _replaced_drops(fp, changed)
@@ -170,9 +174,9 @@ def _replaced_drops(fp: dict[str, Any], changed: set[str]) -> str | None:
         return None
     if fp["role"] == "gateway":
         return "the gateway container is replaced delete-first: the published port refuses connections until the new gateway is healthy"
-    if fp["role"].startswith("proxy:"):
-        workload = fp["role"].removeprefix("proxy:")
-        return f"the service proxy of {workload} is replaced delete-first: calls to {workload} fail until the new proxy is healthy"
+    if fp["role"].startswith("service-proxy:"):
+        callee = fp["role"].removeprefix("service-proxy:")
+        return f"the service proxy of {callee} is replaced delete-first: every call to {callee} fails until the new proxy is healthy"
     if fp["role"].startswith("workload:"):
         workload = fp["role"].removeprefix("workload:")
         return (f"workload {workload} has one replica: its update has a gap (requests to it fail from the delete until the new "

@@ -81,12 +81,20 @@ def test_a_gateway_image_change_replaces_it_and_redelivers_the_config() -> None:
         values["netopt:gateway"]["image"] = "docker.io/library/nginx:1.27.4-bookworm"
 
     update = since.update_plan(_fingerprints("dev"), _fingerprints("dev", change))
-    # The service proxies run the gateway's image: they are replaced with it, and each gets its config again.
-    assert _actions(update) == {name: "replaced" for name in (
-        "shop-dev-gateway", "shop-dev-gateway-config", "shop-dev-api-proxy", "shop-dev-api-proxy-config",
-        "shop-dev-auth-proxy", "shop-dev-auth-proxy-config")}
+    # The service proxies run the gateway's image (README): they are replaced with it, delete-first, configs again.
+    nginxes = ("shop-dev-gateway", "shop-dev-api-proxy", "shop-dev-auth-proxy")
+    assert _actions(update) == {name: "replaced" for nginx in nginxes for name in (nginx, f"{nginx}-config")}
     assert any("the gateway container is replaced delete-first" in w for w in update["warnings"])
-    assert any("the service proxy of api is replaced delete-first: calls to api fail" in w for w in update["warnings"])
+    gaps = sorted(w.split(":")[0] for w in update["warnings"] if "every call to" in w)
+    assert gaps == ["shop-dev-api-proxy", "shop-dev-auth-proxy"], update["warnings"]
+
+
+def test_a_call_limit_change_reloads_the_callee_proxy_in_place() -> None:
+    def change(values: dict[str, Any]) -> None:
+        next(w for w in values["netopt:workloads"] if w["name"] == "api")["calls"][0]["limit_rps"] = 50
+
+    update = since.update_plan(_fingerprints("dev"), _fingerprints("dev", change))
+    assert _actions(update) == {"shop-dev-auth-proxy-config": "reloaded in place"} and update["warnings"] == []
 
 
 def test_a_config_change_on_kubernetes_rolls_the_gateway_deployment() -> None:

@@ -421,14 +421,15 @@ def _docker_address_issues(spec: Spec) -> Iterable[Issue]:
         yield Issue(key_path(["network", "subnet"]), "the docker target gives every backend a fixed address (nginx resolves names once), "
                     "so it needs an IPv4 subnet; add e.g. 10.42.0.0/24")
         return
-    from components.plan.docker_links import block_size, room_needed
+    from components.plan.docker_links import block_size, blocks_needed, room_needed
 
     count, prefix = room_needed(spec)
     if prefix < subnet.prefixlen:
-        message = (f"{subnet} is too small for the service graph on docker: each of its {count} hops (the gateway to a routed "
-                   f"workload, a caller to a callee's service proxy, a proxy to the replicas it balances) gets an internal network "
-                   f"of its own, {block_size(spec)} addresses each; use a /{max(prefix, 0)} or larger "
-                   f"(e.g. {subnet.supernet(new_prefix=max(prefix, 0))})")
+        message = (f"{subnet} is too small for the service graph on docker: each of its {count} hops (the gateway to a "
+                   f"routed workload, a caller to its callee's service proxy, a proxy to the replicas it balances) gets an "
+                   f"internal network of its own, and the layout spans {max(blocks_needed(spec), 1)} blocks of {block_size(spec)} "
+                   f"addresses (every workload keeps a block for its ingress and one for its serve network, so a graph change "
+                   f"moves no replica's address); use a /{max(prefix, 0)} or larger (e.g. {subnet.supernet(new_prefix=max(prefix, 0))})")
         yield Issue(key_path(["network", "subnet"]), message)
     edge = spec.network.edge_subnet
     if edge is not None and edge.overlaps(subnet):

@@ -40,11 +40,22 @@ def test_an_image_change_replaces_the_replicas_in_order_with_their_pauses() -> N
 
 
 def test_a_new_gateway_container_gets_its_config_again() -> None:
+    """The service proxies run the gateway's image, user and resources (README): they are replaced with it, and
+    each one's config is delivered again after its new container."""
     def change(values: dict[str, Any]) -> None:
         values["gateway"]["resources"]["cpu"] = 0.75
 
-    assert _steps("dev", record_changed_stack("dev", change)) == [
-        ("shop-dev-gateway", "replace"), ("shop-dev-gateway-config", "replace")]
+    steps = _steps("dev", record_changed_stack("dev", change))
+    nginxes = ("shop-dev-api-proxy", "shop-dev-auth-proxy", "shop-dev-gateway")
+    assert sorted(steps) == sorted((name, "replace") for nginx in nginxes for name in (nginx, f"{nginx}-config")), steps
+    assert all(steps.index((nginx, "replace")) < steps.index((f"{nginx}-config", "replace")) for nginx in nginxes), steps
+
+
+def test_a_call_limit_change_updates_only_the_callee_proxy_config_command() -> None:
+    def change(values: dict[str, Any]) -> None:
+        next(w for w in values["workloads"] if w["name"] == "api")["calls"][0]["limit_rps"] = 50
+
+    assert _steps("dev", record_changed_stack("dev", change)) == [("shop-dev-auth-proxy-config", "update")]
 
 
 def test_a_memory_change_is_an_update_in_place() -> None:
