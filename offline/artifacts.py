@@ -10,18 +10,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from components.plan.build import Plan
-from components.targets import proxy_config
-from components.targets.base import Target
 from offline.manifests import manifests, write_manifests
 from offline.program import RecordedResource
 
 
-def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource], out: Path) -> dict[str, str]:
-    """Write the rendered gateway config, each service proxy's (`proxies/<name>.nginx.conf`) and target-specific files
-    as one set replacing `out`; return name -> path.
+def write_artifacts(plan: Plan, configs: Mapping[str, str], resources: list[RecordedResource], out: Path) -> dict[str, str]:
+    """Write the rendered gateway config, each service proxy's (`proxies/<name>.nginx.conf`; `configs`: the text of
+    each by proxy name, as the program deployed it) and target-specific files as one set replacing `out`; return
+    name -> path.
 
     For the kubernetes target that is every manifest the provider would apply, in the layout of its render-only
     mode (`netopt:kubernetes.render_yaml_to_directory`) under `manifests/`, and as one ordered `manifests.yaml`.
@@ -30,13 +30,13 @@ def write_artifacts(target: Target, plan: Plan, resources: list[RecordedResource
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.new-", dir=out.parent))
     try:
-        (staging / "nginx.conf").write_text(proxy_config(target, plan.gateway))
+        (staging / "nginx.conf").write_text(configs[plan.gateway.name])
         names = {"nginx_conf": "nginx.conf"}
         if plan.services:
             (staging / "proxies").mkdir()
         for proxy in plan.services:
             relative = proxy_config_path(proxy.name)
-            (staging / relative).write_text(proxy_config(target, proxy))
+            (staging / relative).write_text(configs[proxy.name])
             names[f"proxy:{proxy.name}"] = relative
         if plan.spec.target == "kubernetes":
             written = write_manifests(manifests(resources), staging)

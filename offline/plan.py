@@ -17,7 +17,6 @@ from typing import Any
 
 from components.observe.observed import CONFIG_KEY as OBSERVED_KEY
 from components.observe.observed import observed_section, read_observation
-from components.resources.app_network import analyse
 from components.resources.pulumi_config import namespace_values
 from components.spec.validation import SpecError, parse_spec
 from offline import policy_gate, since
@@ -28,17 +27,22 @@ from offline.stack_config import PROJECT_DIR, StackFileError, StackNotFoundError
 
 
 def build_plan_document(stack: str, project_dir: Path = PROJECT_DIR, out_dir: Path | None = None, policy: bool = True,
-                        observed: str | None = None) -> dict[str, Any]:
-    """Validate, run the program under mocks, write artifacts under build/<stack>/, run the policy pack, return the JSON document."""
+                        observed: str | None = None, one_shot: bool = False) -> dict[str, Any]:
+    """Validate, run the program under mocks, write artifacts under build/<stack>/, run the policy pack, return the JSON
+    document. `one_shot`: the caller exits after this plan (the CLI), so the program run's garbage is left uncollected."""
     config = cli_config(stack_file(stack, project_dir))
     if observed:
         config[OBSERVED_KEY] = observed  # as `pulumi config set netopt-observed:file <path>` would
     spec = parse_spec(namespace_values(config))  # fails before anything is registered or rendered
-    resources = run_program(config, stack, project_dir)
-    target, plan, report = analyse(spec, observed_section(spec, *read_observation(observed)) if observed else None)
+    if observed:
+        observed_section(spec, *read_observation(observed))  # so does an observation the program could not use
+    program: dict[str, Any] = {}
+    resources = run_program(config, stack, project_dir, one_shot=one_shot, program_globals=program)
+    app = program["app"]  # the program's AppNetwork: the plan shows the analysis the run registered, not a second one
+    target, plan, configs, report = app.analysis
     names = {r.urn: r.name for r in resources}
     nginx_check = check_gateway(target, plan)  # raises GatewayConfigError before anything is written
-    artifacts = write_artifacts(target, plan, resources, out_dir or build_dir(stack, project_dir))
+    artifacts = write_artifacts(plan, configs, resources, out_dir or build_dir(stack, project_dir))
     document = {
         "stack": stack,
         "environment": spec.environment,
@@ -186,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         previous = since.load_previous(args.since) if args.since else None
-        document = build_plan_document(args.stack, policy=not args.no_policy, observed=args.observed)
+        document = build_plan_document(args.stack, policy=not args.no_policy, observed=args.observed, one_shot=True)
         if previous is not None:
             document["update"] = since.update_plan(previous, document)
     except StackNotFoundError as error:

@@ -1,8 +1,8 @@
 """Docker isolation by construction: who could open a connection to whom equals the declared graph, one way.
 
 Read off the resources the program registers (under Pulumi's mocks), not off `docker_links`: which networks each
-container joins at which address and alias, and where each nginx listens (its uploaded config, parsed with
-crossplane). A backend is taken to listen on every address (an application usually does); a container reaches
+container joins at which address and alias, and where each nginx listens (the config its reload Command
+delivers, parsed with crossplane). A backend is taken to listen on every address (an application usually does); a container reaches
 another where they share a network and the other listens on its address there. The expectation is written out
 from the stack file alone (`_expected`): the gateway → each routed workload, each caller → its callee's service
 proxy (found by the callee's name), each proxy → the replicas it balances (the callee, or the versions of its
@@ -28,6 +28,7 @@ from offline.program import RecordedResource, run_program
 from offline.stack_config import cli_config, stack_file
 
 CONTAINER = "docker:index/container:Container"
+COMMAND = "command:local:Command"
 NETWORK = "docker:index/network:Network"
 EVERY_ADDRESS = "*"
 
@@ -91,10 +92,12 @@ def _reachable(records: list[RecordedResource], config: dict[str, str]) -> dict[
     workloads = {w["name"]: w for w in json.loads(config["netopt:workloads"])}
     containers = [r.inputs for r in records if r.type == CONTAINER]
     on: dict[str, dict[str, str]] = {c["name"]: {n["name"]: n.get("ipv4Address", "") for n in c.get("networksAdvanced") or []} for c in containers}
+    delivered = {r.inputs["environment"]["NETOPT_PROXY"]: r.inputs["stdin"] for r in records
+                 if r.type == COMMAND and "NETOPT_PROXY" in (r.inputs.get("environment") or {})}
     listening: dict[str, list[tuple[str, int]]] = {}
     for c in containers:
-        if "uploads" in c:  # the gateway and the service proxies: where their nginx listens
-            listening[c["name"]] = _listens(c["uploads"][0]["content"])
+        if "uploads" in c:  # the gateway and the service proxies: where the config their Command delivers listens
+            listening[c["name"]] = _listens(delivered[c["name"]])
         else:
             listening[c["name"]] = [(EVERY_ADDRESS, int(workloads[_role(c)]["port"]))]
     result: dict[tuple[str, str], set[tuple[str, int]]] = defaultdict(set)
@@ -181,28 +184,6 @@ def test_links_are_internal_two_ended_and_inside_the_declared_subnet(stack: str)
     declared = ipaddress.ip_network(json.loads(config["netopt:network"])["subnet"])
     assert all(s.subnet_of(declared) for s in subnets)  # type: ignore[arg-type]
     assert not any(a.overlaps(b) for i, a in enumerate(subnets) for b in subnets[i + 1:])
-
-
-@pytest.mark.parametrize("stack", ["dev", "boutique"])
-def test_a_caller_reaches_each_callee_by_its_name_on_their_shared_network(stack: str) -> None:
-    """Docker's embedded DNS answers a network alias to the containers on that network: every caller (the gateway for
-    a routed workload) shares a network on which every replica of the callee carries the callee's name as alias,
-    the name callers are configured with (the boutique's `REDIS_ADDR: redis-cart:6379`)."""
-    config = _docker_config(stack)
-    records = [r for r in run_program(config, stack, preview=False) if r.type == CONTAINER]
-    attached: dict[str, dict[str, list[set[str]]]] = defaultdict(lambda: defaultdict(list))  # network -> role -> aliases per container
-    for rec in records:
-        for attachment in rec.inputs.get("networksAdvanced") or []:
-            attached[attachment["name"]][_role(rec.inputs)].append(set(attachment.get("aliases") or []))
-    workloads = json.loads(config["netopt:workloads"])
-    replicas = {w["name"]: w.get("replicas", 1) for w in workloads}
-    flows = {("gateway", b["workload"]) for r in json.loads(config["netopt:routes"]) for b in r["backends"]}
-    flows |= {(w["name"], c["workload"]) for w in workloads for c in w.get("calls", [])}
-    for caller, callee in sorted(flows):
-        shared = [net for net, roles in attached.items() if caller in roles and callee in roles]
-        assert len(shared) == 1, (caller, callee, shared)
-        aliases = attached[shared[0]][callee]
-        assert len(aliases) == replicas[callee] and all(callee in names for names in aliases), (caller, callee, aliases)
 
 
 def test_a_subnet_too_small_for_the_graph_says_how_large_it_must_be(minimal: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,8 +23,9 @@ from pulumi.output import Unknown
 from pulumi.runtime import rpc, settings
 
 from bench.generate import generated_cli_config
-from offline import sdk_patches
+from offline import program, sdk_patches
 from offline.program import RecordedResource, run_program, run_stack
+from offline.stack_config import cli_config, stack_file
 
 
 def _comparable(resources: list[RecordedResource]) -> list[dict[str, Any]]:
@@ -61,6 +64,32 @@ def test_the_recording_is_the_same_without_the_patches(source: str, monkeypatch:
     stock = _comparable(record())
     assert [r["urn"] for r in patched] == [r["urn"] for r in stock], "registration order"
     assert patched == stock
+
+
+class _Everything:
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("source", ["dev", "staging", "prod", "boutique", "generated", "prod:linkerd", "prod:istio"])
+def test_echoing_only_the_outputs_the_program_reads_records_the_same(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner answers only ECHOED_TYPES' registrations with outputs: were any other type's output read into an
+    input, that input would be unknown here and known with every output echoed."""
+    stack, _, mesh = source.partition(":")
+
+    def record() -> list[RecordedResource]:
+        if stack == "generated":
+            return run_program(generated_cli_config(12), "scale")
+        config = cli_config(stack_file(stack))
+        if mesh:
+            config["netopt:kubernetes"] = json.dumps({**json.loads(config.get("netopt:kubernetes", "{}")), "mesh": mesh})
+        return run_program(config, stack)
+
+    default = _comparable(record())
+    monkeypatch.setattr(program, "ECHOED_TYPES", _Everything())
+    assert _comparable(record()) == default
+    monkeypatch.setattr(program, "ECHOED_TYPES", frozenset())
+    assert _comparable(record()) != default, "the program does read the echoed types' outputs"
 
 
 class _Dummy(pulumi.CustomResource):
@@ -113,16 +142,39 @@ def test_outputs_resolve_as_with_the_sdk_resolver() -> None:
     assert _resolved(sdk_patches._transfer_properties, cases) == _resolved(rpc.transfer_properties, cases)
 
 
-def test_none_is_serialized_as_by_the_sdk() -> None:
-    fast = sdk_patches._none_first(rpc.serialize_property)
+class _Color(enum.StrEnum):
+    RED = "red"
+
+
+def test_plain_values_are_serialized_as_by_the_sdk() -> None:
+    fast = sdk_patches._plain_first(rpc.serialize_property)
 
     async def both(*args: Any, **kwargs: Any) -> tuple[Any, Any]:
         return await fast(*args, **kwargs), await rpc.serialize_property(*args, **kwargs)
 
-    for args, kwargs in [((None, [], "k"), {}), ((None, [], "k"), {"return_protobuf_value": True}),
-                         ((None, [], "k", None, None, None, False, False, True), {}), (("x", [], "k"), {}), ((["a", None], [], "k"), {})]:
-        mine, theirs = asyncio.run(both(*args, **kwargs))
-        assert mine == theirs, (args, kwargs)
+    values = [None, "x", "", 0, -3, 2**70, 1.5, float("-0.0"), True, False, rpc.UNKNOWN, _Color.RED, ["a", None, 1, 2.5, True],
+              {"k": [None, {"n": 1}]}]
+    for value in values:
+        for args, kwargs in [((value, [], "k"), {}), ((value, [], "k"), {"return_protobuf_value": True}),
+                             ((value, [], "k", None, None, None, False, False, True), {})]:
+            mine, theirs = asyncio.run(both(*args, **kwargs))
+            assert (type(mine), mine) == (type(theirs), theirs), (args, kwargs)
+
+
+def test_a_failed_output_is_tracked_so_the_run_raises_it() -> None:
+    async def run() -> tuple[int, int]:
+        resource = _Dummy()
+        resolvers = sdk_patches._transfer_properties(resource, {"good": None, "bad": None}, True)
+        before = len(settings.SETTINGS.outputs)
+        resolvers["good"]("v", True, False, None, None)
+        resolvers["bad"](None, False, False, None, ValueError("engine refused"))
+        tracked = len(settings.SETTINGS.outputs) - before
+        with pytest.raises(ValueError, match="engine refused"):
+            await resource.__dict__["bad"]._data
+        settings.SETTINGS.outputs.clear()
+        return before, tracked
+
+    assert asyncio.run(run()) == (0, 1)
 
 
 def test_unwrap_type_answers_as_the_sdk() -> None:

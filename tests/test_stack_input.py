@@ -202,6 +202,7 @@ def test_plain_scalars_are_read_as_the_pulumi_cli_reads_them(tmp_path: Path) -> 
 def test_artifacts_failing_half_way_leave_the_previous_set_whole(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The new set is built beside the old one and swapped in only when complete."""
     from components.resources.app_network import analyse
+    from components.targets import proxy_config
     from offline import artifacts
     from offline.manifests import ManifestError
     from tests.conftest import stack_spec
@@ -218,6 +219,6 @@ def test_artifacts_failing_half_way_leave_the_previous_set_whole(tmp_path: Path,
     monkeypatch.setattr(artifacts, "write_manifests", half_way)
     target, plan_, _ = analyse(stack_spec("prod"))
     with pytest.raises(ManifestError):
-        artifacts.write_artifacts(target, plan_, [], out)
+        artifacts.write_artifacts(plan_, {p.name: proxy_config(target, p) for p in plan_.proxies}, [], out)
     assert {p.name: p.read_text() for p in out.iterdir()} == {"nginx.conf": "previous\n", "manifests.yaml": "previous\n"}
     assert sorted(p.name for p in out.parent.iterdir()) == ["prod"]

@@ -46,7 +46,8 @@ def _analysed(spec: Spec, observed: dict[str, Any] | None) -> tuple[Target, Plan
 class AppNetwork(pulumi.ComponentResource):
     def __init__(self, name: str, spec: Spec, opts: pulumi.ResourceOptions | None = None,
                  observed: dict[str, Any] | None = None) -> None:
-        target, plan, configs, self.report = _analysed(spec, observed)
+        self.analysis = target, plan, configs, self.report = _analysed(spec, observed)  # the offline plan shows it
+        # (`report` becomes an Output once the component registers it as a property; `analysis` keeps the values)
         # The report is an input of this component so policies see it, as a known value, during preview.
         super().__init__("netopt:index:AppNetwork", name, {"report": self.report}, opts)
         child = pulumi.ResourceOptions(parent=self)
