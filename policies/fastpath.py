@@ -7,6 +7,10 @@ times). For a 1,000-workload stack that alone is several seconds. This module me
 identity of their argument, per thread: the servicer hands the same protobuf message (upb returns one wrapper
 object per sub-message) to each policy, so the second and later policies get the already converted, read-only
 view. The unknown-checking view itself is built lazily (`_LazyDict`): a value is wrapped when a policy reads it.
+`Analyze` and `AnalyzeStack` are the library's own, line for line, but for building the resource's views (and, for
+`AnalyzeStack`, the stack's linked PolicyResources) once per request rather than once per policy; the stack
+policies then share those objects read-only (none of netopt's policies writes to a resource it is given).
+`inspect.signature`, which the library asks about `pulumi.runtime.Settings` on every request, is cached.
 Nothing else about the servicer changes: which policies run, their levels, the diagnostics and the not-applicable
 reasons are byte-for-byte what the unpatched library returns (tests/policy compares both).
 

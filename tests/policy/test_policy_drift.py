@@ -56,7 +56,7 @@ def test_a_faithful_observation_passes_and_no_observation_is_not_applicable(tmp_
 def test_an_observation_changed_after_the_plan_read_it_is_a_violation(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     path = _observation(tmp_path, "staging", {}, capsys)
-    original = plan.analyse  # type: ignore[attr-defined]
+    original = plan.check_gateway  # type: ignore[attr-defined]  # runs after the program read the observation, before the pack
 
     def tampering(*args: Any, **kwargs: Any) -> Any:
         result = original(*args, **kwargs)
@@ -65,7 +65,7 @@ def test_an_observation_changed_after_the_plan_read_it_is_a_violation(tmp_path: 
         path.write_text(json.dumps(document))  # after the plan read it, before the pack checks it
         return result
 
-    monkeypatch.setattr(plan, "analyse", tampering)
+    monkeypatch.setattr(plan, "check_gateway", tampering)
     violations = _drift_violations(plan.build_plan_document("staging", observed=str(path), out_dir=tmp_path / "build"))
     assert len(violations) == 1 and "changed since" in violations[0]["message"]
 
