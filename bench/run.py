@@ -194,9 +194,18 @@ KNOBS: list[tuple[str, str, Callable[[str], str]]] = [
     ("no X-Request-Id", "drop `proxy_set_header X-Request-Id $netopt_request_id;` (the counter-made id)",
      _sub(r"^\s+proxy_set_header X-Request-Id \$netopt_request_id;\n", "")),
     ("random X-Request-Id", "`$request_id` (nginx's 16 random bytes: a getpid() syscall + DRBG per request) for the id",
-     _sub(r'^(\s+)"" \$hostname-\S+;', r'\1"" $request_id;')),
+     _sub(r'^(\s+)default \$hostname-\S+;', r'\1default $request_id;')),
     ("no upstream zone", "drop `zone <name> 32k;` (per-worker instead of shared upstream state)",
      _sub(r"^\s+zone \S+ \S+;\n", "")),
+    ("no geo deny list", "drop the `geo $netopt_denied` check (`if (...) { return 403; }`) and the allow/deny lines",
+     lambda conf: _sub(r"^\s+(allow|deny) (0\.0\.0\.0/0|::/0|all);\n", "", count=3)(
+         _sub(r"^\s+if \(\$netopt_denied\) \{ return 403; \}\n", "")(conf))),
+    ("no client timeouts", "drop `client_header_timeout`, `client_body_timeout`, `send_timeout` (nginx's 60 s defaults)",
+     _sub(r"^\s+(client_header_timeout|client_body_timeout|send_timeout) \S+;\n", "")),
+    ("combined access log", "the JSON `netopt` log format (23 fields, 4 of them per-route maps) replaced by nginx's `combined`",
+     _sub(r"^(\s+access_log \S+) netopt ", r"\1 combined ")),
+    ("no route dispatch maps", "the per-route log maps (`$netopt_log_rl`, `_rl_key`, `_cl`, `_cl_key`) logged as empty strings",
+     _sub(r'\$netopt_log_(rl|rl_key|cl|cl_key)"', '"')),
 ]
 
 
@@ -705,6 +714,8 @@ def write_chart(data: dict[str, Any], out_dir: str) -> str | None:
     except Exception:
         return None
     panels = [k for k in ("throughput", "limited", "knobs", "skew") if data.get(k)]
+    if not panels:  # every section crashed: nothing to draw (the crash is reported)
+        return None
     fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 5.5))
     if len(panels) == 1:
         axes = [axes]
