@@ -1,4 +1,6 @@
-"""Gates on the calls between workloads, verified on what is deployed (`policies.calls_deployed`), not on the report.
+"""Gates on the calls between workloads, verified on what is deployed, not on the report: the service proxy configs
+(`policies.calls_deployed`) or, for a declared call no proxy route serves, the resources of the service mesh that
+carries it (`policies.calls_mesh`: the same facts, read from Linkerd's or Istio's resources; notes at the end).
 
 - `call-timeouts-and-limits`: every call route of every deployed service proxy sets its timeouts explicitly and
   within bounds (http: `proxy_read_timeout`/`proxy_connect_timeout`, grpc: `grpc_*`, tcp: the stream `proxy_timeout`
@@ -26,6 +28,18 @@ and they are the same inputs the capacity gates and the plan use, tied to this d
 digests. The replica counts, the limits, the upstream members and their weights are read from the deployed
 resources; a capacity check therefore fails when a deployment runs fewer replicas than planned, or limits looser
 than rendered.
+
+Under a mesh (the caller's pods run Linkerd's proxy or Istio's sidecar) the same gates judge what the mesh applies:
+- `call-timeouts-and-limits`: the request timeout of the callee's mesh route, explicit and within `maxTimeoutS`
+  (Istio tcp: the DestinationRule's connect and idle timeouts), a rate bucket counting the caller at every version
+  it reaches (Linkerd: in the version's pods; Istio: in the caller's sidecars) and, under Istio, a connection pool.
+  Linkerd has no concurrency limit (a rate limit with a request timeout bounds the calls in flight to rate ×
+  timeout) and nothing at all for a tcp call: that call fails closed;
+- `call-limits-within-capacity`: per version, the distinct buckets that bind its callers against its deployed pods;
+- `grpc-balanced-per-request`: the caller's pods run a per-request mesh proxy not skipped for the port, the
+  callee's pods are in the mesh (its authorization admits meshed identities only, so no caller reaches them around
+  a proxy), and the mesh's rule does not hash the source address or pass through to the ClusterIP;
+- `grpc-replicas-per-call`: the mesh sees requests on the port (not opaque to Linkerd, not TCP to Istio).
 """
 
 from __future__ import annotations
@@ -56,8 +70,9 @@ _NUMBER = {"type": "number"}
 
 CALL_TIMEOUTS_AND_LIMITS = Gate(
     "call-timeouts-and-limits", "structure",
-    "Every call between workloads goes through its callee's service proxy, which times it out (explicit timeouts within the "
-    "bounds) and counts it against a rate limit (http, grpc) and a concurrency limit, read from the deployed proxy configs.",
+    "Every call between workloads is timed out (explicit timeouts within the bounds) and counted against a rate limit (http, "
+    "grpc) and a concurrency limit by its callee's service proxy, or by the service mesh that carries it (Linkerd: no "
+    "concurrency limit), read from the deployed proxy configs or mesh resources.",
     {"maxTimeoutS": {**_NUMBER, "exclusiveMinimum": 0, "default": 60,
                      "description": "longest read or connect timeout of an http or grpc call, and connect timeout of a tcp call (s)"},
      "maxIdleTimeoutS": {**_NUMBER, "exclusiveMinimum": 0, "default": 3600,
@@ -68,8 +83,9 @@ CALL_TIMEOUTS_AND_LIMITS = Gate(
 
 CALL_LIMITS_WITHIN_CAPACITY = Gate(
     "call-limits-within-capacity", "capacity",
-    "The callers' limits at each callee's service proxy admit together no more than the callee's deployed replicas serve "
-    "(rate limits against Σ max_concurrency / response time; a tcp callee's connection caps against Σ max_concurrency).",
+    "The callers' limits at each callee's service proxy (or, under a mesh, at each version of the callee) admit together no "
+    "more than the callee's deployed replicas serve (rate limits against Σ max_concurrency / response time; a tcp callee's "
+    "connection caps against Σ max_concurrency).",
     {"maxAdmittedUtilization": {**_NUMBER, "exclusiveMinimum": 0, "default": 1.0,
                                 "description": "highest (Σ callers' limits) / (the callee's capacity) at any callee"}},
     "Lower the per-call `limit_rps` / `max_concurrency` overrides (or the callee's `traffic_policy` ones), or add replicas to the "
@@ -78,8 +94,9 @@ CALL_LIMITS_WITHIN_CAPACITY = Gate(
 
 GRPC_PER_REQUEST = Gate(
     "grpc-balanced-per-request", "structure",
-    "Every gRPC call reaches its callee through the callee's service proxy (or a service mesh), which balances each call with "
-    "grpc_pass over HTTP/2: no caller holds a long-lived HTTP/2 connection straight to one replica (Docker DNS, a ClusterIP Service).",
+    "Every gRPC call reaches its callee through the callee's service proxy, which balances each call with grpc_pass over HTTP/2, "
+    "or through a mesh proxy in the caller's pods, with the callee's pods in the mesh: no caller holds a long-lived HTTP/2 "
+    "connection straight to one replica (Docker DNS, a ClusterIP Service).",
     {},
     "Keep the callee behind its service proxy: deploy the program's resources (callers reach only the proxy, by the callee's name), "
     "use a balancing that is not a hash of the client address, and do not edit the proxy config or the Services by hand.",
@@ -88,7 +105,8 @@ GRPC_PER_REQUEST = Gate(
 GRPC_REPLICAS_PER_CALL = Gate(
     "grpc-replicas-per-call", "structure",
     "The gRPC service proxy's own hop picks a replica per call: its upstream members are the callee's replicas (or a headless "
-    "Service's pods), not a ClusterIP Service whose pooled connections kube-proxy pins to one pod each.",
+    "Service's pods), not a ClusterIP Service whose pooled connections kube-proxy pins to one pod each; under a mesh, the "
+    "mesh sees the requests on the callee's port (not opaque, not TCP).",
     {},
     "On Kubernetes run the calls through a mesh (`kubernetes.mesh: linkerd` or `istio`), or run the callee with one replica; "
     "netopt's proxies on Kubernetes reach the pods through their ClusterIP Service (README, Policy pack, for the options).",
@@ -340,9 +358,10 @@ def _mesh_within_capacity(network: PolicyResource, meshes: Sequence[MeshCall], d
         spec = get(declared, workload)
         capacity, basis = None, f"the report declares no response_time_ms/max_concurrency for workload '{workload}'"
         if spec is not None and get(spec, "max_concurrency") is not None and items(get(spec, "response_time_ms")):
-            capacity, basis = _served_capacity(Served(workload, None, version.pods), spec, kind), f"{workload} {version.pods} pods"
+            capacity, basis = _served_capacity(Served(workload, None, version.pods), spec, kind), f"{workload} × {version.pods}"
         name = f"'{workload}'" if workload == callee else f"'{workload}' (a version of '{callee}')"
-        verdict = _capacity_verdict(kind, admitted, capacity, basis, maximum, name, f"its {version.pods} deployed pods")
+        pods = f"its {version.pods} deployed pod{'s' if version.pods != 1 else ''}"
+        verdict = _capacity_verdict(kind, admitted, capacity, basis, maximum, name, pods)
         if verdict:
             where = first.where if first.resource is not None else f"AppNetwork '{network.name}'"
             report_violation(f"{where}, calls carried by {first.mesh}: {verdict}. Fix: {_MESH_FIX[CALL_LIMITS_WITHIN_CAPACITY.name]}",
@@ -374,7 +393,7 @@ def _per_request(args: StackValidationArgs, config: dict[str, Any], report_viola
         args.not_applicable("no gRPC call in this stack")
         return
     workloads = deployed_workloads(args.resources)
-    meshes = [m for m in mesh_calls(_resources(args), _unserved(report, calls)) if m.protocol == "grpc"]
+    meshes = mesh_calls(_resources(args), [e for e in _unserved(report, calls) if e[2] == "grpc"])
     for callee, callers in callees.items():
         mine = [c for c in calls if c.callee == callee]
         for mesh in (m for m in meshes if m.callee == callee and not mine):
@@ -459,10 +478,11 @@ def _bypass(resources: Sequence[Any], workloads: Workloads, callee: str, callers
 # -- grpc-replicas-per-call ------------------------------------------------------------------------------------------
 
 def _replicas_per_call(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
-    calls = [c for c in deployed_calls(args.resources) if c.forward == "grpc_pass"]
+    deployed = deployed_calls(args.resources)
+    calls = [c for c in deployed if c.forward == "grpc_pass"]
     reported = _report(args, quiet=True)
-    meshes = [m for m in mesh_calls(_resources(args), _unserved(reported[1], deployed_calls(args.resources))) if m.protocol == "grpc" and m.mesh] \
-        if reported is not None else []
+    grpc = [e for e in _unserved(reported[1], deployed) if e[2] == "grpc"] if reported is not None else []
+    meshes = [m for m in mesh_calls(_resources(args), grpc) if m.mesh]
     if not calls and not meshes:
         args.not_applicable("no deployed gRPC service proxy and no gRPC call carried by a mesh")
         return

@@ -60,7 +60,7 @@ ISTIO_NETWORKING = "networking.istio.io"
 GATEWAY_API = "gateway.networking.k8s.io"
 LOCAL_RATE_LIMIT = "envoy.filters.http.local_ratelimit"
 _LIMITING_PROTOCOLS = ("unknown", "HTTP/1", "HTTP/2")  # Server proxyProtocols whose proxies get the rate limit
-_PER_REQUEST_PROTOCOLS = ("http", "http2", "grpc", "grpc-web", "h2c", "kubernetes.io/h2c")
+_STREAM_PROTOCOLS = ("tcp", "tls", "https", "mongo", "mysql", "redis", "udp")  # a Service port Istio carries as bytes
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s|us|µs|ns)")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
 _DENOMINATOR = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
@@ -121,6 +121,8 @@ class MeshCall:
 
 def mesh_calls(resources: Iterable[Resource], edges: Sequence[tuple[str, str, str, int | None]]) -> list[MeshCall]:
     """The mesh's view of each declared call (caller, callee, protocol, port)."""
+    if not edges:  # every call is a service proxy's (or none is declared): no index to build
+        return []
     index = MeshIndex(resources)
     return [_call(index, caller, callee, protocol, None if port is None else int(float(port))) for caller, callee, protocol, port in edges]
 
@@ -151,12 +153,16 @@ def _call(index: MeshIndex, caller: str, callee: str, protocol: str, port: int |
         if carried.mesh == ISTIO and protocol != "tcp" else (None, "", "")
     found = [_version(index, carried, callers, protocol, b, bucket) for b in backends]
     found = [replace(f, version=replace(f.version, outside=_outside(index, b.pods))) for f, b in zip(found, backends, strict=True)]
+    opaque = _opaque(index, carried.mesh, service, port, [p for b in backends for p in b.pods])
+    if opaque and protocol != "tcp":  # requests the mesh does not see are neither timed out nor limited as requests
+        timeout, timeout_from = None, f"the mesh carries port {port} as a byte stream ({opaque}): no route timeout applies"
+        why = f"the mesh carries port {port} as a byte stream: no request limit or request pool applies"
+        found = [replace(f, version=replace(f.version, rates=(), connections=(), no_rate=why, no_connections=why)) for f in found]
     istio_tcp = protocol == "tcp" and carried.mesh == ISTIO
     return MeshCall(
         caller, callee, protocol, port, carried.mesh, carried.why, routes[0].resource if routes else service, timeout, timeout_from,
         _loosest([f.connect for f in found]) if istio_tcp else None, _loosest([f.idle for f in found]) if istio_tcp else None,
-        tuple(f.version for f in found), tuple(dict.fromkeys(b for f in found for b in f.balancing)),
-        _opaque(index, service, port, [p for b in backends for p in b.pods]) if carried.mesh else "", tuple(problems),
+        tuple(f.version for f in found), tuple(dict.fromkeys(b for f in found for b in f.balancing)), opaque, tuple(problems),
         next((f"{p.resource.where}: {mark}" for p in callers if (mark := index.skipped(p, port))), ""))
 
 
@@ -483,8 +489,13 @@ def _balancing(policy: Mapping[str, Any], where: str) -> tuple[str, ...]:
 
 # -- what the mesh sees on the port -------------------------------------------------------------------------------
 
-def _opaque(index: MeshIndex, service: Found, port: int | None, pods: Sequence[Pods]) -> str:
-    """Why a mesh carries the port as a byte stream (one pod per connection); "" when it sees each request."""
+def _opaque(index: MeshIndex, mesh: str | None, service: Found, port: int | None, pods: Sequence[Pods]) -> str:
+    """Why the caller's mesh carries the port as a byte stream (one pod per connection, no request seen); "" when it
+    sees each request (or there is no mesh)."""
+    if mesh in (ISTIO, AMBIENT):
+        return _istio_opaque(service, port)
+    if mesh != LINKERD:
+        return ""
     target, name = index.target_port(service, port)
     marked = "config.linkerd.io/opaque-ports"
     if port in ports_of(service.marks().get(marked, "")):
@@ -498,9 +509,12 @@ def _opaque(index: MeshIndex, service: Found, port: int | None, pods: Sequence[P
         if get(server.props, "spec", "proxyProtocol") == "opaque" and _server_port(server, target, name, pods) and \
                 any(label_selected(get(server.props, "spec", "podSelector"), p.labels) for p in pods):
             return f"{server.where} says proxyProtocol opaque for port {target}"
+    return ""
+
+
+def _istio_opaque(service: Found, port: int | None) -> str:
     entry: Any = next((p for p in items(get(service.props, "spec", "ports")) if port is None or int(float(get(p, "port", default=-1))) == port), {})
     declared = str(get(entry, "appProtocol", default="") or str(get(entry, "name", default="")).partition("-")[0]).lower()
-    known = declared in _PER_REQUEST_PROTOCOLS or declared in ("tcp", "tls", "https", "mongo", "mysql", "redis", "udp")
-    if known and declared not in _PER_REQUEST_PROTOCOLS:
+    if declared in _STREAM_PROTOCOLS:  # anything else Istio sees as HTTP, or sniffs (HTTP/1.1, HTTP/2)
         return f"the Service '{service.name}' port {port} declares {declared} (appProtocol, else the port name): Istio carries it as TCP"
     return ""

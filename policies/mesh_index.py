@@ -211,5 +211,5 @@ class MeshIndex:
         """A workload's membership: its least meshed pods' (pods of one workload normally agree)."""
         found = [self.membership(p) for p in pods]
         if not found:
-            return Membership(None, False, "no deployed pods")
+            return Membership(None, False, "no deployed Kubernetes pods")
         return next((m for m in found if m.mesh is None), None) or next((m for m in found if not m.per_request), found[0])

@@ -123,9 +123,12 @@ def _server(protocol: str) -> Edit:
 
 
 def test_linkerd_sends_no_rate_limit_to_a_grpc_or_opaque_server() -> None:
-    for protocol in ("gRPC", "opaque", "TLS"):
+    for protocol in ("gRPC", "TLS"):
         web = _calls(mesh_resources("prod", "linkerd"), {("Server", "api"): _server(protocol)})["web.api"]
         assert _rates(web) == {"api": []} and f"proxyProtocol {protocol}" in web.versions[0].no_rate
+    # opaque: the clients do not even see requests (no route timeout either)
+    web = _calls(mesh_resources("prod", "linkerd"), {("Server", "api"): _server("opaque")})["web.api"]
+    assert _rates(web) == {"api": []} and "proxyProtocol opaque" in web.opaque and web.timeout_s is None
     for protocol in ("HTTP/2", "unknown"):
         assert _rates(_calls(mesh_resources("prod", "linkerd"), {("Server", "api"): _server(protocol)})["web.api"]) == {"api": [2400]}
 
