@@ -5,9 +5,11 @@ pod of each version, with a per-caller override (`clientRefs`); netopt's Istio r
 caller's own sidecar (an EnvoyFilter on its outbound route to the callee), one bucket per caller pod. Either way a
 call's limit L is spread over n pods as n buckets of ⌊L·share/n⌋ whole requests per second (at least 1): what the
 mesh enforces, and so the call's f_l in the flow-control score, is Σ n·⌊L·share/n⌋, never more than L (but for the
-floor of 1 per pod). Pods are a workload's declared `replicas` (an autoscaled workload's minimum: more pods admit
-more). The mesh resources (`components/targets/mesh`) and the scores read these numbers; the policy pack recomputes
-them from the deployed resources.
+floor of 1 per pod). Pods are, for Linkerd's callee-side buckets, a version's declared `replicas` (an autoscaled
+workload's minimum: each added pod also serves its share, so the callee's load per pod stays the same); for Istio's
+caller-side buckets, the caller's most pods (its autoscaler's maximum: an added caller pod serves nothing). The
+mesh resources (`components/targets/mesh`) and the scores read these numbers; the policy pack recomputes them from
+the deployed resources.
 """
 
 from __future__ import annotations
@@ -52,9 +54,11 @@ def callee_buckets(spec: Spec, edge: Edge) -> tuple[PodBuckets, ...]:
 
 
 def caller_buckets(spec: Spec, edge: Edge) -> tuple[PodBuckets, ...]:
-    """Istio: the caller's sidecars, each caller pod keeping a bucket for its calls to the callee."""
+    """Istio: the caller's sidecars, each caller pod keeping a bucket for its calls to the callee. Sized for the
+    caller's most pods (its autoscaler's maximum): every pod the autoscaler adds brings a full bucket, so a bucket
+    sized for the minimum would let a scaled-out caller send up to max/min times its limit."""
     assert edge.limit_rps is not None, "a tcp call has no rate limit"
-    return buckets(edge.limit_rps, [(edge.caller, spec.workload(edge.caller).replicas, Fraction(1))])
+    return buckets(edge.limit_rps, [(edge.caller, spec.max_replicas(edge.caller), Fraction(1))])
 
 
 def mesh_call_routes(spec: Spec, edges: Sequence[Edge]) -> list[tuple[str, int, float | None]]:

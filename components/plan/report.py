@@ -70,6 +70,8 @@ def edge_document(edge: Edge) -> dict[str, Any]:
         "caller": edge.caller,
         "callee": edge.callee,
         "protocol": policy.protocol,
+        "port": policy.port,  # the callee's port the call reaches (its Service port on Kubernetes)
+        "port_name": policy.port_name,  # None: the callee's main port
         "ratio": edge.ratio,
         "declared_rps": edge.declared_rps,
         "balancing": policy.algorithm,

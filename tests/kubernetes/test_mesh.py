@@ -47,11 +47,21 @@ def mesh_manifests(stack: str, mesh: str) -> list[dict[str, Any]]:
     return manifests(mesh_resources(stack, mesh))
 
 
+# Linkerd can neither time out nor limit a tcp call (an opaque port): the boutique's cartservice -> redis-cart is
+# unbounded under Linkerd, and the prod policies say so — and nothing else.
+TCP_UNDER_LINKERD = {("call-timeouts-and-limits", "mandatory"), ("call-limits-within-capacity", "mandatory")}
+
+
 @pytest.mark.parametrize(("stack", "mesh"), VARIANTS)
 def test_it_plans_with_no_violation_of_the_prod_policies(stack: str, mesh: str) -> None:
     analysis = analyze_config(mesh_config(stack, mesh), stack, policy_config_path("prod"), mesh_resources(stack, mesh))
-    assert analysis.violated() == set(), "\n".join(d.message for d in analysis.diagnostics)
+    unbounded = (stack, mesh) == ("boutique", "linkerd")
+    assert analysis.violated() == (TCP_UNDER_LINKERD if unbounded else set()), "\n".join(d.message for d in analysis.diagnostics)
+    assert all("cartservice -> redis-cart" in d.message or "cartservice.redis-cart" in d.message for d in analysis.diagnostics)
+    assert all("use `kubernetes.mesh: istio`" in d.message or "use `kubernetes.mesh:\nistio`" in d.message for d in analysis.diagnostics)
     assert "scores-match-deployed-config" not in {n.policy for n in analysis.not_applicable}, "the call scores were recomputed, not skipped"
+    for policy in ("call-timeouts-and-limits", "call-limits-within-capacity", "grpc-balanced-per-request"):
+        assert policy not in {n.policy for n in analysis.not_applicable} or stack == "prod", f"{policy} judged the mesh's calls"
 
 
 @pytest.mark.parametrize(("stack", "mesh"), VARIANTS)
@@ -123,8 +133,10 @@ def _pair(connection: Connection) -> tuple[str, str, str]:
 # api serves 3 replicas × 32 in flight / 0.040 s = 2400 calls/s, all web's (its only caller): web -> api 2400 rps.
 # auth serves 3 × 16 / 0.030 s = 1600/s, shared by declared call rates api 84 × 0.3 = 25.2 and api-canary 8 × 0.3
 # = 2.4: api 1600 × 25.2 / 27.6 = 1460.87 -> 87652 per minute; api-canary 139.13 -> 8347 per minute.
-# Per pod (3 each): ⌊2400 / 3⌋ = 800, ⌊87652 / 60 / 3⌋ = 486, ⌊8347 / 60 / 3⌋ = 46.
+# Per pod (3 each): ⌊2400 / 3⌋ = 800, ⌊87652 / 60 / 3⌋ = 486, ⌊8347 / 60 / 3⌋ = 46. Istio keeps a caller's limit in the
+# caller's pods, sized for its most pods: api scales to 6 (its autoscaler's maximum), ⌊87652 / 60 / 6⌋ = 243.
 WEB_API, API_AUTH, CANARY_AUTH = 800, 486, 46
+API_AUTH_ISTIO = 243
 
 
 def test_linkerd_limits_each_caller_in_the_callees_pods() -> None:
@@ -144,10 +156,12 @@ def test_istio_limits_each_caller_in_its_own_pods() -> None:
     found = by_kind(mesh_manifests("prod", "istio"))
     buckets = {name: [p["patch"]["value"]["typed_per_filter_config"]["envoy.filters.http.local_ratelimit"]["value"]["token_bucket"]["tokens_per_fill"]
                       for p in m["spec"]["configPatches"] if p["applyTo"] == "HTTP_ROUTE"] for name, m in found["EnvoyFilter"].items()}
-    assert buckets == {"web-call-limits": [WEB_API], "api-call-limits": [API_AUTH], "api-canary-call-limits": [CANARY_AUTH]}
-    # web -> api may hold 96 calls in flight (api's 96, one caller): 32 per web pod; api -> auth 44 over api's 6 pods at most
+    assert buckets == {"web-call-limits": [WEB_API], "api-call-limits": [API_AUTH_ISTIO], "api-canary-call-limits": [CANARY_AUTH]}
+    # Calls in flight per caller: twice its share of the callee's, at most all of it (components/plan/calls.py). web -> api:
+    # api's 3 × 32 = 96, one caller: 96, 32 per web pod. auth holds 3 × 16 = 48; api's share 25.2 / 27.6: ⌈2 × 48 × 0.913⌉
+    # = 88 > 48, so 48 over api's 6 pods at most: 8 each; api-canary's ⌈2 × 48 × 0.087⌉ = 9 over its 3 pods: 3 each.
     pools = {name: m["spec"]["trafficPolicy"]["connectionPool"] for name, m in found["DestinationRule"].items() if "workloadSelector" in m["spec"]}
-    assert pools["web-to-api"]["http"] == {"http2MaxRequests": 32} and pools["api-to-auth"]["http"] == {"http2MaxRequests": 44 // 6}
+    assert [pools[n]["http"]["http2MaxRequests"] for n in ("web-to-api", "api-to-auth", "api-canary-to-auth")] == [32, 8, 3]
     principals = found["AuthorizationPolicy"]["api-to-auth"]["spec"]["rules"][0]["from"][0]["source"]["principals"]
     assert principals == ["cluster.local/ns/shop-prod/sa/api"]
     assert found["AuthorizationPolicy"]["allow-nothing"]["spec"] == {}
@@ -169,14 +183,23 @@ def _tampered(stack: str, mesh: str, kind: str, name: str, edit: Any) -> list[Re
     return resources
 
 
-@pytest.mark.parametrize(("mesh", "kind", "name", "edit"), [
-    ("linkerd", "HTTPLocalRateLimitPolicy", "api", lambda i: i["spec"]["overrides"][0].update(requestsPerSecond=WEB_API + 100)),
+SCORES, CAPACITY, TIMEOUTS = "scores-match-deployed-config", "call-limits-within-capacity", "call-timeouts-and-limits"
+
+
+@pytest.mark.parametrize(("mesh", "kind", "name", "edit", "also"), [
+    # 900 per pod × 3 = 2700 calls/s admitted to api, which serves 2400
+    ("linkerd", "HTTPLocalRateLimitPolicy", "api", lambda i: i["spec"]["overrides"][0].update(requestsPerSecond=WEB_API + 100), {CAPACITY}),
+    # the new first rule (/admin) sets no timeout: those calls are not timed out
     ("linkerd", "HTTPRoute", "api", lambda i: i["spec"]["rules"].insert(0, {"matches": [{"path": {"type": "PathPrefix", "value": "/admin"}}],
-                                                                           "backendRefs": i["spec"]["rules"][0]["backendRefs"]})),
-    ("istio", "EnvoyFilter", "web-call-limits", lambda i: i["spec"]["configPatches"].pop(0)),  # the filter itself: the bucket is inert
+                                                                           "backendRefs": i["spec"]["rules"][0]["backendRefs"]}), {TIMEOUTS}),
+    # the filter itself: the bucket is inert, web's calls to api are unlimited
+    ("istio", "EnvoyFilter", "web-call-limits", lambda i: i["spec"]["configPatches"].pop(0), {TIMEOUTS, CAPACITY}),
 ], ids=["linkerd-override-raised", "linkerd-route-rule-before-the-call", "istio-filter-not-inserted"])
-def test_a_mesh_resource_that_disagrees_with_the_report_fails_the_integrity_gate(mesh: str, kind: str, name: str, edit: Any) -> None:
+def test_a_mesh_resource_that_disagrees_with_the_report_fails_the_integrity_gate(mesh: str, kind: str, name: str, edit: Any,
+                                                                                  also: set[str]) -> None:
+    """The integrity gate sees the deployed resource disagree with the report; the call gates, reading the same
+    resources, see what the edit does to the call."""
     resources = _tampered("prod", mesh, kind, name, edit)
     analysis = analyze_config(mesh_config("prod", mesh), "prod", policy_config_path("prod"), resources)
-    assert analysis.violated() == {("scores-match-deployed-config", "mandatory")}, "\n".join(d.message for d in analysis.diagnostics)
-    assert any("web.api" in d.message for d in analysis.diagnostics)
+    assert analysis.violated() == {(p, "mandatory") for p in {SCORES, *also}}, "\n".join(d.message for d in analysis.diagnostics)
+    assert all("web.api" in d.message or "web -> api" in d.message for d in analysis.diagnostics)

@@ -117,10 +117,22 @@ def test_members_trace_to_the_deployed_workloads_and_their_replicas() -> None:
     assert served is not None and (served.workload, served.replica, served.count) == ("auth", 0, 1)
 
 
+def _imports(module: str) -> set[str]:
+    tree = ast.parse((POLICIES / f"{module}.py").read_text())
+    return {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+
+
 def test_the_call_gates_import_nothing_from_components() -> None:
-    # They verify what the program deployed: a shared reading of the config would be a shared bug.
-    for module in ("calls.py", "calls_deployed.py"):
-        tree = ast.parse((POLICIES / module).read_text())
-        imported = {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
-            a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-        assert imported and not any(name.startswith("components") for name in imported), (module, imported)
+    # They verify what the program deployed (service proxy configs, a mesh's resources): a shared reading of the config
+    # would be a shared bug. Followed through every policies module they import.
+    for gates in ("calls", "calls_deployed", "calls_mesh", "mesh_index", "mesh"):
+        seen, todo = set(), [gates]
+        while todo:
+            module = todo.pop()
+            seen.add(module)
+            imported = _imports(module)
+            assert imported and not any(name.startswith("components") for name in imported), (gates, module, imported)
+            todo += [name.removeprefix("policies.") for name in imported if name.startswith("policies.")
+                     and name.removeprefix("policies.") not in seen]
+        assert {"calls_mesh", "mesh_index"} <= seen or gates in ("calls_deployed", "calls_mesh", "mesh_index"), seen

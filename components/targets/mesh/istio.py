@@ -7,14 +7,16 @@
   for a routed workload, the gateway. `principals`, not `serviceAccounts` (CVE-2026-39350).
 - **Balancing, connection pool, passive health**: a `DestinationRule` per called version: `loadBalancer` from the
   callee's `balancing` (least_conn and latency_optimal → LEAST_REQUEST, the round-robin family → ROUND_ROBIN,
-  ip_hash and consistent_hash → consistentHash), the connect timeout, `outlierDetection` from
-  `gateway.passive_health`. Per edge, the same rule again with a `workloadSelector` on the caller's pods adds its
-  `connectionPool`: Envoy holds the pool in each caller pod's sidecar, so each pod gets
-  ⌊max_concurrency·share/pods⌋ (pods: the caller's most replicas) requests and connections in flight.
+  ip_hash and consistent_hash → consistentHash), the connect timeout (a tcp callee's idle timeout too: Istio's
+  default is 1 h), `outlierDetection` from `gateway.passive_health`. Per edge, the same rule again with a
+  `workloadSelector` on the caller's pods adds its `connectionPool`: Envoy holds the pool in each caller pod's
+  sidecar, so each pod gets ⌊max_concurrency·share/pods⌋ (pods: the caller's most replicas) requests and
+  connections in flight.
 - **Rate limit per caller, and what per caller means here**: Istio has no first-class local rate limit; it is an
   `EnvoyFilter` (`envoy.filters.http.local_ratelimit`). netopt puts it in each caller's own sidecar, on its
   outbound route to the callee (one filter per caller: the HTTP filter, then a token bucket per callee's virtual
-  host): each caller pod keeps ⌊limit/pods⌋ req/s of its call's limit (`components.plan.mesh_limits`), burst
+  host): each caller pod keeps ⌊limit/pods⌋ req/s of its call's limit (pods: the caller's most replicas, as for the
+  pool; `components.plan.mesh_limits`), burst
   ⌈burst/pods⌉. So the limit is per caller, kept on the caller's side: its application cannot go around its sidecar
   (the callee admits only mTLS principals, which only the sidecar holds), and the gateway's requests to a routed
   callee are not counted (a limit in the callee's inbound sidecar would count them). The Envoy payload is not
@@ -87,6 +89,8 @@ def _load_balancer(policy: CalleePolicy) -> dict[str, Any]:
 
 def _traffic_policy(inputs: MeshInputs, policy: CalleePolicy, pool: int | None) -> dict[str, Any]:
     tcp: dict[str, Any] = {"connectTimeout": duration(policy.connect_timeout_s)}
+    if policy.protocol == "tcp":  # a tcp call's timeout is its idle timeout (Istio's default: 1 h)
+        tcp["idleTimeout"] = duration(policy.timeout_s)
     traffic: dict[str, Any] = {"loadBalancer": _load_balancer(policy), "connectionPool": {"tcp": tcp}}
     if pool is not None:
         tcp["maxConnections"] = pool

@@ -4,7 +4,8 @@
   which is its mTLS identity. Each workload a client reaches gets a `Server` (its pods, its port; `accessPolicy:
   deny`), one `MeshTLSAuthentication` per client identity, and one `AuthorizationPolicy` per edge (client →
   server): only declared callers (and the gateway, for a routed workload) get in.
-- **Limits per caller**: an `HTTPLocalRateLimitPolicy` per called version's Server, one override per caller
+- **Limits per caller**: an `HTTPLocalRateLimitPolicy` per called version's Server (a gRPC callee's Server says
+  `HTTP/2`: the proxy enforces no rate limit on a `gRPC` Server), one override per caller
   (`clientRefs` its ServiceAccount). Linkerd limits locally, per pod: each pod keeps ⌊limit·share/pods⌋ req/s of the
   caller's limit (`components.plan.mesh_limits`). Identities without an override (the gateway) are not limited
   here (the gateway limits its own clients). Linkerd has no burst setting (its GCRA tolerance) and no concurrency
@@ -35,7 +36,10 @@ from components.spec.schema import Spec
 from components.targets.mesh import Manifest, MeshInputs, MeshProfile, duration, mesh_route
 
 POLICY = "policy.linkerd.io"
-_PROTOCOL = {"http": "HTTP/1", "grpc": "gRPC", "tcp": "opaque"}
+_PROTOCOL = {"http": "HTTP/1", "grpc": "HTTP/2", "tcp": "opaque"}
+"""A Server's `proxyProtocol`. gRPC is served as HTTP/2: Linkerd's policy controller sends a Server's
+HTTPLocalRateLimitPolicy to the proxy only with the `unknown`, `HTTP/1` and `HTTP/2` protocols — a `gRPC` Server's
+proxy gets no rate limit at all (linkerd2 policy-controller/grpc/src/inbound.rs, `to_server`)."""
 _HTTP_STATUS = {"http_500": "500", "http_502": "502", "http_503": "503", "http_504": "504", "http_429": "429"}
 _GRPC_STATUS = {"error": "unavailable", "http_502": "unavailable", "http_503": "unavailable", "timeout": "deadline-exceeded",
                 "http_504": "deadline-exceeded", "http_500": "internal", "http_429": "resource-exhausted"}
