@@ -71,18 +71,21 @@ class _Everything:
         return True
 
 
-@pytest.mark.parametrize("source", ["dev", "staging", "prod", "boutique", "generated", "prod:linkerd", "prod:istio"])
+@pytest.mark.parametrize("source", ["dev", "staging", "prod", "boutique", "boutique:docker", "generated", "prod:linkerd", "prod:istio"])
 def test_echoing_only_the_outputs_the_program_reads_records_the_same(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The runner answers only ECHOED_TYPES' registrations with outputs: were any other type's output read into an
     input, that input would be unknown here and known with every output echoed."""
-    stack, _, mesh = source.partition(":")
+    stack, _, variant = source.partition(":")  # a mesh, or the other target
 
     def record() -> list[RecordedResource]:
         if stack == "generated":
             return run_program(generated_cli_config(12), "scale")
         config = cli_config(stack_file(stack))
-        if mesh:
-            config["netopt:kubernetes"] = json.dumps({**json.loads(config.get("netopt:kubernetes", "{}")), "mesh": mesh})
+        if variant == "docker":  # one Docker host publishes the gateway's port once
+            config["netopt:target"] = "docker"
+            config["netopt:gateway"] = json.dumps({**json.loads(config["netopt:gateway"]), "replicas": 1})
+        elif variant:
+            config["netopt:kubernetes"] = json.dumps({**json.loads(config.get("netopt:kubernetes", "{}")), "mesh": variant})
         return run_program(config, stack)
 
     default = _comparable(record())
