@@ -162,10 +162,10 @@ class _NoMocks(mocks.Mocks):
 ECHOED_TYPES = frozenset({"docker:index/network:Network", "docker:index/volume:Volume", "kubernetes:core/v1:Namespace",
                           "kubernetes:core/v1:ConfigMap"})
 """The provider resource types whose outputs the program reads (a link network's `name` in its members'
-`networksAdvanced`, a persistent volume's `name` in its container's `volumes`, the namespace's `metadata.name` in every namespaced object, a proxy ConfigMap's in the volume
-that mounts it); components are always answered
-(their properties are outputs the program reads, the report among them). tests/test_sdk_patches.py checks that
-echoing every type's outputs records the same."""
+`networksAdvanced`, a persistent volume's `name` in its container's `volumes`, the namespace's `metadata.name` in
+every namespaced object, a proxy ConfigMap's in the volume that mounts it); components are always answered (their
+properties are outputs the program reads, the report among them). tests/test_sdk_patches.py checks that echoing
+every type's outputs records the same."""
 
 
 class _RecordingMonitor(mocks.MockMonitor):

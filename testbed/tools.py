@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import sys
 
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
@@ -48,9 +49,22 @@ def missing(tools: dict[str, str] = TEST_TOOLS) -> dict[str, str]:
     return {name: package for name, package in tools.items() if locate(name) is None}
 
 
+def missing_stream_module() -> dict[str, str]:
+    """nginx's stream module (tcp service proxies are `nginx -t`-checked with it) where this nginx builds it as a
+    dynamic module that is not installed (Debian: its own package, libnginx-mod-stream); {} otherwise."""
+    nginx = locate("nginx")
+    if nginx is None:
+        return {}
+    configure = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30).stderr
+    if "--with-stream=dynamic" not in configure:
+        return {}
+    modules = next((arg.partition("=")[2] for arg in configure.split() if arg.startswith("--modules-path=")), "/usr/lib/nginx/modules")
+    return {} if os.path.isfile(os.path.join(modules, "ngx_stream_module.so")) else {"nginx's stream module": "libnginx-mod-stream"}
+
+
 def main() -> int:
     """Exit 1 with the apt-get command when a tool `make test` needs is missing; 0 (silent) otherwise."""
-    absent = missing()
+    absent = missing() | missing_stream_module()
     if not absent:
         return 0
     packages = " ".join(sorted(set(absent.values())))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -31,4 +32,15 @@ def test_the_prerequisite_check_passes_on_this_machine() -> None:
     result = subprocess.run([sys.executable, "-m", "testbed.tools"], cwd=PROJECT_DIR, env={"PATH": "/usr/bin:/bin"},
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
-    assert tools.missing() == {}
+    assert tools.missing() == {} and tools.missing_stream_module() == {}
+
+
+def test_a_dynamic_stream_module_not_installed_names_its_package(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    nginx = tmp_path / "nginx"
+    nginx.write_text(f"#!/bin/sh\necho 'configure arguments: --modules-path={tmp_path}/modules --with-stream=dynamic' >&2\n")
+    nginx.chmod(0o755)
+    monkeypatch.setattr(tools, "locate", lambda name: str(nginx) if name == "nginx" else None)
+    assert tools.missing_stream_module() == {"nginx's stream module": "libnginx-mod-stream"}
+    (tmp_path / "modules").mkdir()
+    (tmp_path / "modules" / "ngx_stream_module.so").write_bytes(b"")
+    assert tools.missing_stream_module() == {}
