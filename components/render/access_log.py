@@ -11,7 +11,7 @@ and a map from the route the line's server sets, so the gateway pays nothing for
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from components.plan.ir import Proxy
 
@@ -72,12 +72,14 @@ def log_identity(proxy: Proxy) -> dict[str, str]:
     return {"proxy": proxy.name, "caller": "$netopt_caller", "callee": proxy.workload or ""}
 
 
-def log_format_lines(identity: Mapping[str, str], stream: bool = False) -> list[str]:
-    """The `log_format netopt` directive, one field per line; `identity` fills the placeholders (`log_identity`)."""
+def log_format_lines(identity: Mapping[str, str], stream: bool = False, undefined: Collection[str] = ()) -> list[str]:
+    """The `log_format netopt` directive, one field per line; `identity` fills the placeholders (`log_identity`);
+    a field whose variable is in `undefined` (a per-route map no route sets) is written as "", a constant."""
     lines = [f"log_format netopt escape=json '{{\"v\":{SCHEMA_VERSION},'"]
     items = list(FIELDS.items())
     for i, (name, (value, _)) in enumerate(items):
         value = identity.get(name, value) if value.startswith("<") else (STREAM_VALUES.get(name, value) if stream else value)
+        value = "" if value in undefined else value
         end = "}';" if i == len(items) - 1 else ",'"
         lines.append(f"    '\"{name}\":\"{value}\"{end}")
     return lines

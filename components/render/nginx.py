@@ -16,7 +16,7 @@ from components.render.blocks import limit_zone, listen_address, upstream_block
 from components.render.grpc import grpc_error_pages
 from components.render.runtime import NginxRuntime
 from components.render.stream import render_stream
-from components.render.variables import caller_map, dispatch_variable, request_maps, zone_name
+from components.render.variables import caller_map, dispatch_variable, limit_log_values, request_maps, zone_name
 from components.render.writer import Writer, duration, quote
 
 
@@ -108,7 +108,8 @@ def _http_settings(out: Writer, proxy: Proxy, runtime: NginxRuntime) -> None:
     out.line(f"keepalive_timeout {duration(client.keepalive_s)};")
     out.line(f"keepalive_requests {client.keepalive_requests};")
     out.line(f"client_max_body_size {client.max_body_size};")
-    for line in log_format_lines(log_identity(proxy)):
+    unset = [variable for variable, values in limit_log_values(proxy).items() if not values]
+    for line in log_format_lines(log_identity(proxy), undefined=unset):
         out.line(line)
     out.line("access_log off;" if runtime.access_log == "off" else f"access_log {runtime.access_log} netopt buffer=64k flush=1s;")
     if proxy.protocol == "grpc":
@@ -146,8 +147,8 @@ def _request_id(out: Writer) -> None:
     """The id a request is logged and proxied with: the client's own if it is safe, else one made of counters.
 
     The made id (host name, worker pid, time in ms, connection serial, request number on the connection) is unique
-    per proxy instance and costs nothing; nginx's random `$request_id` costs a getpid() syscall and a DRBG call
-    per request, 3-11 % of the gateway's CPU in the benchmark's paired runs (bench/results/results.md). A map result
+    per proxy instance and reads only counters nginx keeps anyway; nginx's random `$request_id` (16 random bytes per
+    request) measured the same within the machine's noise (the knob table, bench/results/results.md). A map result
     is computed once per request, so the log line and the upstream header carry the same id. An unsafe client id
     (spaces, quotes, over 128 bytes) is replaced, not passed on to backends that may log it raw.
     """

@@ -46,7 +46,7 @@ def request_maps(out: Writer, proxy: Proxy) -> None:
                 for route in proxy.routes:
                     if route.counts_against(limit):
                         out.line(f"{map_key(route.name)} {limit_key(limit.key)};")
-    _limit_log_maps(out, proxy, rate_limits, concurrency_limits)
+    _limit_log_maps(out, proxy)
     with out.block("map $netopt_route $netopt_retry_after"):
         out.line("default 1;")
         for route_name, seconds in _retry_after_by_route(proxy).items():
@@ -75,7 +75,24 @@ def _limit_headers(proxy: Proxy) -> list[str]:
     return sorted({l.key.partition(":")[2].lower() for l in proxy.limits if l.key.startswith("header:")})
 
 
-def _limit_log_maps(out: Writer, proxy: Proxy, rate_limits: list[Limit], concurrency_limits: list[Limit]) -> None:
+def limit_log_values(proxy: Proxy) -> dict[str, dict[str, str]]:
+    """The access log's limit fields per route: variable -> {route: the limit's name, or a printable form of the key
+    it counts under}. A variable no route sets is not defined at all: the log format writes "" in its place
+    (`log_format_lines`), so a proxy without limits evaluates no map for them per line."""
+    values: dict[str, dict[str, str]] = {}
+    for prefix, kind in (("rl", "rate"), ("cl", "concurrency")):
+        names: dict[str, str] = {}
+        keys: dict[str, str] = {}
+        for limit in (l for l in proxy.limits if l.kind == kind):
+            for route in proxy.routes:
+                if route.counts_against(limit):
+                    names[route.name] = limit.name
+                    keys[route.name] = limit_key(limit.key, printable=True)
+        values[f"$netopt_log_{prefix}"], values[f"$netopt_log_{prefix}_key"] = names, keys
+    return values
+
+
+def _limit_log_maps(out: Writer, proxy: Proxy) -> None:
     """For the access log, per route: the limit it applies and a printable form of the key it counts under.
 
     The zones count `$binary_remote_addr` (4 bytes, what they store); the log shows `$remote_addr`. A request
@@ -85,19 +102,13 @@ def _limit_log_maps(out: Writer, proxy: Proxy, rate_limits: list[Limit], concurr
         with out.block(f"map {header_var(header)} {header_log_key_var(header)}"):
             out.line('"" $remote_addr;')
             out.line(f"default {header_var(header)};")
-    for prefix, group in (("rl", rate_limits), ("cl", concurrency_limits)):
-        names: dict[str, str] = {}
-        keys: dict[str, str] = {}
-        for limit in group:
-            for route in proxy.routes:
-                if route.counts_against(limit):
-                    names[route.name] = limit.name
-                    keys[route.name] = limit_key(limit.key, printable=True)
-        for variable, values in ((f"$netopt_log_{prefix}", names), (f"$netopt_log_{prefix}_key", keys)):
-            with out.block(f"map $netopt_route {variable}"):
-                out.line('default "";')
-                for route_name, value in values.items():
-                    out.line(f"{map_key(route_name)} {quote(value)};")
+    for variable, values in limit_log_values(proxy).items():
+        if not values:
+            continue
+        with out.block(f"map $netopt_route {variable}"):
+            out.line('default "";')
+            for route_name, value in values.items():
+                out.line(f"{map_key(route_name)} {quote(value)};")
 
 
 def _retry_after_by_route(proxy: Proxy) -> dict[str, int]:

@@ -51,3 +51,20 @@ def test_unsafe_request_ids_are_replaced_and_no_log_field_can_be_forged(gateway_
         assert not line.upstream.startswith("10.0.0.1"), line.raw
     assert {ln.request_id for ln in lines[: len(forged)]}.isdisjoint(forged)
     assert lines[-1].uri == '/forged/"quote"?route=admin' and lines[-1].request_id == "ok.id:1-2_3"
+
+
+def test_limit_fields_are_logged_per_route_and_unused_limit_maps_are_not_rendered(gateway_factory: GatewayFactory) -> None:
+    """A route's rate limit is logged with its key; a kind of limit no route uses has no map at all (the log format
+    writes "" for it, so a proxy without limits evaluates no map per line)."""
+    spec = make_spec({"api": 1}, [{"name": "limited", "match": {"path": "/limited"}, "to": {"api": 1}, "rate_limit": "rl"},
+                                  {"name": "free", "match": {"path": "/"}, "to": {"api": 1}}],
+                     rate_limits=[{"name": "rl", "rps": 1000, "burst": 1000, "key": "client_ip"}])
+    gw = gateway_factory(spec)
+    assert "map $netopt_route $netopt_log_rl " in gw.conf and "$netopt_log_cl" not in gw.conf
+    with gw.client() as c:
+        assert c.request(path="/limited").status == 200 and c.request(path="/free").status == 200
+    fields = {line.uri: line.fields for line in gw.access_log()}
+    assert {k: fields["/limited"][k] for k in ("route", "rate_limit", "rate_limit_key", "concurrency_limit", "concurrency_limit_key")} == \
+        {"route": "limited", "rate_limit": "rl", "rate_limit_key": "127.0.0.1", "concurrency_limit": "", "concurrency_limit_key": ""}
+    assert {k: fields["/free"][k] for k in ("route", "rate_limit", "rate_limit_key")} == {"route": "free", "rate_limit": "", "rate_limit_key": ""}
+    assert set(fields["/free"]) == {"v", *FIELDS}, "every field is still logged"
