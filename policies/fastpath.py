@@ -10,7 +10,8 @@ view. The unknown-checking view itself is built lazily (`_LazyDict`): a value is
 `Analyze` and `AnalyzeStack` are the library's own, line for line, but for building the resource's views (and, for
 `AnalyzeStack`, the stack's linked PolicyResources) once per request rather than once per policy; the stack
 policies then share those objects read-only (none of netopt's policies writes to a resource it is given).
-`inspect.signature`, which the library asks about `pulumi.runtime.Settings` on every request, is cached.
+The runtime settings and stack config each request sets from the environment (`_configure_runtime_settings`) are
+set again per request, but parsed and built once per distinct environment.
 Nothing else about the servicer changes: which policies run, their levels, the diagnostics and the not-applicable
 reasons are byte-for-byte what the unpatched library returns (tests/policy compares both).
 

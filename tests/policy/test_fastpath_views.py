@@ -85,3 +85,29 @@ def test_a_missing_key_and_a_target_behave_as_the_library() -> None:
             props["missing"]
         assert props.get("missing", 7) == 7 and "c" in props and "missing" not in props
     assert fastpath_patch.properties_view(message)["__target"] == deserialize_properties(json_format.MessageToDict(message))
+
+
+def test_each_request_gets_the_runtime_settings_and_config_the_library_would_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """gRPC runs every request in a fresh context: the settings built once must still be set in each one, and a
+    changed environment must be read again."""
+    import contextvars
+
+    from pulumi_policy.policy import _PolicyAnalyzerServicer
+
+    def seen(stack: str) -> tuple[Any, ...]:
+        monkeypatch.setenv("PULUMI_STACK", stack)
+        for name, value in (("PULUMI_PROJECT", "netopt"), ("PULUMI_DRY_RUN", "true"), ("PULUMI_CONFIG", '{"netopt:x": "1"}')):
+            monkeypatch.setenv(name, value)
+        monkeypatch.delenv("PULUMI_ORGANIZATION", raising=False)
+
+        def request(configure: Any) -> tuple[Any, ...]:
+            configure(None)
+            return (pulumi.get_project(), pulumi.get_stack(), pulumi.get_organization(), pulumi.runtime.is_dry_run(),
+                    pulumi.runtime.config.get_config("netopt:x"))
+        fast = [contextvars.Context().run(request, fastpath_patch._configure_runtime_settings) for _ in range(2)]
+        stock = contextvars.Context().run(request, _PolicyAnalyzerServicer._configure_runtime_settings)
+        assert fast == [stock, stock]
+        return stock
+
+    assert seen("dev")[:3] == ("netopt", "dev", "organization")
+    assert seen("prod")[1] == "prod", "a changed environment is read again"
