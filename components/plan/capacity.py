@@ -240,8 +240,11 @@ def _replica_row(served_by: Workload, replica: int, rate: float, from_calls: flo
 
 def _workload_rows(spec: Spec, replica_rows: list[ReplicaLoad]) -> tuple[WorkloadLoad, ...]:
     rows = []
+    by_workload: dict[str, list[ReplicaLoad]] = {}
+    for row in replica_rows:
+        by_workload.setdefault(row.workload, []).append(row)
     for workload in spec.workloads:
-        mine = [r for r in replica_rows if r.workload == workload.name]
+        mine = by_workload.get(workload.name, [])
         arrival = sum(r.offered_rps for r in mine)
         called = sum(r.from_calls_rps for r in mine)
         loaded = sum(r.from_load_rps for r in mine)

@@ -228,8 +228,9 @@ class Proxy:
         routes = {rule.route.name for server in servers for location in server.locations for rule in location.rules}
         kept = tuple(route for route in self.routes if route.name in routes)
         names = {(kind, name) for route in kept for kind, name in (("rate", route.rate_limit), ("concurrency", route.concurrency_limit))}
+        upstreams = {route.upstream for route in kept}
         return replace(self, servers=servers, routes=kept, limits=tuple(l for l in self.limits if (l.kind, l.name) in names),
-                       upstreams=tuple(u for u in self.upstreams if u.name in {route.upstream for route in kept}))
+                       upstreams=tuple(u for u in self.upstreams if u.name in upstreams))
 
     def limit(self, kind: str, name: str) -> Limit:
         return next(limit for limit in self.limits if limit.kind == kind and limit.name == name)

@@ -103,6 +103,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, configs: Map
     """
     spec = plan.spec
     gateway_config = configs[plan.gateway.name]
+    route_upstreams = plan.gateway.route_upstreams
     return {
         "environment": spec.environment,
         "target": spec.target,
@@ -113,7 +114,7 @@ def strategy_report(plan: Plan, scores: Scores, capacity: Capacity, configs: Map
         "routes": [
             {
                 "name": route.name,
-                "upstream": plan.gateway.route_upstreams[route.name],
+                "upstream": route_upstreams[route.name],
                 "methods": list(route.match.methods) if route.match.methods else None,
                 "retry_non_idempotent": route.retry_non_idempotent,
                 "rate_limit": route.rate_limit,
