@@ -160,13 +160,24 @@ http {{
 # renderer exposes only some of these (worker_processes, access_log via the
 # runtime; keepalive pool via the spec), so the rest are edits of its output
 # made here for measurement only.
-def _sub(pattern: str, repl: str, count: int = 0) -> Callable[[str], str]:
+def _sub(pattern: str, repl: str | Callable[[re.Match[str]], str], count: int = 0) -> Callable[[str], str]:
     def f(conf: str) -> str:
         new, n = re.subn(pattern, repl, conf, count=count, flags=re.M)
         if n == 0:
             raise ValueError(f"knob edit {pattern!r} matched nothing")
         return new
     return f
+
+
+_LOG_MAPS = (("rate_limit", "rl"), ("rate_limit_key", "rl_key"), ("concurrency_limit", "cl"), ("concurrency_limit_key", "cl_key"))
+
+
+def _unused_log_maps(conf: str) -> str:
+    """A knob: what the renderer wrote for a proxy without limits before it left such maps out."""
+    for name, suffix in _LOG_MAPS:
+        conf = _sub(f'"{name}":"",', f'"{name}":"$netopt_log_{suffix}",')(conf)
+    maps = "".join(f'    map $netopt_route $netopt_log_{suffix} {{\n        default "";\n    }}\n' for _, suffix in _LOG_MAPS)
+    return _sub(r"^(    map \$netopt_route \$netopt_retry_after \{)", lambda m: maps + m.group(1), count=1)(conf)
 
 
 KNOBS: list[tuple[str, str, Callable[[str], str]]] = [
@@ -204,9 +215,11 @@ KNOBS: list[tuple[str, str, Callable[[str], str]]] = [
      _sub(r"^\s+(client_header_timeout|client_body_timeout|send_timeout) \S+;\n", "")),
     ("combined access log", "the JSON `netopt` log format (23 fields, 4 of them per-route maps) replaced by nginx's `combined`",
      _sub(r"^(\s+access_log \S+) netopt ", r"\1 combined ")),
-    ("no route dispatch maps", "the per-route log maps (`$netopt_log_rl`, `_rl_key`, `_cl`, `_cl_key`) logged as empty strings",
-     _sub(r'\$netopt_log_(rl|rl_key|cl|cl_key)"', '"')),
+    ("unused log maps rendered", "the per-route log maps no route sets (`$netopt_log_rl`, `_rl_key`, `_cl`, `_cl_key`: "
+     "default-only) rendered and logged, as before they were left out",
+     _unused_log_maps),
 ]
+
 
 
 # ----------------------------------------------------------------------------
