@@ -77,6 +77,7 @@ def nginx() -> Iterator[tuple[int, int]]:
     conf = f"""
 events {{}}
 http {{
+    access_log off;  # not nginx's compiled-in /var/log/nginx/access.log, which a normal user cannot open
     server {{
         listen 127.0.0.1:{grpc_port} http2;
         location / {{ grpc_pass grpc://127.0.0.1:{dead}; error_page 502 = @unavailable; }}

@@ -12,7 +12,8 @@ import pytest
 
 from bench.cpulimit import CpuQuota, available
 
-pytestmark = pytest.mark.skipif(available() is not None, reason=f"bench/cpulimit.py: {available()}")
+# Root only (cgroup writes), so it runs in `make e2e`, the stage that runs as root, not in `make test`.
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(available() is not None, reason=f"bench/cpulimit.py: {available()}")]
 
 # A child that starts a thread, prints its thread id, lets the thread end, then waits to be stopped.
 _CHILD = ("import sys, threading, time\n"
