@@ -19,6 +19,7 @@ import pytest
 
 from e2e.apply import CONTAINER, apply_docker_resources
 from e2e.dockerd import Dockerd
+from e2e.images import STREAM_MODULE
 from e2e.stack import alias_images, is_gateway
 from offline.program import run_program
 from testbed.tools import find_tool
@@ -33,14 +34,15 @@ _INSIDE = "id -u; id -g; grep -E '^(Uid|Gid|CapInh|CapPrm|CapEff|CapBnd|CapAmb|N
 
 
 def _as_e2e_backends(raw: dict[str, Any]) -> dict[str, Any]:
-    """Every workload with a port probed over HTTP on /healthz (the e2e backend's), its timing kept; no image command."""
+    """Every workload with a port probed over HTTP on /healthz (the e2e backend's), its timing kept; no image command;
+    the gateway image's stream module loaded by the tcp service proxies (the datastores' callers)."""
     workloads = []
     for w in raw["workloads"]:
         health = w.get("health", {})
         if "port" in w and health.get("kind") != "none":
             w = {**w, "health": {"kind": "http", "path": "/healthz", **{k: v for k, v in health.items() if k in _PROBE_TIMING}}}
         workloads.append({k: v for k, v in w.items() if k not in ("command", "args")})
-    return {**raw, "workloads": workloads}
+    return {**raw, "workloads": workloads, "gateway": {**raw.get("gateway", {}), "stream_module": STREAM_MODULE}}
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +83,9 @@ def test_every_container_runs_as_declared_from_inspect_and_from_inside(robotshop
     declared = {w["name"]: w for w in raw["workloads"]}
     report = []
     for rec in (r for r in records if r.type == CONTAINER and not is_gateway(r.inputs)):
+        labels = {x["label"]: x["value"] for x in rec.inputs["labels"]}
+        if labels.get("netopt.role") == "service-proxy":
+            continue  # the service proxies run the gateway's image and user (tests/e2e/test_service_proxies_e2e.py)
         name = rec.inputs["name"]
         workload = declared[next(x["value"] for x in rec.inputs["labels"] if x["label"] == "netopt.workload")]
         user, _, group = str(workload.get("run_as_user", "65532")).partition(":")
