@@ -28,6 +28,7 @@ from components.plan.addressing import AddressMap
 from components.plan.build import Plan
 from components.render.nginx import render_proxy
 from components.targets.base import Target
+from offline.nginx_modules import dynamic_stream_module
 
 SEARCH_PATHS = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx", "/opt/homebrew/bin/nginx")
 
@@ -69,11 +70,8 @@ def _is_ip(host: str) -> bool:
 
 def stream_module(nginx: str) -> tuple[str, ...]:
     """The `load_module` line this nginx needs for the stream module, or none where it is compiled in."""
-    configure = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30).stderr
-    if "--with-stream=dynamic" not in configure:
-        return ()
-    modules = next((arg.partition("=")[2] for arg in configure.split() if arg.startswith("--modules-path=")), "/usr/lib/nginx/modules")
-    return (f"load_module {modules}/ngx_stream_module.so;",)
+    path = dynamic_stream_module(nginx)
+    return () if path is None else (f"load_module {path};",)
 
 
 def nginx_test(conf_text: str, nginx: str, what: str = "gateway config") -> None:

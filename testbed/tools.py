@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
+
+from offline.nginx_modules import dynamic_stream_module
 
 SYSTEM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
@@ -53,13 +54,8 @@ def missing_stream_module() -> dict[str, str]:
     """nginx's stream module (tcp service proxies are `nginx -t`-checked with it) where this nginx builds it as a
     dynamic module that is not installed (Debian: its own package, libnginx-mod-stream); {} otherwise."""
     nginx = locate("nginx")
-    if nginx is None:
-        return {}
-    configure = subprocess.run([nginx, "-V"], capture_output=True, text=True, timeout=30).stderr
-    if "--with-stream=dynamic" not in configure:
-        return {}
-    modules = next((arg.partition("=")[2] for arg in configure.split() if arg.startswith("--modules-path=")), "/usr/lib/nginx/modules")
-    return {} if os.path.isfile(os.path.join(modules, "ngx_stream_module.so")) else {"nginx's stream module": "libnginx-mod-stream"}
+    path = None if nginx is None else dynamic_stream_module(nginx)
+    return {} if path is None or os.path.isfile(path) else {"nginx's stream module": "libnginx-mod-stream"}
 
 
 def main() -> int:
