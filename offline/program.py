@@ -195,11 +195,12 @@ class _RecordingMonitor(mocks.MockMonitor):
             parent=request.parent,
             custom=request.custom,
             inputs=_recorded_form(request.object),
-            dependencies=list(request.dependencies),
+            # sorted: the SDK sends them in the order of a set of resources (hashed by address), which varies by run
+            dependencies=sorted(request.dependencies),
             delete_before_replace=request.deleteBeforeReplace,
             protect=request.protect,
             ignore_changes=list(request.ignoreChanges),
-            property_dependencies={key: list(deps.urns) for key, deps in request.propertyDependencies.items()},
+            property_dependencies={key: sorted(deps.urns) for key, deps in request.propertyDependencies.items()},
             provider=request.provider,
         )
         self.recorded.append(record)

@@ -9,7 +9,9 @@ Measured on bench/plan_scale.py's stack (README, "Offline plan at scale"):
 - `rpc.transfer_properties`: one future per output property instead of four futures and a task (below);
 - `_types.unwrap_type`: answered from a cache;
 - `resource._get_stack_trace`: an empty trace, unless source positions are asked for
-  (`NETOPT_OFFLINE_SOURCE_POSITIONS=1`, `run_program(..., source_positions=True)`).
+  (`NETOPT_OFFLINE_SOURCE_POSITIONS=1`, `run_program(..., source_positions=True)`);
+- `resource_cycle_breaker._add_dep` and `_depends_on._resolve_depends_on`: a resource's dependencies collected in one
+  set, not in a new copy per dependency (quadratic in a `depends_on` list: the gateway's lists every backend).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ import pulumi
 import pulumi._types as sdk_types
 import pulumi.output as sdk_output
 import pulumi.runtime.resource as sdk_resource
+from pulumi.runtime import _depends_on as sdk_depends_on
+from pulumi.runtime import resource_cycle_breaker as sdk_cycle_breaker
 from pulumi.runtime import rpc
 from pulumi.runtime import settings as sdk_settings
 from pulumi.runtime.proto import source_pb2
@@ -99,6 +103,38 @@ def _memoized(unwrap_type: Any) -> Any:
     return cached
 
 
+def _add_dep(from_resource: pulumi.Resource, to_resource: pulumi.Resource) -> None:
+    """`resource_cycle_breaker._add_dep`, adding to the resource's set of direct dependencies in place.
+
+    The SDK replaces that set with a copy one element larger on every dependency it declares, so a resource with n
+    dependencies copies sets of 1, 2, ... n (and frees each old one): 0.08 s of the 1,000-workload plan, 0.65 s of the
+    2,000 (profiled). Nothing else holds the set while a dependency is declared: the cycle check that reads it
+    (`_reachable`) has finished, and the SDK reads it nowhere else.
+    """
+    deps = getattr(from_resource, sdk_cycle_breaker._DEPENDENCIES_PROPERTY, None)
+    if deps is None:
+        setattr(from_resource, sdk_cycle_breaker._DEPENDENCIES_PROPERTY, {to_resource})
+    else:
+        deps.add(to_resource)
+
+
+async def _resolve_depends_on(depends_on: Any) -> set[pulumi.Resource]:
+    """`_depends_on._resolve_depends_on`, growing one set instead of a new union per entry of `depends_on` (quadratic
+    in its length: 0.11 s of the 1,000-workload plan, 0.88 s of the 2,000, profiled). The same set: what the outer
+    Input depends on, then per entry what it depends on and the resource it resolves to."""
+    if not depends_on:
+        return set()
+    outer = pulumi.Output._from_input_shallow(depends_on)
+    all_deps = set(await outer.resources())  # a copy: the Output's own set is not to be grown
+    for entry in await outer.future() or []:
+        inner = pulumi.Output.from_input(entry)
+        all_deps |= await inner.resources()
+        direct = await inner.future()
+        if direct is not None:
+            all_deps.add(direct)
+    return all_deps
+
+
 _PLAIN = frozenset({type(None), str, int, float, bool})
 
 
@@ -144,6 +180,8 @@ def applied(*, source_positions: bool) -> Iterator[None]:
         patches.enter_context(_replaced(rpc, "transfer_properties", lambda _: _transfer_properties))
         patches.enter_context(_replaced(sdk_types, "unwrap_type", _memoized))
         patches.enter_context(_replaced(rpc, "serialize_property", _plain_first))
+        patches.enter_context(_replaced(sdk_cycle_breaker, "_add_dep", lambda _: _add_dep))
+        patches.enter_context(_replaced(sdk_depends_on, "_resolve_depends_on", lambda _: _resolve_depends_on))
         if not source_positions:
             patches.enter_context(_replaced(sdk_resource, "_get_stack_trace", lambda _: _empty_stack_trace))
         yield

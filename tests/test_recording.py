@@ -11,7 +11,7 @@ from pulumi.runtime import rpc
 
 from bench.generate import generated_cli_config
 from offline import analyzer
-from offline.program import RecordedResource, _recorded_form, run_program
+from offline.program import RecordedResource, _recorded_form, run_program, run_stack
 
 
 def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
@@ -56,3 +56,14 @@ def test_records_made_from_dicts_behave_as_before() -> None:
     record = RecordedResource("t", "n", "u", "", False)
     assert record.inputs == {} and record.outputs == {} and record.wire_inputs() is None
     assert record == RecordedResource("t", "n", "u", "", False, {}, outputs={})
+
+
+def test_dependency_lists_are_the_same_from_run_to_run() -> None:
+    """The SDK sends a resource's dependencies in the order of a set of resources hashed by address, which differs
+    between runs; the recording (and so `make plan FORMAT=json` and the artifacts) lists them in one order."""
+    def dependencies() -> list[tuple[list[str], dict[str, list[str]]]]:
+        return [(r.dependencies, r.property_dependencies) for r in run_stack("staging")]
+
+    runs = [dependencies() for _ in range(3)]
+    assert any(deps for deps, _ in runs[0]) and any(props for _, props in runs[0])
+    assert runs[0] == runs[1] == runs[2]

@@ -20,6 +20,8 @@ import pulumi_command as command
 import pulumi_docker as docker
 import pytest
 from pulumi.output import Unknown
+from pulumi.runtime import _depends_on as sdk_depends_on
+from pulumi.runtime import resource_cycle_breaker as sdk_cycle_breaker
 from pulumi.runtime import rpc, settings
 
 from bench.generate import generated_cli_config
@@ -190,3 +192,40 @@ def test_unwrap_type_answers_as_the_sdk() -> None:
     assert len(annotations) > 50
     for hint in annotations * 2:
         assert cached(hint) == sdk_types.unwrap_type(hint), hint
+
+
+def test_dependencies_are_declared_as_by_the_sdk() -> None:
+    """The same set of direct dependencies per resource after the same declarations, repeats and a chain included."""
+    def declared(add_dep: Any) -> list[set[int]]:
+        resources: list[pulumi.Resource] = [_Dummy() for _ in range(5)]
+        for a, b in [(0, 1), (0, 2), (0, 1), (1, 2), (3, 0), (0, 4)]:
+            add_dep(resources[a], resources[b])
+        return [{resources.index(d) for d in sdk_cycle_breaker._deps(r)} for r in resources]
+
+    assert declared(sdk_patches._add_dep) == declared(sdk_cycle_breaker._add_dep) == [{1, 2, 4}, {2}, set(), {0}, set()]
+
+
+def test_depends_on_resolves_as_by_the_sdk() -> None:
+    """Plain resources, Outputs of a resource (which carry dependencies of their own), None and repeats; the Output of
+    the list itself may carry dependencies too."""
+    async def resolved(resolve: Any) -> list[set[int]]:
+        r = [_Dummy() for _ in range(6)]
+
+        def output_of(value: Any, deps: set[Any]) -> pulumi.Output[Any]:
+            future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            future.set_result(value)
+            known: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            known.set_result(True)
+            return pulumi.Output(deps, future, known)
+
+        cases: list[Any] = [None, [], [r[0]], [r[0], r[1], r[0]], [r[2], output_of(r[3], {r[4]}), output_of(None, {r[5]})],
+                            output_of([r[1], r[2]], {r[0]})]
+        results = [await resolve(case) for case in cases]
+        return [{r.index(d) for d in result} for result in results]
+
+    async def both() -> tuple[list[set[int]], list[set[int]]]:
+        return await resolved(sdk_patches._resolve_depends_on), await resolved(sdk_depends_on._resolve_depends_on)
+
+    mine, theirs = asyncio.run(both())
+    settings.SETTINGS.outputs.clear()
+    assert mine == theirs == [set(), set(), {0}, {0, 1}, {2, 3, 4, 5}, {0, 1, 2}]
