@@ -28,7 +28,6 @@ K8S_NAMESPACE = "kubernetes:core/v1:Namespace"
 GATEWAY_ROLE = "gateway"
 SERVICE_PROXY_ROLE = "service-proxy"
 PROXY_ROLES = frozenset({GATEWAY_ROLE, SERVICE_PROXY_ROLE})
-DOCKER_CONFIG_PATH = "/etc/nginx/nginx.conf"
 
 
 def get(mapping: Any, *path: str | int, default: Any = None) -> Any:

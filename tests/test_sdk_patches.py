@@ -229,3 +229,17 @@ def test_depends_on_resolves_as_by_the_sdk() -> None:
     mine, theirs = asyncio.run(both())
     settings.SETTINGS.outputs.clear()
     assert mine == theirs == [set(), set(), {0}, {0, 1}, {2, 3, 4, 5}, {0, 1, 2}]
+
+
+def test_unknowns_are_found_as_by_the_sdk() -> None:
+    """Scalars, nesting, an Unknown deep in a list or a dict, shared and self-referencing containers, subclasses."""
+    unknown = Unknown()  # type: ignore[no-untyped-call]
+    shared: list[Any] = ["a", 1]
+    cyclic: dict[str, Any] = {"x": 1}
+    cyclic["self"] = cyclic
+    cases: list[Any] = [None, "s", 0, 1.5, True, unknown, [], {}, [1, "a", None], {"a": {"b": [1, {"c": unknown}]}},
+                        [shared, shared, {"k": shared}], cyclic, {"loop": cyclic, "later": [unknown]}, _Color.RED,
+                        ("tuple", unknown), {"ports": [{"internal": 80, "external": unknown}]}]
+    found = [sdk_patches._contains_unknowns(case) for case in cases]
+    assert found == [rpc.contains_unknowns(case) for case in cases]
+    assert found == [False, False, False, False, False, True, False, False, False, True, False, False, True, False, False, True]
