@@ -7,7 +7,9 @@ each caller's server on its own 127.0.0.x, one worker as the plan says). Three s
 
 1. hop: service proxy vs direct, http and grpc, one replica answering at once, open-loop Poisson at 1,000 calls/s:
    p50/p99 added by the hop (proxy run minus the direct run beside it) and the proxy's CPU per call (/proc of the
-   nginx master and worker). Goal ≤ 0.5 ms p99 added (Istio's sidecars: ~2.65 ms p90, Istio's docs).
+   nginx master and worker). Goal ≤ 0.5 ms p99 added (Istio's sidecars: ~2.65 ms p90, Istio's docs). Beside them,
+   the floor: a bare nginx relay over the same hop (`bench/run.py` `minimal_nginx_conf`: keep-alive, no log, no
+   limits), so the table tells the product config's share of the hop from what any nginx hop costs on this machine.
 2. balancing: a gRPC callee with three replicas, one 5× slower (10/10/50 ms, exponential, 8 calls in service each,
    FIFO beyond); one client, one HTTP/2 connection (one channel), open-loop Poisson. Direct: the connection lands on
    one replica, as kube-proxy or Docker's DNS would place it; each landing is measured and the three are pooled
@@ -46,13 +48,15 @@ if ROOT not in sys.path:
 
 from bench.eastwest_report import write_markdown  # noqa: E402
 from bench.proc import CpuMeter, load1  # noqa: E402
-from bench.run import process_tree  # noqa: E402
+from bench.run import minimal_nginx_conf, process_tree  # noqa: E402
 from testbed.backend import BackendProcess, ReplicaConfig  # noqa: E402
 from testbed.client import RequestSpec, percentile  # noqa: E402
 from testbed.client import fixed_rate as http_fixed_rate  # noqa: E402
 from testbed.client import run as run_loop  # noqa: E402
+from testbed.gateway import free_port  # noqa: E402
 from testbed.grpc_backend import GrpcBackendProcess  # noqa: E402
 from testbed.grpc_client import fixed_rate as grpc_fixed_rate  # noqa: E402
+from testbed.nginx_runner import NginxRunner  # noqa: E402
 from testbed.service_proxy import ServiceProxy  # noqa: E402
 from testbed.specs import make_spec  # noqa: E402
 from testbed.stats import median  # noqa: E402
@@ -175,30 +179,39 @@ def section_hop(reps: int, duration: float, rate: float, log: Log) -> dict[str, 
     http_backend = BackendProcess([ReplicaConfig("api-0")]).start()
     grpc_backend = GrpcBackendProcess([ReplicaConfig("rpc-0")]).start()
     proxies: list[ServiceProxy] = []
+    relays: list[NginxRunner] = []
     try:
         api = ServiceProxy(spec, "api", {"api": [http_backend.addresses["api-0"]]}).start()
         proxies.append(api)
         rpc = ServiceProxy(spec, "rpc", {"rpc": [grpc_backend.addresses["rpc-0"]]}).start()
         proxies.append(rpc)
+        # The floor: a bare nginx relay (keep-alive, nothing else) over the same hop, what any nginx proxy costs here.
+        api_relay, rpc_relay = free_port(), free_port()
+        relays.append(NginxRunner(minimal_nginx_conf([http_backend.addresses["api-0"]], api_relay)).start())
+        relays.append(NginxRunner(minimal_nginx_conf([grpc_backend.addresses["rpc-0"]], rpc_relay, grpc=True)).start())
         source = api.source("client")
         http_run: dict[str, RunFn] = {
             "direct": lambda seed, secs: http_outcomes(http_backend.addresses["api-0"], rate, secs, source=source, seed=seed, timeout=10),
-            "proxy": lambda seed, secs: http_outcomes(api.address("client"), rate, secs, source=source, seed=seed, timeout=10)}
+            "proxy": lambda seed, secs: http_outcomes(api.address("client"), rate, secs, source=source, seed=seed, timeout=10),
+            "relay": lambda seed, secs: http_outcomes(f"127.0.0.1:{api_relay}", rate, secs, source=source, seed=seed, timeout=10)}
         grpc_run: dict[str, RunFn] = {
             "direct": lambda seed, secs: grpc_outcomes(grpc_backend.addresses["rpc-0"], rate, secs, seed=seed, timeout=10),
-            "proxy": lambda seed, secs: grpc_outcomes(rpc.address("client"), rate, secs, seed=seed, timeout=10)}
+            "proxy": lambda seed, secs: grpc_outcomes(rpc.address("client"), rate, secs, seed=seed, timeout=10),
+            "relay": lambda seed, secs: grpc_outcomes(f"127.0.0.1:{rpc_relay}", rate, secs, seed=seed, timeout=10)}
         out: dict[str, Any] = {"rate": rate, "duration_s": duration, "reps": reps}
-        for protocol, runs, proxy, backend_pid in (("http", http_run, api, http_backend.pid), ("grpc", grpc_run, rpc, grpc_backend.pid)):
-            groups = {"proxy": process_tree(proxy.pid), "backend": process_tree(backend_pid), "client": [os.getpid()]}
+        for protocol, runs, proxy, relay, backend_pid in (("http", http_run, api, relays[0], http_backend.pid),
+                                                          ("grpc", grpc_run, rpc, relays[1], grpc_backend.pid)):
+            groups = {"proxy": process_tree(proxy.pid), "relay": process_tree(relay.pid), "backend": process_tree(backend_pid),
+                      "client": [os.getpid()]}
             for run in runs.values():  # warm-up: connections, pools, the backend's code paths
                 run(0, 1.0)
-            rows: dict[str, list[dict[str, Any]]] = {"direct": [], "proxy": []}
+            rows: dict[str, list[dict[str, Any]]] = {"direct": [], "proxy": [], "relay": []}
             for rep in range(reps):
-                for name in (("direct", "proxy") if rep % 2 == 0 else ("proxy", "direct")):
+                for name in (("direct", "proxy", "relay") if rep % 2 == 0 else ("relay", "proxy", "direct")):
                     _, row = metered(CpuMeter(groups), partial(runs[name], rep + 1, duration))
                     rows[name].append(row)
                     log(f"  hop {protocol:4} [{rep + 1}/{reps}] {name:6} p50 {row['p50_ms']:6.3f} ms  p99 {row['p99_ms']:6.3f} ms  "
-                        f"ok {row['ok']}/{row['sent']}  proxy {row['cpu_us_per_call']['proxy']:5.1f} µs/call  "
+                        f"ok {row['ok']}/{row['sent']}  nginx {row['cpu_us_per_call']['proxy' if name != 'relay' else 'relay']:5.1f} µs/call  "
                         f"backend {row['cores_busy']['backend']:.2f} cores  client {row['cores_busy']['client']:.2f}  load {row['load'][0]:.2f}")
             out[protocol] = _hop_summary(rows)
             out[protocol]["config"] = proxy.conf
@@ -206,23 +219,40 @@ def section_hop(reps: int, duration: float, rate: float, log: Log) -> dict[str, 
     finally:
         for proxy in proxies:
             proxy.stop()
+        for relay in relays:
+            relay.stop()
         http_backend.stop()
         grpc_backend.stop()
 
 
 def _hop_summary(rows: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    direct, proxy = rows["direct"], rows["proxy"]
-    added = {p: [b[f"{p}_ms"] - a[f"{p}_ms"] for a, b in zip(direct, proxy, strict=True)] for p in ("p50", "p99")}
+    """Added = a run through the proxy (or the bare relay) minus the direct run of its rep; `proxy_over_relay_*`: the
+    proxy's run minus the relay's, what the product's config adds to the least any nginx hop costs here."""
+    direct, proxy, relay = rows["direct"], rows["proxy"], rows["relay"]
+
+    def minus(later: list[dict[str, Any]], base: list[dict[str, Any]], p: str) -> list[float]:
+        return [b[f"{p}_ms"] - a[f"{p}_ms"] for a, b in zip(base, later, strict=True)]
+
+    added = {p: minus(proxy, direct, p) for p in ("p50", "p99")}
+    relay_added = {p: minus(relay, direct, p) for p in ("p50", "p99")}
+    over_relay = {p: minus(proxy, relay, p) for p in ("p50", "p99")}
+    every = direct + proxy + relay
     return {
         "direct": {k: _spread([r[f"{k}_ms"] for r in direct]) for k in ("p50", "p99")},
         "proxy": {k: _spread([r[f"{k}_ms"] for r in proxy]) for k in ("p50", "p99")},
+        "relay": {k: _spread([r[f"{k}_ms"] for r in relay]) for k in ("p50", "p99")},
         "added_p50_ms": median(added["p50"]), "added_p99_ms": median(added["p99"]),
         "added_p50": _spread(added["p50"]), "added_p99": _spread(added["p99"]),
+        "relay_added_p50_ms": median(relay_added["p50"]), "relay_added_p99_ms": median(relay_added["p99"]),
+        "relay_added_p99": _spread(relay_added["p99"]),
+        "proxy_over_relay_p50_ms": median(over_relay["p50"]), "proxy_over_relay_p99_ms": median(over_relay["p99"]),
+        "proxy_over_relay_p99": _spread(over_relay["p99"]),
         "proxy_cpu_us_per_call": _spread([r["cpu_us_per_call"]["proxy"] for r in proxy]),
-        "backend_cores_busy_max": max(r["cores_busy"]["backend"] for r in direct + proxy),
-        "client_cores_busy_max": max(r["cores_busy"]["client"] for r in direct + proxy),
-        "failed": sum(r["sent"] - r["ok"] for r in direct + proxy),
-        "load": _spread([x for r in direct + proxy for x in r["load"]]),
+        "relay_cpu_us_per_call": _spread([r["cpu_us_per_call"]["relay"] for r in relay]),
+        "backend_cores_busy_max": max(r["cores_busy"]["backend"] for r in every),
+        "client_cores_busy_max": max(r["cores_busy"]["client"] for r in every),
+        "failed": sum(r["sent"] - r["ok"] for r in every),
+        "load": _spread([x for r in every for x in r["load"]]),
         "runs": rows,
     }
 

@@ -47,6 +47,19 @@ def _hop(h: dict[str, Any]) -> list[str]:
                      f"| {_f(p['client_cores_busy_max'])} | {p['failed']} | {_range(p['load'])} |")
         verdicts.append(f"{protocol} {_f(p['added_p99_ms'], 3)} ms ({_met(p['added_p99_ms'] <= 0.5)})")
     lines += ["", "p99 added: " + "; ".join(verdicts) + ". Goal ≤ 0.5 ms.", ""]
+    if all("relay" in h[protocol] for protocol in ("http", "grpc")):
+        lines += ["The floor: a bare nginx relay (`bench/run.py` `minimal_nginx_conf`: upstream keep-alive and nothing else — no "
+                  "log, no limits, no maps) over the same hop, in the same reps (direct, proxy and relay back to back, order "
+                  "alternating). *Proxy over relay* is what the product's config adds to the least any nginx hop costs here.", "",
+                  "| protocol | relay p50 / p99 ms | relay added p50 ms | relay added p99 ms (min..max) | relay CPU µs/call (min..max) "
+                  "| proxy over relay p50 ms | proxy over relay p99 ms (min..max) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for protocol in ("http", "grpc"):
+            p = h[protocol]
+            lines.append(f"| {protocol} | {_f(p['relay']['p50']['median'], 3)} / {_f(p['relay']['p99']['median'], 3)} "
+                         f"| {_f(p['relay_added_p50_ms'], 3)} | {_range(p['relay_added_p99'], 3)} | {_range(p['relay_cpu_us_per_call'], 1)} "
+                         f"| {_f(p['proxy_over_relay_p50_ms'], 3)} | {_range(p['proxy_over_relay_p99'], 3)} |")
+        lines.append("")
     return lines
 
 

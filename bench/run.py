@@ -130,10 +130,14 @@ backend be
 """
 
 
-def minimal_nginx_conf(backends: list[str], port: int) -> str:
+def minimal_nginx_conf(backends: list[str], port: int, *, host: str = "127.0.0.1", grpc: bool = False) -> str:
     """The least nginx can do as this proxy: upstream keep-alive and nothing else (no log, no added headers, no
-    limits, no health bookkeeping) -- the ceiling any nginx config reaches on this machine."""
+    limits, no health bookkeeping) -- the ceiling any nginx config reaches on this machine. `grpc`: over HTTP/2
+    (`grpc_pass`), as a gRPC hop needs."""
     servers = "\n".join(f"        server {b};" for b in backends)
+    listen = f"{host}:{port} http2" if grpc else f"{host}:{port} reuseport"
+    passing = ("grpc_pass grpc://backend;" if grpc else
+               'proxy_pass http://backend;\n            proxy_http_version 1.1;\n            proxy_set_header Connection "";')
     return f"""worker_processes 1;
 events {{ worker_connections 4096; }}
 http {{
@@ -145,11 +149,9 @@ http {{
         keepalive_requests 10000;
     }}
     server {{
-        listen 127.0.0.1:{port} reuseport;
+        listen {listen};
         location / {{
-            proxy_pass http://backend;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            {passing}
         }}
     }}
 }}

@@ -15,18 +15,24 @@ from bench.eastwest_report import write_markdown
 
 def _run(p50: float, p99: float, *, ok: int = 1000, sent: int = 1000, load: float = 0.5) -> dict[str, Any]:
     return {"p50_ms": p50, "p99_ms": p99, "ok": ok, "sent": sent, "success": ok / sent, "errors": {} if ok == sent else {"X": sent - ok},
-            "cpu_us_per_call": {"proxy": 30.0}, "cores_busy": {"backend": 0.2, "client": 0.3}, "load": [load, load],
+            "cpu_us_per_call": {"proxy": 30.0, "relay": 20.0}, "cores_busy": {"backend": 0.2, "client": 0.3}, "load": [load, load],
             "shares": {"echo-0": 0.5, "echo-1": 0.5, "echo-2": 0.0}, "utilization": {"echo-0": 0.3, "echo-1": 0.3, "echo-2": 0.0}}
 
 
 def test_hop_added_latency_is_the_median_of_paired_differences() -> None:
     rows = {"direct": [_run(0.5, 1.0), _run(0.6, 2.0), _run(0.4, 1.5)],
-            "proxy": [_run(0.7, 1.3), _run(0.8, 2.9), _run(0.7, 1.7)]}
+            "proxy": [_run(0.7, 1.3), _run(0.8, 2.9), _run(0.7, 1.7)],
+            "relay": [_run(0.6, 1.4), _run(0.7, 2.2), _run(0.6, 1.6, ok=999)]}
     summary = eastwest._hop_summary(rows)
     assert summary["added_p99_ms"] == pytest.approx(0.3)  # pairs: +0.3, +0.9, +0.2
     assert summary["added_p99"]["min"] == pytest.approx(0.2) and summary["added_p99"]["max"] == pytest.approx(0.9)
     assert summary["added_p50_ms"] == pytest.approx(0.2)  # +0.2, +0.2, +0.3
-    assert summary["failed"] == 0
+    assert summary["relay_added_p99_ms"] == pytest.approx(0.2)  # +0.4, +0.2, +0.1
+    assert summary["proxy_over_relay_p99_ms"] == pytest.approx(0.1)  # -0.1, +0.7, +0.1
+    assert summary["proxy_over_relay_p99"]["min"] == pytest.approx(-0.1)
+    assert summary["proxy_over_relay_p50_ms"] == pytest.approx(0.1)  # +0.1, +0.1, +0.1
+    assert summary["relay_cpu_us_per_call"]["median"] == pytest.approx(20.0)
+    assert summary["failed"] == 1
 
 
 def test_balancing_ratio_is_against_the_pooled_landings_of_the_same_rep() -> None:

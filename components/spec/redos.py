@@ -170,6 +170,7 @@ class _Agent:
     def __init__(self, command: list[str]) -> None:
         self._process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                          text=True, bufsize=1)
+        self.owner = os.getpid()
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         atexit.register(self.close)
@@ -195,6 +196,8 @@ class _Agent:
         return self._process.stdin, self._process.stdout
 
     def close(self) -> None:
+        if os.getpid() != self.owner:  # a forked child's copy: the agent is its parent's to end
+            return
         if self._process.poll() is None:
             self._pipes()[0].close()  # recheck cancels what is in flight and exits
             try:
@@ -217,10 +220,17 @@ def analyzer_command() -> list[str] | None:
     return [java, "-jar", str(jar), "agent"] if jar.is_file() and java else None
 
 
-@lru_cache(maxsize=1)
+_AGENTS: dict[int, _Agent | None] = {}
+
+
 def _agent() -> _Agent | None:
-    command = analyzer_command()
-    return _Agent(command) if command else None
+    """This process's agent. One per process: a child forked after its parent started one (multiprocessing, mutmut's
+    workers) would share the parent's pipes, and the two would read each other's answers."""
+    pid = os.getpid()
+    if pid not in _AGENTS:
+        command = analyzer_command()
+        _AGENTS[pid] = _Agent(command) if command else None
+    return _AGENTS[pid]
 
 
 @lru_cache(maxsize=4096)
