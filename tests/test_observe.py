@@ -511,3 +511,38 @@ def test_a_log_without_a_proxys_lines_measures_nothing_of_its_calls() -> None:
     # api's requests come from the gateway and from api-proxy (web's calls): without api-proxy's log, no ratio for api
     assert rows["api.auth"]["callers_unread"] == ["api-proxy"] and rows["api.auth"]["ratio_measured"] is None
     assert rows["api-canary.auth"]["callers_unread"] == [] and rows["api-canary.auth"]["ratio_measured"] == pytest.approx(0.3, abs=0.05)
+
+
+def test_an_edge_row_worked_by_hand() -> None:
+    """Ten calls from front to cart over 4 s, worked out by hand: 6 answered (4 by cart, 2 by its canary cart-v2),
+    2 refused by front's limits (429), 1 with every replica busy (503: nginx logs the upstream's name), 1 timed out on cart-v2
+    (504).
+    The split's observed share counts the member each call was last sent to, the 504's included."""
+    spec = make_spec({"front": {"calls": [{"workload": "cart", "ratio": 1}]},
+                      "cart": {"port": 8080, "replicas": 1, "response_time_ms": 10,
+                               "traffic_policy": {"timeout_s": 2.5,
+                                                  "split": [{"workload": "cart", "weight": 3}, {"workload": "cart-v2", "weight": 1}]}},
+                      "cart-v2": {"port": 8080, "replicas": 1, "response_time_ms": 10}},
+                     [{"name": "front", "match": {"path": "/"}, "to": {"front": 1}}], traffic={"front": 10})
+    serve = docker_serve_map(spec)
+    cart, canary = serve["cart"][0], serve["cart-v2"][0]
+
+    def call(at: float, status: str, tried: str, upstream_status: str, times: str) -> str:
+        return log_line(msec=f"{1_764_000_000 + at:.3f}", route="front.cart", status=status, upstream_addr=tried, upstream_status=upstream_status,
+                        upstream_response_time=times, request_time="0.010", proxy="cart-proxy", caller="front", callee="cart")
+
+    lines = ([call(i * 0.5, "200", cart, "200", "0.010") for i in range(4)] + [call(2.0 + i * 0.5, "200", canary, "200", "0.010") for i in range(2)]
+             + [call(3.0, "429", "", "", ""), call(3.2, "429", "", "", ""), call(3.5, "503", "up_cart_3_cart_2dv2_1", "", ""),
+                call(4.0, "504", canary, "504", "2.500")])
+    stats = read_all(spec, lines)
+    (row,) = observation_document(spec, stats, expected_shares)["calls"]
+    assert (row["item"], row["caller"], row["callee"], row["proxy"], row["protocol"]) == ("front.cart", "front", "cart", "cart-proxy", "http")
+    assert row["calls"] == 10 and row["mean_rps"] == pytest.approx(10 / 4.0) and row["timeout_s"] == 2.5
+    assert row["outcomes"] == {"answered": 6, "failed": 1, "limited": 2, "unavailable": 1}
+    assert (row["rate_429"], row["rate_503"], row["rate_5xx"]) == (pytest.approx(0.2), pytest.approx(0.1), pytest.approx(0.2))
+    assert row["no_server_left"] == 1 and row["upstream_samples"] == 6 and row["upstream_mean_ms"] == pytest.approx(10.0)
+    assert row["split"] == [{"workload": "cart", "declared": 0.75, "observed": pytest.approx(4 / 7)},
+                            {"workload": "cart-v2", "declared": 0.25, "observed": pytest.approx(3 / 7)}]
+    assert stats.members[("cart-v2", 0)].tries == 3 and stats.members[("cart", 0)].served == 4
+    (alone,) = observation_document(spec, read_all(spec, lines[:1]), expected_shares)["calls"]
+    assert alone["mean_rps"] == 1.0, "a log shorter than a second counts as one second"
