@@ -89,7 +89,7 @@ http {{
     }}
 }}
 """
-    with NginxRunner(conf).start():
+    with NginxRunner(conf):  # __enter__ starts it (a .start() here started a second nginx and leaked the first)
         yield grpc_port, http_port
 
 
