@@ -443,12 +443,12 @@ def _requests(ordered: list[RecordedResource], providers: Mapping[str, analyzer_
     stack_request = analyzer_pb2.AnalyzeStackRequest()
     for record in ordered:
         provider = providers.get(record.provider or f"default:{record.type.split(':', 1)[0]}") if record.custom else None
-        inputs = _inputs_struct(record)
+        inputs, options = _inputs_struct(record), _options(record)
         requests.append(analyzer_pb2.AnalyzeRequest(type=record.type, urn=record.urn, name=record.name,
-                                                    properties=inputs, options=_options(record), provider=provider))
-        stack_request.resources.append(analyzer_pb2.AnalyzerResource(
-            type=record.type, urn=record.urn, name=record.name, properties=_outputs_struct(record, inputs), options=_options(record),
-            provider=provider, parent=record.parent, dependencies=record.dependencies))
+                                                    properties=inputs, options=options, provider=provider))
+        stack_request.resources.add(  # built in place: append() would copy a whole built resource again
+            type=record.type, urn=record.urn, name=record.name, properties=_outputs_struct(record, inputs), options=options,
+            provider=provider, parent=record.parent, dependencies=record.dependencies)
     return requests, stack_request
 
 

@@ -20,14 +20,15 @@ workload's `spec.replicas`. Nothing here imports `components`.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from policies.deployed_configs import DeployedCopy, Resource, deployed_proxies
+from policies.deployed_configs import DeployedCopy, stack_proxies
 from policies.deployed_scores import ROUTE_VARIABLE, _Map, _map, _zones
 from policies.model import DOCKER_CONTAINER, GATEWAY_ROLE, K8S_HPA, K8S_SERVICE, K8S_WORKLOADS, docker_labels, get, items, k8s_labels
 from policies.nginx_config import Directive, parse_config
+from policies.per_stack import per_stack
 
 PROXY_SUFFIX = "-proxy"
 SERVICE_PROXY_ROLE = "service-proxy"
@@ -97,10 +98,12 @@ def callee_of(proxy: str) -> str | None:
     return proxy.removesuffix(PROXY_SUFFIX) if proxy.endswith(PROXY_SUFFIX) and proxy != GATEWAY_ROLE else None
 
 
-def deployed_calls(resources: Iterable[Any]) -> list[DeployedCall]:
-    """Every call route of every deployed service proxy config (the gateway's routes are not calls)."""
+@per_stack
+def deployed_calls(resources: Sequence[Any]) -> tuple[DeployedCall, ...]:
+    """Every call route of every deployed service proxy config (the gateway's routes are not calls), read once per
+    AnalyzeStack."""
     found: list[DeployedCall] = []
-    for proxy in deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in resources):
+    for proxy in stack_proxies(resources):
         callee = callee_of(proxy.name)
         if proxy.role != SERVICE_PROXY_ROLE or callee is None:
             continue
@@ -109,7 +112,7 @@ def deployed_calls(resources: Iterable[Any]) -> list[DeployedCall]:
             if copy.text not in read:
                 read.add(copy.text)
                 found += _calls_of(proxy.name, callee, copy)
-    return found
+    return tuple(found)
 
 
 def _calls_of(proxy: str, callee: str, copy: DeployedCopy) -> list[DeployedCall]:
@@ -268,10 +271,11 @@ class Workloads:
         return None
 
 
-def deployed_workloads(resources: Iterable[Any]) -> Workloads:
-    """The deployed workloads. A Kubernetes workload without `spec.replicas` is scaled by its HorizontalPodAutoscaler:
-    it runs at least `minReplicas` (1 when unset, the API's default), what admission is sized for (README)."""
-    resources = list(resources)
+@per_stack
+def deployed_workloads(resources: Sequence[Any]) -> Workloads:
+    """The deployed workloads, read once per AnalyzeStack. A Kubernetes workload without `spec.replicas` is scaled by
+    its HorizontalPodAutoscaler: it runs at least `minReplicas` (1 when unset, the API's default), what admission is
+    sized for (README)."""
     minimum = {str(get(h.props, "spec", "scaleTargetRef", "name")): int(float(get(h.props, "spec", "minReplicas", default=1)))
                for h in resources if h.resource_type == K8S_HPA}
     found = Workloads()

@@ -21,6 +21,7 @@ from policies.model import (
     K8S_WORKLOADS,
     ContainerView,
     containers_of,
+    docker_labels,
     get,
     is_gateway_labels,
     items,
@@ -130,9 +131,10 @@ READ_ONLY = Gate(
 
 # -- resource gates over container views --------------------------------------------------------------------------
 
+CONTAINER_TYPES = (DOCKER_CONTAINER, *K8S_WORKLOADS)  # the resources that declare containers
+
+
 def _views(args: ResourceValidationArgs) -> list[ContainerView]:
-    if args.resource_type not in (DOCKER_CONTAINER, *K8S_WORKLOADS):
-        return []
     return containers_of(args.resource_type, args.name, args.props)
 
 
@@ -265,8 +267,8 @@ def _backends_internal(args: StackValidationArgs, config: dict[str, Any], report
     if not containers:
         args.not_applicable("no Docker containers in this stack (on Kubernetes, k8s-default-deny-network-policy isolates backends)")
     for resource in containers:
-        view = containers_of(resource.resource_type, resource.name, resource.props)[0]
-        if view.gateway:
+        labels = docker_labels(resource.props)  # (a container view would read far more than this gate needs)
+        if is_gateway_labels(labels):
             continue
         attached = [str(get(n, "name", default="?")) for n in items(get(resource.props, "networksAdvanced"))]
         mode = get(resource.props, "networkMode")
@@ -277,19 +279,20 @@ def _backends_internal(args: StackValidationArgs, config: dict[str, Any], report
         if not attached and mode is None:
             bad.append("Docker's default bridge network (no networks_advanced)")
         if bad:
-            report_violation(f"{view.where} (workload {view.workload or '?'}) is attached to non-internal network(s): {', '.join(bad)} "
+            report_violation(f"container '{resource.name}' (workload {labels.get('netopt.workload') or '?'}) is attached to non-internal "
+                             f"network(s): {', '.join(bad)} "
                              f"(allowed: internal networks only; internal here: {', '.join(n for n, i in networks.items() if i) or 'none'}). "
                              f"Fix: {BACKENDS_INTERNAL.remediation}", resource.urn)
 
 
 def policies() -> list[Policy]:
     return [
-        resource_policy(ONLY_GATEWAY_EXPOSED, _only_gateway_exposed),
+        resource_policy(ONLY_GATEWAY_EXPOSED, _only_gateway_exposed, reads=[*CONTAINER_TYPES, K8S_SERVICE]),
         stack_policy(BACKENDS_INTERNAL, _backends_internal),
-        resource_policy(IMAGES_PINNED, _images_pinned),
-        resource_policy(HEALTH_CHECKS, _health_checks),
-        resource_policy(HEALTH_PROBES_VALID, _health_probes_valid),
-        resource_policy(RESOURCE_LIMITS, _resource_limits),
-        resource_policy(HARDENING, _hardening),
+        resource_policy(IMAGES_PINNED, _images_pinned, reads=CONTAINER_TYPES),
+        resource_policy(HEALTH_CHECKS, _health_checks, reads=CONTAINER_TYPES),
+        resource_policy(HEALTH_PROBES_VALID, _health_probes_valid, reads=CONTAINER_TYPES),
+        resource_policy(RESOURCE_LIMITS, _resource_limits, reads=CONTAINER_TYPES),
+        resource_policy(HARDENING, _hardening, reads=CONTAINER_TYPES),
         stack_policy(READ_ONLY, _read_only),
     ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import itertools
 import posixpath
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from policies.model import (
     k8s_labels,
 )
 from policies.nginx_config import parse_config, walk
+from policies.per_stack import per_stack
 
 COMMAND = "command:local:Command"
 PROXY_ROLES = frozenset({"gateway", "service-proxy"})  # roles whose workloads are nginx proxies running a config the program rendered
@@ -89,6 +90,12 @@ def nginx_config_path(command: Any) -> str:
         if flag == "-c":
             return value
     return NGINX_DEFAULT_CONFIG
+
+
+@per_stack
+def stack_proxies(resources: Sequence[Any]) -> tuple[DeployedProxy, ...]:
+    """`deployed_proxies` of a stack policy's resources (PolicyResources), read once per AnalyzeStack."""
+    return tuple(deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in resources))
 
 
 def deployed_proxies(resources: Iterable[Resource]) -> list[DeployedProxy]:
@@ -224,6 +231,9 @@ def _same_namespace(workload: Resource, candidates: list[Resource]) -> Resource 
 
 
 # -- per resource (resource policies) ------------------------------------------------------------------------------
+
+CONFIG_CARRIERS = (DOCKER_CONTAINER, COMMAND, K8S_CONFIG_MAP)  # the resources `carried_configs` reads
+
 
 def carried_configs(resource_type: str, name: str, props: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(where, nginx.conf text) this one resource carries for a proxy: a proxy container's upload, a delivering

@@ -107,8 +107,6 @@ def _compare_calls(report: Mapping[str, Any], measured: list[Any], tolerance: fl
 
 
 def _drift(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
-    if args.resource_type != APP_NETWORK:
-        return
     report: Mapping[str, Any] = args.props["report"]
     observed = get(report, "observed")
     if observed is None:
@@ -138,4 +136,4 @@ def _drift(args: ResourceValidationArgs, config: dict[str, Any], report_violatio
 
 
 def policies() -> list[ResourceValidationPolicy]:
-    return [resource_policy(DRIFT, _drift)]
+    return [resource_policy(DRIFT, _drift, reads=[APP_NETWORK])]

@@ -17,6 +17,8 @@ from google.protobuf import struct_pb2
 from pulumi_policy import proxy as _proxy
 
 _SPECIAL_SIG = "4dabf18193072939515e22adb298388d"  # pulumi_policy.deserialize.SPECIAL_SIG_KEY
+_UNKNOWNS = frozenset({_proxy.UNKNOWN_BOOLEAN_VALUE, _proxy.UNKNOWN_NUMBER_VALUE, _proxy.UNKNOWN_STRING_VALUE, _proxy.UNKNOWN_ARRAY_VALUE,
+                       _proxy.UNKNOWN_ASSET_VALUE, _proxy.UNKNOWN_ARCHIVE_VALUE, _proxy.UNKNOWN_OBJECT_VALUE})  # as _proxy._is_unknown
 _MAX_ENTRIES = 100_000  # one AnalyzeStack of a 1,000-workload stack holds ~5,000 of each of ~6 kinds
 
 
@@ -82,18 +84,23 @@ def _struct_first(message_to_dict: Callable[..., Any]) -> Callable[..., Any]:
     return call
 
 
-def _memoised_method(method: Callable[..., Any], memo: _Memo) -> Callable[..., Any]:
-    """A servicer method of one request message, answered once per message (see `_memoised`)."""
-    def call(self: Any, message: Any) -> Any:
-        key = ("method", method.__name__, id(message))
-        entry = memo.entries.get(key)
-        if entry is not None and entry[0] is message:
-            return entry[1]
-        if len(memo.entries) >= _MAX_ENTRIES:
-            memo.entries.clear()
-        result = method(self, message)
-        memo.entries[key] = (message, result)
-        return result
+def _provider_by_content(method: Callable[..., Any]) -> Callable[..., Any]:
+    """The servicer's `_get_provider_resource`, converted once per distinct provider: the engine sends the resource's
+    provider (type, URN, name, properties) with every request, so 5,000 resources of one Docker provider meant 5,000
+    conversions of the same properties. The view is shared read-only, like the resource's properties view."""
+    views: dict[tuple[str, str, str, bytes], Any] = {}
+
+    def call(self: Any, request: Any) -> Any:
+        if not request.HasField("provider"):
+            return None
+        provider = request.provider
+        key = (provider.type, provider.urn, provider.name, provider.properties.SerializeToString(deterministic=True))
+        view = views.get(key)
+        if view is None:
+            if len(views) >= 1_000:
+                views.clear()
+            view = views[key] = method(self, request)
+        return view
 
     call.__wrapped__ = method  # type: ignore[attr-defined]
     return call
@@ -166,6 +173,9 @@ class _LazyList(_proxy._ListProxy):
     def __len__(self) -> int:
         return len(self._raw)
 
+    def __iter__(self) -> Any:  # Sequence's, without probing for the IndexError that ends it
+        return (self[i] for i in range(len(self._raw)))
+
 
 def _lazy(value: Any, path: list[str], key: Any, check: bool = True) -> Any:
     if check and _proxy._is_unknown(value):
@@ -196,10 +206,11 @@ class _StructDict(_proxy._DictProxy):
         self._raw: dict[str, Any] | None = None
 
     def __getitem__(self, key: Any) -> Any:
+        value = self._wrapped.get(key, _UNSET)
+        if value is not _UNSET:
+            return value
         if key == "__target":
             return self._target()
-        if key in self._wrapped:
-            return self._wrapped[key]
         if self._raw is not None:
             value = _lazy(self._raw[key], self._path, key)
         elif key in self._fields:  # (indexing a protobuf map with a missing key would insert an empty Value)
@@ -248,10 +259,18 @@ class _StructList(_proxy._ListProxy):
     def __len__(self) -> int:
         return len(self._values)
 
+    def __iter__(self) -> Any:  # Sequence's, without probing for the IndexError that ends it
+        return (self[i] for i in range(len(self._values)))
+
 
 def _view(value: struct_pb2.Value, path: list[str], key: Any, check: bool = True) -> Any:
     """One Value as the library's chain would present it: a scalar (an unknown raises, when `check`), or a lazy view."""
     kind = value.WhichOneof("kind")
+    if kind == "string_value":  # the commonest kind, and the only one an unknown sentinel is: checked here directly
+        text = value.string_value
+        if check and text in _UNKNOWNS:
+            raise _proxy.UnknownValueError(text, [*path, str(key)])
+        return text
     if kind == "struct_value":
         fields = value.struct_value.fields
         if _SPECIAL_SIG in fields:  # a secret, asset or archive: the library's deserialization, then its proxy
@@ -280,21 +299,17 @@ def properties_view(message: struct_pb2.Struct) -> Any:
 
 
 def _analyze(self: Any, request: Any, _context: Any) -> Any:
-    """The library's `_PolicyAnalyzerServicer.Analyze` (1.21.0), line for line, but for the resource's views (its
-    properties, options and provider), built the first time a policy needs them instead of looked up per policy."""
+    """The library's `_PolicyAnalyzerServicer.Analyze` (1.21.0), but with the loop over the pack's policies decided
+    once per resource type and config (`_resource_steps`), and the resource's views (its properties, options and
+    provider) built the first time a policy needs them instead of looked up per policy."""
     library = _library()
     self._configure_runtime_settings()
     response = library.proto.AnalyzeResponse()
     views: tuple[Any, Any, Any] | None = None
-    for policy in self._PolicyAnalyzerServicer__policies:
-        enforcement_level = self._get_enforcement_level(policy)
-        if enforcement_level == library.EnforcementLevel.DISABLED or not isinstance(policy, library.ResourceValidationPolicy):
-            continue
-        if not policy.has_validation():
+    for policy, enforcement_level in _resource_steps(self, library, request.type):
+        if enforcement_level is None:
             response.not_applicable.append(library.proto.PolicyNotApplicable(policy_name=policy.name, reason="Policy does not implement validate"))
             continue
-        if enforcement_level == library.EnforcementLevel.REMEDIATE:
-            enforcement_level = library.EnforcementLevel.MANDATORY
         report_violation = self._create_report_violation(response, policy.name, policy.description, enforcement_level, policy.severity)
         if views is None:
             views = (properties_view(request.properties), self._get_resource_options(request), self._get_provider_resource(request))
@@ -304,6 +319,41 @@ def _analyze(self: Any, request: Any, _context: Any) -> Any:
                                               self._PolicyAnalyzerServicer__stack_tags)
         _run_policy(self, library, policy, args, report_violation, response)
     return response
+
+
+_STEPS: dict[str, tuple[Any, Any, list[tuple[Any, Any]]]] = {}
+
+
+def _resource_steps(self: Any, library: Any, resource_type: str) -> list[tuple[Any, Any]]:
+    """What the library's Analyze loop does for a resource of this type, in its order: (policy, None) where it
+    reports "Policy does not implement validate", (policy, level) where it runs the policy at that level. A disabled
+    policy or a stack policy is left out, as the library passes over it; so is a policy that says it reports nothing
+    on this type (`framework.ResourceGatePolicy.skips`), which the library would call for nothing. Decided once per
+    type for the pack's current configuration: `Configure` replaces both of the servicer's config dicts, so the
+    cache holds them and is rebuilt when they are no longer the servicer's."""
+    config = self._PolicyAnalyzerServicer__policy_pack_config
+    levels = self._PolicyAnalyzerServicer__policy_pack_config_enforcement_level
+    cached = _STEPS.get(resource_type)
+    if cached is not None and cached[0] is config and cached[1] is levels:
+        return cached[2]
+    steps: list[tuple[Any, Any]] = []
+    for policy in self._PolicyAnalyzerServicer__policies:
+        enforcement_level = self._get_enforcement_level(policy)
+        if enforcement_level == library.EnforcementLevel.DISABLED or not isinstance(policy, library.ResourceValidationPolicy):
+            continue
+        if not policy.has_validation():
+            steps.append((policy, None))
+            continue
+        skips = getattr(policy, "skips", None)
+        if skips is not None and skips(resource_type, self._get_policy_config(policy.name)):
+            continue
+        if enforcement_level == library.EnforcementLevel.REMEDIATE:
+            enforcement_level = library.EnforcementLevel.MANDATORY
+        steps.append((policy, enforcement_level))
+    if len(_STEPS) > 1_000:
+        _STEPS.clear()
+    _STEPS[resource_type] = (config, levels, steps)
+    return steps
 
 
 def _analyze_stack(self: Any, request: Any, _context: Any) -> Any:
@@ -376,7 +426,7 @@ def _run_policy(self: Any, library: Any, policy: Any, args: Any, report_violatio
     """One policy's validate, with the library's handling of async policies, unknown values and not-applicable."""
     try:
         result = policy.validate(args, report_violation)
-        if library.isawaitable(result):
+        if result is not None and library.isawaitable(result):  # (a gate returns None: no awaitable to test for)
             loop = asyncio.new_event_loop()
             task = asyncio.Task(result, loop=loop)
             loop.run_until_complete(task)
@@ -408,12 +458,8 @@ def apply() -> bool:
     names["json_format"] = _JsonFormat(names["json_format"], memo)
     names["deserialize_properties"] = _memoised(names["deserialize_properties"], memo)
     names["unknown_checking_proxy"] = _memoised(lazy_unknown_checking_proxy, memo)
-    # The servicer builds a resource's options and provider view once per policy (AnalyzeStack: per stack policy
-    # and resource, ~45,000 times at 1,000 workloads, each provider view a fresh conversion that also flushed the
-    # memo above). Built once per message, they are shared read-only by the policies, like the properties view.
     servicer = library._PolicyAnalyzerServicer
-    for method in ("_get_resource_options", "_get_provider_resource"):
-        setattr(servicer, method, _memoised_method(getattr(servicer, method), memo))
+    servicer._get_provider_resource = _provider_by_content(servicer._get_provider_resource)  # type: ignore[method-assign]
     servicer._configure_runtime_settings = _configure_runtime_settings  # type: ignore[method-assign]
     servicer.Analyze = _analyze  # type: ignore[method-assign]
     servicer.AnalyzeStack = _analyze_stack  # type: ignore[method-assign]

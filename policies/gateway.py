@@ -14,7 +14,7 @@ from typing import Any
 from pulumi_policy import Policy, ResourceValidationArgs, StackValidationArgs
 
 from components.spec.methods import IDEMPOTENT_METHODS
-from policies.deployed_configs import Resource, carried_configs, deployed_proxies, serves_traffic
+from policies.deployed_configs import CONFIG_CARRIERS, carried_configs, serves_traffic, stack_proxies
 from policies.framework import Gate, Report, StackReport, number, resource_policy, stack_policy
 from policies.model import APP_NETWORK, get, items
 from policies.nginx_config import Directive, parse_nginx, walk
@@ -52,8 +52,6 @@ RETRIES = Gate(
 # -- min-replicas -------------------------------------------------------------------------------------------------
 
 def _min_replicas(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
-    if args.resource_type != APP_NETWORK:
-        return
     report = args.props["report"]
     minimum = config["minimum"]
     workloads = report["workloads"]
@@ -138,7 +136,7 @@ def _report_routes(resources: list[Any]) -> dict[str, Mapping[str, Any]]:
 
 def _retries(args: StackValidationArgs, config: dict[str, Any], report_violation: StackReport) -> None:
     routes = _report_routes(args.resources)
-    proxies = deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources)
+    proxies = stack_proxies(args.resources)
     carriers: dict[str, tuple[str | None, list[str]]] = {}  # identical copies judged once: text -> (urn, where each is)
     for copy in (copy for proxy in proxies for copy in proxy.copies):
         carriers.setdefault(copy.text, (copy.urn, []))[1].append(copy.where)
@@ -183,8 +181,8 @@ def _retries(args: StackValidationArgs, config: dict[str, Any], report_violation
 
 def policies() -> list[Policy]:
     return [
-        resource_policy(MIN_REPLICAS, _min_replicas),
-        resource_policy(KEEPALIVE, _keepalive),
+        resource_policy(MIN_REPLICAS, _min_replicas, reads=[APP_NETWORK]),
+        resource_policy(KEEPALIVE, _keepalive, reads=CONFIG_CARRIERS),
         stack_policy(RETRIES, _retries),
     ]
 

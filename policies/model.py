@@ -49,8 +49,26 @@ def items(value: Any) -> list[Any]:
 
 # -- labels and roles ---------------------------------------------------------------------------------------------
 
+class _LabelCache(threading.local):
+    def __init__(self) -> None:
+        # id(props) -> (props, labels): holding props keeps the id from being reused while cached.
+        self.entries: dict[int, tuple[Any, dict[str, str]]] = {}
+
+
+_LABELS = _LabelCache()
+
+
 def docker_labels(props: Mapping[str, Any]) -> dict[str, str]:
-    return {str(get(entry, "label")): str(get(entry, "value", default="")) for entry in items(get(props, "labels"))}
+    """A container's labels. The gates that find proxies, workloads and container views each ask: read once per
+    resource (per thread), a copy returned."""
+    entry = _LABELS.entries.get(id(props))
+    if entry is not None and entry[0] is props:
+        return dict(entry[1])
+    labels = {str(get(entry, "label")): str(get(entry, "value", default="")) for entry in items(get(props, "labels"))}
+    if len(_LABELS.entries) > 20_000:
+        _LABELS.entries.clear()
+    _LABELS.entries[id(props)] = (props, labels)
+    return dict(labels)
 
 
 def k8s_labels(props: Mapping[str, Any], *path: str) -> dict[str, str]:

@@ -65,9 +65,8 @@ def _worst_items(report: Mapping[str, Any], key: str) -> str:
     return shown + (f" (+{len(rows) - 5} more)" if len(rows) > 5 else "")
 
 
-def _report(args: ResourceValidationArgs) -> Mapping[str, Any] | None:
-    if args.resource_type != APP_NETWORK:
-        return None
+def _report(args: ResourceValidationArgs) -> Mapping[str, Any]:
+    """The AppNetwork's strategy report (every gate here reads only the AppNetwork: `resource_policy(..., reads=)`)."""
     report: Mapping[str, Any] = args.props["report"]
     return report
 
@@ -77,8 +76,6 @@ def _score_check(key: str) -> Any:
 
     def check(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
         report = _report(args)
-        if report is None:
-            return
         value = number(report["scores"][key])
         env = get(report, "environment", default="?")
         where = f"AppNetwork '{args.name}' (environment {env})"
@@ -159,8 +156,6 @@ def _split(route: Mapping[str, Any], workload: str) -> str:
 
 def _peak_utilization(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
     report = _report(args)
-    if report is None:
-        return
     maximum = config["maximum"]
     routes_to = _RouteIndex(report)
     worst: dict[str, Mapping[str, Any]] = {}
@@ -185,8 +180,6 @@ def _peak_utilization(args: ResourceValidationArgs, config: dict[str, Any], repo
 
 def _admits_peak(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
     report = _report(args)
-    if report is None:
-        return
     headroom = config["headroom"]
     for row in items(report["capacity"]["routes"]):
         admitted = get(row, "admitted_max_rps")
@@ -208,8 +201,6 @@ def _admits_peak(args: ResourceValidationArgs, config: dict[str, Any], report_vi
 
 def _protect(args: ResourceValidationArgs, config: dict[str, Any], report_violation: Report) -> None:
     report = _report(args)
-    if report is None:
-        return
     maximum = config["maxAdmittedUtilization"]
     routes_to = _RouteIndex(report)
     flagged: set[str] = set()
@@ -242,10 +233,10 @@ def _protect(args: ResourceValidationArgs, config: dict[str, Any], report_violat
 
 
 def policies() -> list[ResourceValidationPolicy]:
-    gates: list[ResourceValidationPolicy] = [resource_policy(SCORES[key][0], _score_check(key)) for key in SCORES]
+    gates: list[ResourceValidationPolicy] = [resource_policy(SCORES[key][0], _score_check(key), reads=[APP_NETWORK]) for key in SCORES]
     gates += [
-        resource_policy(PEAK_UTILIZATION, _peak_utilization),
-        resource_policy(ADMITS_PEAK, _admits_peak),
-        resource_policy(PROTECT, _protect),
+        resource_policy(PEAK_UTILIZATION, _peak_utilization, reads=[APP_NETWORK]),
+        resource_policy(ADMITS_PEAK, _admits_peak, reads=[APP_NETWORK]),
+        resource_policy(PROTECT, _protect, reads=[APP_NETWORK]),
     ]
     return gates

@@ -27,7 +27,7 @@ from typing import Any
 from pulumi_policy import Policy, PolicyResource, StackValidationArgs
 from pulumi_policy.proxy import UnknownValueError
 
-from policies.deployed_configs import DeployedCopy, DeployedProxy, Resource, deployed_proxies
+from policies.deployed_configs import DeployedCopy, DeployedProxy, stack_proxies
 from policies.deployed_scores import DeployedScores, deployed_scores, mean_reciprocal
 from policies.framework import Gate, StackCheck, StackReport, fmt, number, stack_policy, unknown_violation
 from policies.mesh import mesh_call_scores
@@ -98,7 +98,7 @@ def _claimed(report: Mapping[str, Any], proxy: DeployedProxy) -> tuple[bool, Any
 
 
 def _proxies(args: StackValidationArgs) -> list[DeployedProxy]:
-    return deployed_proxies(Resource(r.resource_type, r.name, r.props, r.urn) for r in args.resources)
+    return list(stack_proxies(args.resources))
 
 
 def _by_text(copies: list[DeployedCopy]) -> dict[str, list[str]]:

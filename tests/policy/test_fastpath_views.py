@@ -35,7 +35,11 @@ def _read(view: Any) -> Any:
                 items.append(_read(view[i]))
             except UnknownValueError as error:
                 items.append(("unknown", error.message, error.props))
-        return ("list", items, [_read(x) for x in view[0:2]] if len(view) and not _has_unknown(view) else None)
+        try:
+            iterated: Any = [_read(x) for x in view]  # iteration stops at the first unknown, as the library's does
+        except UnknownValueError as error:
+            iterated = ("unknown", error.message, error.props)
+        return ("list", items, iterated, [_read(x) for x in view[0:2]] if len(view) and not _has_unknown(view) else None)
     if isinstance(view, pulumi.Asset | pulumi.Archive):
         return (type(view).__name__, vars(view))
     return (type(view).__name__, view)
