@@ -21,8 +21,11 @@ from policies.catalog import all_policies  # noqa: E402
 fastpath.install()
 POLICIES = all_policies()
 # Everything imported and built so far lives as long as the pack: frozen, the collector stops re-scanning it on each
-# full collection while the engine's requests come in (measured at 1,000 workloads: 0.23 s of collection, 0.14 s frozen).
+# full collection while the engine's requests come in. Each request allocates hundreds of short-lived views, so the
+# young generation is collected every 10,000 allocations instead of 700. Measured at 1,000 workloads: 0.23 s of
+# collection by default, 0.16 s frozen, 0.05 s frozen with this threshold (33 collections instead of ~550).
 gc.freeze()
+gc.set_threshold(10_000, 10, 10)
 
 PolicyPack(
     name="netopt",
