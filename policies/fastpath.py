@@ -9,7 +9,10 @@ object per sub-message) to each policy, so the second and later policies get the
 view. The unknown-checking view itself is built lazily (`_LazyDict`): a value is wrapped when a policy reads it.
 `Analyze` and `AnalyzeStack` are the library's own, line for line, but for building the resource's views (and, for
 `AnalyzeStack`, the stack's linked PolicyResources) once per request rather than once per policy; the stack
-policies then share those objects read-only (none of netopt's policies writes to a resource it is given).
+policies then share those objects read-only (none of netopt's policies writes to a resource it is given). `Analyze`
+also decides once per resource type and pack configuration which policies it runs: a gate that says it reports
+nothing on a type (`framework.ResourceGatePolicy.skips`) is not called there. The provider view is built once per
+distinct provider.
 The runtime settings and stack config each request sets from the environment (`_configure_runtime_settings`) are
 set again per request, but parsed and built once per distinct environment.
 Nothing else about the servicer changes: which policies run, their levels, the diagnostics and the not-applicable
