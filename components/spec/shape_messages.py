@@ -37,7 +37,7 @@ def describe(value: Any) -> str:
         return f"a number of {len(str(abs(value))) if value.bit_length() < 14_000 else 'over 4,000'} digits"
     if isinstance(value, int | float):
         text = str(value)
-        return text if len(text) <= 24 else f"a number of {len(text)} digits"
+        return text if len(text) <= 24 else f"a number of {len(text.lstrip('-'))} digits"  # (a sign is no digit)
     if isinstance(value, list):
         return "a list"
     if isinstance(value, dict):

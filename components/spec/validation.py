@@ -137,13 +137,26 @@ def _issue(path: list[str | int], error: ErrorDetails) -> Issue:
 def _fields_at(loc: list[str | int]) -> list[str]:
     """Field names of the spec model found at `loc`, so an unknown key can be answered with the known ones."""
     model: Any = Spec
+    named = False  # the model is the value of a mapping keyed by the user's names: the next part is one of those
     for part in loc:
         if isinstance(part, int):
             continue
+        if named:
+            named = False
+            continue
         if not (isinstance(model, type) and issubclass(model, BaseModel)) or part not in model.model_fields:
             return []
-        model = _model_in(model.model_fields[part].annotation)
+        annotation = model.model_fields[part].annotation
+        named = _keyed_by_name(annotation)
+        model = _model_in(annotation)
     return list(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+
+
+def _keyed_by_name(annotation: Any) -> bool:
+    """Whether an annotation is, or wraps (`dict[str, X] | None`, `Annotated[...]`), a mapping from names to values."""
+    if get_origin(annotation) in (dict, Mapping):
+        return True
+    return any(_keyed_by_name(arg) for arg in get_args(annotation) if get_origin(arg) is not None)
 
 
 def _model_in(annotation: Any) -> Any:
