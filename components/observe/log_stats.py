@@ -252,7 +252,9 @@ class LogReader:
     fields) — a call by (caller, callee, proxy, status, upstream fields, request time) — and by (route or edge,
     second), and the tallies are folded into the statistics every `FOLD_LINES` lines. A log repeats few distinct
     tallies (routes × members × millisecond values), so folding is cheap, and the folded result is the same as
-    line by line. An address outside the plan is noted with its line number when it is read.
+    line by line — except for a line more than `SETTLE_S` seconds out of order: whether it counts as late (into the
+    newest settled second) depends on where the batch boundaries fall, as a window settles per batch, not per line.
+    An address outside the plan is noted with its line number when it is read.
     """
 
     FOLD_LINES = 65536
