@@ -16,25 +16,8 @@ from components.plan.capacity import compute_capacity
 from components.plan.ir import Method, Proxy
 from components.spec.validation import parse_spec
 from tests.conftest import plan_of
-
-
-def _graph(minimal: dict[str, Any]) -> dict[str, Any]:
-    """web (routed, 100 req/s) calls api 0.3×, batch (routed, 20 req/s) calls it 0.5×; api: 2 replicas × 10 in
-    flight at 50 ms, so it serves 2 × 10 / 0.05 = 400 calls/s and holds 20 in flight."""
-    raw = minimal
-    raw["workloads"][1]["calls"] = [{"workload": "api", "ratio": 0.3}]
-    raw["workloads"].append({"name": "batch", "image": "b:1", "port": 7000, "response_time_ms": 10, "max_concurrency": 4,
-                             "calls": [{"workload": "api", "ratio": 0.5}]})
-    raw["routes"].append({"name": "batch", "match": {"path": "/batch/"}, "backends": [{"workload": "batch"}]})
-    raw["traffic"] = {"web": 100, "batch": 20}
-    return raw
-
-
-def _tcp(raw: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    """api speaks tcp; the gateway (HTTP only) no longer routes to it."""
-    raw["workloads"][0].update(protocol="tcp", **fields)
-    raw["routes"] = [r for r in raw["routes"] if r["name"] != "api"]
-    return raw
+from tests.test_calls import graph as _graph  # web and batch call api: 2 replicas × 10 in flight at 50 ms (400 calls/s)
+from tests.test_calls import tcp as _tcp
 
 
 def _plan(raw: dict[str, Any]) -> Plan:
