@@ -49,25 +49,34 @@ def items(value: Any) -> list[Any]:
 
 # -- labels and roles ---------------------------------------------------------------------------------------------
 
-class _LabelCache(threading.local):
+class _PerProps(threading.local):
+    """Answers kept per resource properties object, per thread: several gates ask the same thing of one resource."""
+
     def __init__(self) -> None:
-        # id(props) -> (props, labels): holding props keeps the id from being reused while cached.
-        self.entries: dict[int, tuple[Any, dict[str, str]]] = {}
+        # id(props) -> (props, key, answer): holding props keeps the id from being reused while cached.
+        self.entries: dict[int, tuple[Any, Any, Any]] = {}
+
+    def get(self, props: Any, key: Any) -> Any:
+        """The answer kept for `props` under `key`, or None."""
+        entry = self.entries.get(id(props))
+        return entry[2] if entry is not None and entry[0] is props and entry[1] == key else None
+
+    def put(self, props: Any, key: Any, answer: Any) -> None:
+        if len(self.entries) > 20_000:
+            self.entries.clear()
+        self.entries[id(props)] = (props, key, answer)
 
 
-_LABELS = _LabelCache()
+_LABELS = _PerProps()
 
 
 def docker_labels(props: Mapping[str, Any]) -> dict[str, str]:
     """A container's labels. The gates that find proxies, workloads and container views each ask: read once per
     resource (per thread), a copy returned."""
-    entry = _LABELS.entries.get(id(props))
-    if entry is not None and entry[0] is props:
-        return dict(entry[1])
-    labels = {str(get(entry, "label")): str(get(entry, "value", default="")) for entry in items(get(props, "labels"))}
-    if len(_LABELS.entries) > 20_000:
-        _LABELS.entries.clear()
-    _LABELS.entries[id(props)] = (props, labels)
+    labels: dict[str, str] | None = _LABELS.get(props, None)
+    if labels is None:
+        labels = {str(get(entry, "label")): str(get(entry, "value", default="")) for entry in items(get(props, "labels"))}
+        _LABELS.put(props, None, labels)
     return dict(labels)
 
 
@@ -118,29 +127,20 @@ class ContainerView:
         return f"Deployment '{self.resource}' container '{self.container}'"
 
 
-class _ViewCache(threading.local):
-    def __init__(self) -> None:
-        # id(props) -> (props, type, name, views): holding props keeps the id from being reused while cached.
-        self.entries: dict[int, tuple[Any, str, str, list[ContainerView]]] = {}
-
-
-_VIEWS = _ViewCache()
+_VIEWS = _PerProps()
 
 
 def containers_of(resource_type: str, name: str, props: Mapping[str, Any]) -> list[ContainerView]:
     """The containers a resource declares. Several gates ask about the same resource: each answer is kept, per thread."""
-    entry = _VIEWS.entries.get(id(props))
-    if entry is not None and entry[0] is props and entry[1:3] == (resource_type, name):
-        return list(entry[3])
-    if resource_type == DOCKER_CONTAINER:
-        views = [_docker_container(name, props)]
-    elif resource_type in K8S_WORKLOADS:
-        views = _k8s_containers(name, props)
-    else:
-        return []
-    if len(_VIEWS.entries) > 20_000:
-        _VIEWS.entries.clear()
-    _VIEWS.entries[id(props)] = (props, resource_type, name, views)
+    views: list[ContainerView] | None = _VIEWS.get(props, (resource_type, name))
+    if views is None:
+        if resource_type == DOCKER_CONTAINER:
+            views = [_docker_container(name, props)]
+        elif resource_type in K8S_WORKLOADS:
+            views = _k8s_containers(name, props)
+        else:
+            return []
+        _VIEWS.put(props, (resource_type, name), views)
     return list(views)
 
 
